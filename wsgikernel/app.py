@@ -1,0 +1,50 @@
+"""make_app(**config): the WSGI application every entry point uses.
+
+Builds the configuration (keywords, then ``WSGIKERNEL_*`` variables), the
+guard, the environment manager and the dispatcher, and registers every route
+from the one table below.  It starts no thread and no process, so it is safe to
+call in a pre-forking server's master (gunicorn ``--preload``).
+"""
+
+from . import api, compat
+from .auth import Guard, resolve_token
+from .config import load_config
+from .dispatch import PathDispatcher, endpoint
+from .manager import EnvironmentManager
+from .statedir import default_state_dir, ensure_private_dir
+
+# (method, pattern, handler name in api/compat, public). The single route table.
+ROUTES = (
+    ("GET", "/", "service_info", False),
+    ("GET", "/healthz", "health", True),
+    ("GET", "/openapi.json", "openapi_document", False),
+)
+
+
+class Application(PathDispatcher):
+    """The dispatcher plus what entry points need: config, token, manager, close()."""
+
+    def __init__(self, config, token, manager):
+        guard = Guard(token, config.allowed_hosts, config.allowed_origins)
+        super().__init__(max_body=config.max_body, guard=guard)
+        self.config = config
+        self.token = token
+        self.manager = manager
+
+    def close(self):
+        """Stop every kernel of the state dir; their envs stay listed as stopped."""
+        self.manager.stop_all()
+
+
+def make_app(**config):
+    """Build the WSGI app; see docs/configuration in the README for the keys."""
+    config = load_config(config)
+    config.state_dir = config.state_dir or default_state_dir()
+    ensure_private_dir(config.state_dir)
+    token = resolve_token(config.token, config.state_dir)
+    app = Application(config, token, EnvironmentManager(config))
+    handlers = {"api": api.Api(app), "compat": compat.CompatApi(app)}
+    for method, pattern, name, public in ROUTES:
+        owner = handlers["compat" if name.startswith("compat_") else "api"]
+        app.register(method, pattern, endpoint(getattr(owner, name)), public=public)
+    return app

@@ -1,0 +1,159 @@
+"""Configuration: one table of settings shared by make_app(), the environment and the CLI.
+
+Each setting is taken from the keyword given to ``make_app()``, else from
+``WSGIKERNEL_<KEY>``, else its default.  Values given as strings (environment
+variables, command-line flags) go through the setting's parser, so
+``WSGIKERNEL_MAX_BODY=10MiB`` and ``make_app(max_body=10485760)`` mean the same.
+``token`` is resolved separately (``auth.resolve_token``) because "not given"
+and "given as None" mean different things there.
+"""
+
+import os
+import re
+
+ENV_PREFIX = "WSGIKERNEL_"
+UNSET = object()  # distinguishes "not passed" from None (which can mean "off")
+
+
+def size(value):
+    """Bytes: 1048576, '1MiB', '512M', '1.5GB'; 'none'/'' means no limit."""
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lower() in ("", "none", "off"):
+        return None
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)", text, re.IGNORECASE)
+    if not found:
+        raise ValueError("expected a size in bytes such as 1048576, 512MiB or 2G, got %r" % text)
+    number, prefix, _ = found.groups()
+    factor = 1024 ** ("kmgt".index(prefix.lower()) + 1) if prefix else 1  # K, M, G are binary
+    return int(float(number) * factor)
+
+
+def seconds(value):
+    """A number of seconds, or None for 'none'/'off'/''."""
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None if value is None else float(value)
+    text = str(value).strip().lower()
+    if text in ("", "none", "off"):
+        return None
+    number = float(text)
+    if not number >= 0:
+        raise ValueError("expected a non-negative number of seconds, got %r" % value)
+    return number
+
+
+def count(value):
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("none", "off"):
+        return None
+    number = int(text)
+    if number < 0:
+        raise ValueError("expected a non-negative whole number, got %r" % value)
+    return number
+
+
+def names(value):
+    """A comma-separated list (or a list) of non-empty names."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(item.strip() for item in value if item and item.strip())
+
+
+def path(value):
+    return None if value in (None, "") else os.path.abspath(os.path.expanduser(str(value)))
+
+
+def flag(value):
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+class Setting:
+    def __init__(self, key, parse, default, help):
+        self.key, self.parse, self.default, self.help = key, parse, default, help
+
+    @property
+    def env_var(self):
+        return ENV_PREFIX + self.key.upper()
+
+    @property
+    def flag(self):
+        return "--" + self.key.replace("_", "-")
+
+
+MiB = 1024 * 1024
+
+SETTINGS = (
+    Setting("state_dir", path, None, "where environments live (default: "
+            "$WSGIKERNEL_STATE_DIR, $XDG_STATE_HOME/wsgikernel, ~/.local/state/wsgikernel)"),
+    Setting("allowed_hosts", names, (), "Host values accepted when auth is off "
+            "(default: loopback names and the bind host)"),
+    Setting("allowed_origins", names, (), "browser origins allowed to call the API (CORS)"),
+    Setting("max_body", size, 10 * MiB, "larger request bodies get 413"),
+    Setting("max_envs", count, 64, "more environments get 429"),
+    Setting("max_queue", count, 100, "more queued executions per environment get 429"),
+    Setting("default_wait", seconds, 25.0, "seconds execute waits before answering 202"),
+    Setting("default_timeout", seconds, None, "per-execution timeout in seconds"),
+    Setting("max_timeout", seconds, None, "largest timeout a request may ask for"),
+    Setting("kill_grace", seconds, 5.0, "seconds after SIGINT/SIGTERM before SIGKILL"),
+    Setting("output_cap", size, MiB, "bytes of output kept per execution"),
+    Setting("history_limit", count, 1000, "execution records kept per environment"),
+    Setting("idle_timeout", seconds, None, "a kernel idle this long exits (env stopped)"),
+    Setting("pool_size", count, 2, "pre-started kernels"),
+    Setting("preload", names, (), "modules imported in pre-started kernels"),
+    Setting("memory_limit", size, None, "RLIMIT_AS of the user-code process (>= 256MiB)"),
+    Setting("cpu_limit", seconds, None, "RLIMIT_CPU: CPU seconds over the kernel's lifetime"),
+    Setting("file_size_limit", size, None, "RLIMIT_FSIZE of the user-code process"),
+    Setting("open_files_limit", count, None, "RLIMIT_NOFILE of the user-code process"),
+)
+BY_KEY = {setting.key: setting for setting in SETTINGS}
+LIMIT_KEYS = ("memory_limit", "cpu_limit", "file_size_limit", "open_files_limit")
+MIN_MEMORY_LIMIT = 256 * MiB
+
+
+class Config:
+    """The resolved settings, as attributes; ``token`` holds UNSET, None or a string."""
+
+    def __init__(self, values, token):
+        self.__dict__.update(values)
+        self.token = token
+
+    def limits(self):
+        return {key: getattr(self, key) for key in LIMIT_KEYS}
+
+    def __repr__(self):
+        shown = {k: v for k, v in self.__dict__.items() if k != "token"}
+        return "Config(%r)" % shown
+
+
+def load_config(given, environ=None):
+    """Resolve every setting from keywords, then WSGIKERNEL_* variables, then defaults."""
+    environ = os.environ if environ is None else environ
+    given = dict(given)
+    token = given.pop("token", UNSET)
+    unknown = set(given) - set(BY_KEY)
+    if unknown:
+        raise TypeError("unknown setting(s): %s" % ", ".join(sorted(unknown)))
+    values = {}
+    for setting in SETTINGS:
+        raw = given.get(setting.key, UNSET)
+        source = setting.key
+        if raw is UNSET:
+            raw, source = environ.get(setting.env_var, UNSET), setting.env_var
+        if raw is UNSET:
+            values[setting.key] = setting.default
+            continue
+        try:
+            values[setting.key] = setting.parse(raw)
+        except (TypeError, ValueError) as exc:
+            raise ValueError("%s: %s" % (source, exc)) from None
+    memory = values["memory_limit"]
+    if memory is not None and memory < MIN_MEMORY_LIMIT:
+        raise ValueError("memory_limit must be at least 256MiB (the interpreter needs it)")
+    return Config(values, token)

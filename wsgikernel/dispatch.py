@@ -1,0 +1,237 @@
+"""PathDispatcher: the route table, and the one place that talks WSGI.
+
+``PathDispatcher.match(method, path)`` is pure: it returns ``(route, args)`` or
+raises ``RouteNotFound`` / ``MethodNotAllowed`` (with ``Allow``); HEAD falls
+back to GET.  ``__call__`` is the funnel every request goes through: match,
+guard (auth, before the body is read), parse params into ``environ['params']``,
+call the handler; any ``HTTPError`` is rendered as problem+json, any other
+exception is logged with its traceback and answered with a bare 500.
+
+Handlers are WSGI callables.  Most are written as functions of ``environ``
+returning a dict or a ``Response``; ``endpoint()`` wraps them so that
+``render()`` here is the only code that encodes JSON and calls
+``start_response``.
+"""
+
+import json
+import logging
+import re
+import sys
+import traceback
+
+from .errors import PROBLEM_JSON, HTTPError, InternalError, MethodNotAllowed, RouteNotFound
+from .params import parse_params
+
+log = logging.getLogger("wsgikernel")
+
+JSON_TYPE = "application/json"
+_SEGMENT = re.compile(r"\{(\w+)\}")
+
+
+class Response:
+    """What a handler returns when a bare dict (200, JSON) is not enough.
+
+    ``body`` is a JSON-able value, ``bytes``, or an iterable of bytes (streamed,
+    no Content-Length).
+    """
+
+    __slots__ = ("body", "status", "headers", "content_type")
+
+    def __init__(self, body=None, *, status=200, headers=(), content_type=JSON_TYPE):
+        self.body = body
+        self.status = status
+        self.headers = list(headers)
+        self.content_type = content_type
+
+
+class Route:
+    """One (method, pattern) -> handler entry; ``public`` routes skip the guard."""
+
+    def __init__(self, method, pattern, handler, *, public=False):
+        self.method = method
+        self.pattern = pattern
+        self.handler = handler
+        self.public = public
+        self.arg_names = _SEGMENT.findall(pattern)
+        self.regex = re.compile(_compile(pattern))
+
+    @property
+    def name(self):
+        return getattr(self.handler, "__name__", repr(self.handler))
+
+    def match(self, path):
+        found = self.regex.fullmatch(path)
+        return None if found is None else found.groupdict()
+
+    def __repr__(self):
+        return "<%s %s -> %s>" % (self.method, self.pattern, self.name)
+
+
+def _compile(pattern):
+    """'/envs/{id}/execute' -> '/envs/(?P<id>[^/]+)/execute'."""
+    out, pos = [], 0
+    for found in _SEGMENT.finditer(pattern):
+        out.append(re.escape(pattern[pos:found.start()]))
+        out.append("(?P<%s>[^/]+)" % found.group(1))
+        pos = found.end()
+    out.append(re.escape(pattern[pos:]))
+    return "".join(out)
+
+
+class PathDispatcher:
+    """Maps (method, path pattern) to handlers and renders every outcome."""
+
+    def __init__(self, *, max_body, guard=None):
+        self.routes = []
+        self.max_body = max_body
+        self.guard = guard
+
+    def register(self, method, pattern, handler, *, public=False):
+        route = Route(method.upper(), pattern, handler, public=public)
+        self.routes.append(route)
+        return route
+
+    def match(self, method, path):
+        """(route, path args) for this request, else RouteNotFound / MethodNotAllowed."""
+        allowed = set()
+        for want in (method, "GET") if method == "HEAD" else (method,):
+            for route in self.routes:
+                args = route.match(path)
+                if args is None:
+                    continue
+                if route.method == want:
+                    return route, args
+                allowed.add(route.method)
+        if not allowed:
+            raise RouteNotFound(path)
+        if "GET" in allowed:
+            allowed.add("HEAD")
+        allowed.add("OPTIONS")
+        if method == "OPTIONS":
+            return None, sorted(allowed)
+        raise MethodNotAllowed(method, allowed)
+
+    # -- the funnel ----------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        extra = []  # headers every response of this request carries (CORS, no-store)
+        environ["wsgikernel.response_headers"] = extra
+        try:
+            return self._dispatch(environ, start_response, extra)
+        except HTTPError as exc:
+            return render_error(environ, start_response, exc, extra)
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception:
+            self.log_unexpected(environ)
+            return render_error(environ, start_response, InternalError(), extra)
+
+    def _dispatch(self, environ, start_response, extra):
+        method = environ["REQUEST_METHOD"].upper()
+        try:
+            route, args = self.match(method, request_path(environ))
+        except HTTPError:
+            # Credentials first: the route table is no oracle for anonymous clients.
+            self._check_guard(environ, extra)
+            raise
+        if route is None:  # OPTIONS: browsers send preflights without credentials
+            headers = [("Allow", ", ".join(args))]
+            if self.guard is not None:
+                headers += self.guard.preflight_headers(environ, args)
+            return render(environ, start_response, Response(status=204, headers=headers), extra)
+        if not route.public:
+            self._check_guard(environ, extra)
+        environ["wsgikernel.route"] = route
+        environ["params"] = parse_params(environ, args, self.max_body)
+        return route.handler(environ, start_response)
+
+    def _check_guard(self, environ, extra):
+        if self.guard is not None:
+            extra.extend(self.guard.check(environ))
+
+    @staticmethod
+    def log_unexpected(environ):
+        text = traceback.format_exc()
+        log.error("unexpected error in %s %s\n%s", environ.get("REQUEST_METHOD"),
+                  environ.get("PATH_INFO"), text)
+        errors = environ.get("wsgi.errors")
+        if errors is not None and not log.handlers and not logging.getLogger().handlers:
+            errors.write(text)
+
+
+def request_path(environ):
+    """PATH_INFO as text: PEP 3333 decodes it as latin-1, clients mean UTF-8."""
+    path = environ.get("PATH_INFO", "") or "/"
+    try:
+        return path.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return path
+
+
+# -- turning data into WSGI responses (nowhere else) ------------------------
+
+def endpoint(func):
+    """Wrap ``func(environ) -> dict | Response`` as a WSGI handler."""
+    def handler(environ, start_response):
+        return render(environ, start_response, func(environ))
+    handler.__name__ = func.__name__
+    handler.__qualname__ = func.__qualname__
+    handler.__doc__ = func.__doc__
+    handler.endpoint = func
+    return handler
+
+
+def status_line(status):
+    from http import HTTPStatus
+    return "%d %s" % (status, HTTPStatus(status).phrase)
+
+
+def render(environ, start_response, result, extra=None, exc_info=None):
+    """The only place a handler's data becomes status, headers and body."""
+    if not isinstance(result, Response):
+        result = Response(result)
+    headers = list(result.headers)
+    if extra is None:
+        extra = environ.get("wsgikernel.response_headers", ())
+    headers.extend(extra)
+    if not any(name.lower() == "cache-control" for name, _ in headers):
+        headers.append(("Cache-Control", "no-store"))  # answers hold live session state
+    body = result.body
+    if body is None:
+        chunks = []
+    elif isinstance(body, bytes):
+        chunks = [body]
+    elif result.content_type in (JSON_TYPE, PROBLEM_JSON) and not _is_stream(body):
+        chunks = [encode_json(body)]
+    else:
+        chunks = None  # a stream: no Content-Length, the server delimits it
+    if result.status != 204 and (body is not None or result.status != 304):
+        if result.content_type and body is not None:
+            headers.append(("Content-Type", result.content_type))
+    if chunks is not None and result.status != 204:
+        headers.append(("Content-Length", str(sum(map(len, chunks)))))
+    start_response(status_line(result.status), headers, exc_info)
+    if environ["REQUEST_METHOD"].upper() == "HEAD":
+        close = getattr(body, "close", None)
+        if chunks is None and close is not None:
+            close()
+        return []
+    return chunks if chunks is not None else body
+
+
+def _is_stream(body):
+    return hasattr(body, "__next__")
+
+
+def encode_json(value):
+    return (json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            + "\n").encode("utf-8")
+
+
+def render_error(environ, start_response, exc, extra=()):
+    """An HTTPError as application/problem+json."""
+    response = Response(exc.to_dict(), status=exc.status, headers=exc.headers,
+                        content_type=PROBLEM_JSON)
+    exc_info = sys.exc_info()
+    return render(environ, start_response, response, list(extra),
+                  exc_info=exc_info if exc_info[0] is not None else None)

@@ -1,0 +1,185 @@
+"""The standalone server: a threaded wsgiref server, its command line, signals.
+
+``main(argv)`` is what ``scripts/serve.py`` and ``python -m wsgikernel serve``
+run.  It binds to 127.0.0.1 by default, refuses ``--no-auth`` on any other
+address (an unauthenticated code-execution port on a network is never what
+anyone wants), prints where it listens and how to authenticate, and on SIGINT
+or SIGTERM stops accepting, gives in-flight requests a short drain, stops every
+kernel of its state dir (their envs stay listed as ``stopped``) and exits 0.
+
+A plain ``WSGIServer`` handles one request at a time, which would make every
+environment wait behind one long execution; ``ThreadingWSGIServer`` runs each
+connection in its own daemon thread, with a listen backlog of 128 (the default
+5 stalls connections under load) and a socket timeout so an idle or slow client
+ties up only its own thread.
+"""
+
+import argparse
+import ipaddress
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from . import __version__
+from .config import SETTINGS
+
+SOCKET_TIMEOUT = 30.0  # an idle or stalled client is dropped after this long
+DRAIN_SECONDS = 3.0    # in-flight requests get this long after a stop signal
+_TOKEN_IN_QUERY = re.compile(r"(?<=[?&])token=[^&\s]*")
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_address = True
+
+    def __init__(self, *args, **kwargs):
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        super().__init__(*args, **kwargs)
+
+    def process_request_thread(self, request, client_address):
+        with self._idle:
+            self._in_flight += 1
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout):
+        """Wait up to ``timeout`` seconds for in-flight requests; True if none are left."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+
+class ThreadingWSGIServerV6(ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
+class RequestHandler(WSGIRequestHandler):
+    """wsgiref's handler with a socket timeout and a common-log-format access log."""
+
+    timeout = SOCKET_TIMEOUT
+    quiet = False
+
+    def log_message(self, format, *args):
+        if self.quiet:
+            return
+        message = _TOKEN_IN_QUERY.sub("token=REDACTED", format % args)
+        sys.stderr.write('%s - - [%s] %s\n' % (
+            self.address_string(), time.strftime("%d/%b/%Y:%H:%M:%S %z"), message))
+
+    def log_request(self, code="-", size="-"):
+        self.log_message('"%s" %s %s', self.requestline, code, size)
+
+    def address_string(self):
+        return self.client_address[0]
+
+
+def is_loopback(host):
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def build_parser(prog="wsgikernel serve"):
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Serve wsgikernel: Python environments over HTTP + JSON.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1; anything else exposes "
+                             "code execution to that network)")
+    parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    parser.add_argument("--token", help="the API token (visible in ps; prefer --token-file "
+                                        "or WSGIKERNEL_TOKEN)")
+    parser.add_argument("--token-file", help="read the API token from this file")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="no token at all (refused unless --host is a loopback address)")
+    parser.add_argument("--quiet", action="store_true", help="no access log")
+    for setting in SETTINGS:
+        parser.add_argument(setting.flag, dest=setting.key, default=None,
+                            help="%s [%s]" % (setting.help, setting.env_var))
+    parser.add_argument("--version", action="version", version="wsgikernel " + __version__)
+    return parser
+
+
+def config_from_args(args):
+    """The make_app() keywords the command line asked for (the rest come from env vars)."""
+    config = {s.key: getattr(args, s.key) for s in SETTINGS if getattr(args, s.key) is not None}
+    if args.no_auth:
+        config["token"] = None
+    elif args.token_file:
+        with open(args.token_file) as handle:
+            config["token"] = handle.read().strip()
+    elif args.token:
+        config["token"] = args.token
+    if "allowed_hosts" not in config and not os.environ.get("WSGIKERNEL_ALLOWED_HOSTS"):
+        config["allowed_hosts"] = ",".join(("localhost", "127.0.0.1", "::1", args.host))
+    return config
+
+
+def banner(url, token):
+    lines = ["wsgikernel serving on %s" % url]
+    if token:
+        lines += ["export WSGIKERNEL_TOKEN=%s" % token,
+                  "curl -H \"Authorization: Bearer $WSGIKERNEL_TOKEN\" %senvs" % url,
+                  "browser console: %sui?token=%s" % (url, token)]
+    else:
+        lines += ["auth is OFF (--no-auth): anyone who can reach this port can run code",
+                  "curl %senvs" % url, "browser console: %sui" % url]
+    return "\n".join(lines)
+
+
+def serve(app, host, port, *, quiet=False, ready=None):
+    """Run ``app`` until SIGINT/SIGTERM; drain, close the app, return 0."""
+    handler = type("Handler", (RequestHandler,), {"quiet": quiet})
+    server_class = ThreadingWSGIServerV6 if ":" in host else ThreadingWSGIServer
+    server = make_server(host, port, app, server_class=server_class, handler_class=handler)
+    shown_host = "[%s]" % host if ":" in host else host
+    url = "http://%s:%d/" % (shown_host, server.server_port)
+    print(banner(url, getattr(app, "token", None)), flush=True)
+    if ready is not None:
+        ready(server)
+
+    def stop(signum, frame):
+        # shutdown() waits for serve_forever to return, so it cannot run on this thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.serve_forever(poll_interval=0.2)
+        server.wait_idle(DRAIN_SECONDS)
+    finally:
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
+        server.server_close()
+        close = getattr(app, "close", None)
+        if close is not None:
+            close()
+    return 0
+
+
+def main(argv=None, prog="wsgikernel serve"):
+    args = build_parser(prog).parse_args(argv)
+    if args.no_auth and not is_loopback(args.host):
+        print("refusing --no-auth on %s: that would let anyone who can reach the port run "
+              "code as this user. Bind to 127.0.0.1 or keep the token." % args.host,
+              file=sys.stderr)
+        return 2
+    from .app import make_app
+    try:
+        app = make_app(**config_from_args(args))
+    except (ValueError, OSError) as exc:
+        print("wsgikernel: %s" % exc, file=sys.stderr)
+        return 2
+    return serve(app, args.host, args.port, quiet=args.quiet)

@@ -18,6 +18,19 @@ ROUTES = (
     ("GET", "/", "service_info", False),
     ("GET", "/healthz", "health", True),
     ("GET", "/openapi.json", "openapi_document", False),
+    ("GET", "/envs", "list_environments", False),
+    ("POST", "/envs", "create_environment", False),
+    ("GET", "/envs/{id}", "get_environment", False),
+    ("PUT", "/envs/{id}", "put_environment", False),
+    ("DELETE", "/envs/{id}", "delete_environment", False),
+    ("POST", "/envs/{id}/restart", "restart_environment", False),
+    ("POST", "/envs/{id}/interrupt", "interrupt_environment", False),
+    ("POST", "/envs/{id}/execute", "execute_code", False),
+    # The original tutorial's API (see compat.py): same routes, same bodies.
+    ("POST", "/env/create", "compat_create", False),
+    ("POST", "/env/delete", "compat_delete", False),
+    ("POST", "/env/get", "compat_get", False),
+    ("POST", "/", "compat_execute", False),
 )
 
 

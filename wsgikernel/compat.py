@@ -1,6 +1,96 @@
-"""The original tutorial's API, kept working: /env/create, /env/delete, /env/get, POST /."""
+"""The original tutorial's API, kept working: /env/create, /env/delete, /env/get, POST /.
+
+Same routes, same form (or query) fields ``id`` and ``code``, same 200 answers
+with ``error`` keys — no problem+json here, because the original clients read
+these bodies.  Two deliberate differences (docs/compat.md): code runs as one
+cell (the original split it on the two characters backslash-n, which broke
+string literals and multi-line statements, and went on after an error), and
+each environment is a separate kernel process rather than a dict in the server.
+``POST /`` waits for the cell however long it runs, as the original did.
+"""
+
+from . import errors
+from .params import env_id
 
 
 class CompatApi:
     def __init__(self, app):
         self.manager = app.manager
+
+    def _id(self, environ):
+        value = environ["params"].get("id")
+        if value is None:
+            raise _Answer({"error": "Missing parameter: id"})
+        try:
+            return env_id(str(value))
+        except ValueError as exc:
+            raise _Answer({"error": str(exc)}) from None
+
+    def compat_create(self, environ):
+        """Original API: create the environment if absent; the ids of all."""
+        try:
+            self.manager.create(self._id(environ), exist_ok=True)
+        except _Answer as answer:
+            return answer.body
+        return {"envs": self.manager.ids()}
+
+    def compat_delete(self, environ):
+        """Original API: delete the environment if present; the ids left."""
+        try:
+            self.manager.delete(self._id(environ))
+        except _Answer as answer:
+            return answer.body
+        except errors.EnvironmentNotFound:
+            pass
+        return {"envs": self.manager.ids()}
+
+    def compat_get(self, environ):
+        """Original API: the names defined in an environment (no __dunder__ names)."""
+        try:
+            env = self._id(environ)
+            code = ("sorted(k for k in globals() if not (k.startswith('__') and k.endswith('__'))"
+                    " and k not in ('_', '__', '___'))")  # the shell's result names
+            record = self.manager.execute(env, {"code": "", "silent": True,
+                                                "user_expressions": {"names": code}}, None)
+        except _Answer as answer:
+            return answer.body
+        except (errors.EnvironmentNotFound, errors.EnvironmentNotRunning):
+            return {"error": "Environment does not exist!"}
+        names = record["user_expressions"].get("names", {})
+        import ast
+        return {"env": ast.literal_eval(names["data"]["text/plain"])
+                if names.get("status") == "ok" else []}
+
+    def compat_execute(self, environ):
+        """Original API: run code; {"message": stdout} or {"error": stdout + traceback}."""
+        try:
+            env = self._id(environ)
+            code = environ["params"].get("code")
+            if not isinstance(code, str):
+                return {"error": "Missing parameter: code"}
+            record = self.manager.execute(env, {"code": code}, None)
+        except _Answer as answer:
+            return answer.body
+        except (errors.EnvironmentNotFound, errors.EnvironmentNotRunning):
+            return {"error": "Kernel does not exist!"}
+        return compat_message(record)
+
+
+def compat_message(record):
+    """The original's answer for one execution record."""
+    text = record["stdout"]
+    if record["status"] == "ok":
+        result = record.get("result") or {}
+        if "text/plain" in result:
+            text += result["text/plain"] + "\n"
+        return {"message": text}
+    error = record.get("error") or {}
+    return {"error": text + "\n".join(error.get("traceback") or []) + "\n"}
+
+
+class _Answer(Exception):
+    """A 200 answer with an ``error`` body, as the original gave for bad input."""
+
+    def __init__(self, body):
+        super().__init__(body)
+        self.body = body

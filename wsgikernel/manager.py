@@ -1,12 +1,377 @@
-"""EnvironmentManager: placeholder until kernels land."""
+"""EnvironmentManager: the state directory and the lifecycle of every kernel in it.
+
+It keeps nothing in memory that another worker process would need: an
+environment is its directory (``store.py``) and its kernel is found through
+env.json, so any number of workers (and a server restarted after a crash)
+serve the same environments.  Creating one is atomic across processes:
+``os.mkdir`` of its directory is the lock.  Every call to a kernel goes through
+``protocol.KernelConnection`` with a timeout; a kernel that does not answer
+makes its env report what env.json last said, never a hung request.
+
+Stopping escalates as jupyter_client does: a shutdown request to the
+supervisor (which SIGTERMs the user-code process group, then SIGKILLs it after
+``kill_grace``), then SIGTERM and SIGKILL to whatever is left.
+"""
+
+import os
+import secrets
+import shutil
+import signal
+import threading
+import time
+
+from . import errors
+from .launcher import LaunchError, launch_kernel, wait_ready
+from .params import ENV_ID
+from .protocol import PROTOCOL_VERSION, ConnectionPool, KernelGone
+from .statedir import ensure_private_dir, runtime_dir
+from .store import WORK_DIR, History, read_record, update_record, utcnow, write_record
+
+STATUS_TIMEOUT = 3.0    # seconds a status question may take before we answer from env.json
+LAUNCH_TIMEOUT = 30.0   # seconds a new kernel may take to report ready
+WAIT_CHUNK = 25.0       # an unbounded wait is a series of bounded ones
+REPLY_MARGIN = 10.0     # beyond the wait asked of the kernel, before we call it gone
+ALIVE_STATES = ("starting", "idle")
+
+
+def pid_alive(pid):
+    """True if ``pid`` runs and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return True  # no /proc: trust kill(0)
+
+
+def kill_group(pid, signum):
+    if pid:
+        try:
+            os.killpg(pid, signum)
+        except OSError:
+            pass
 
 
 class EnvironmentManager:
     def __init__(self, config):
         self.config = config
+        self.envs_dir = os.path.join(config.state_dir, "envs")
+        self.connections = ConnectionPool()
+        self._runtime = None
+
+    # -- paths ---------------------------------------------------------------
+
+    def env_dir(self, env_id):
+        if not ENV_ID.match(env_id or ""):
+            raise errors.InvalidParam("id", "an environment id is 1-64 characters of "
+                                      "A-Z a-z 0-9 _ . - and does not start with '.'")
+        return os.path.join(self.envs_dir, env_id)
+
+    def runtime(self):
+        if self._runtime is None:
+            self._runtime = runtime_dir()
+        return self._runtime
+
+    def ids(self):
+        try:
+            names = os.listdir(self.envs_dir)
+        except FileNotFoundError:
+            return []
+        return sorted(name for name in names if not name.startswith("."))
 
     def count(self):
-        return 0
+        return len(self.ids())
+
+    def read(self, env_id):
+        """env.json of ``env_id``; EnvironmentNotFound if there is no such env."""
+        env_dir = self.env_dir(env_id)
+        record = read_record(env_dir)
+        if record is None:
+            if not os.path.isdir(env_dir):
+                raise errors.EnvironmentNotFound(env_id)
+            record = {"id": env_id, "state": "starting"}  # created, env.json not yet written
+        return record
+
+    # -- talking to a kernel ---------------------------------------------------
+
+    def call(self, record, message, timeout=STATUS_TIMEOUT):
+        """One request/reply exchange with the env's supervisor (KernelGone if it fails)."""
+        address = record.get("socket")
+        if not address:
+            raise KernelGone("no socket recorded")
+        conn = self.connections.acquire(address, timeout)
+        try:
+            reply = conn.request(message, timeout)
+        except BaseException:
+            conn.close()
+            raise
+        self.connections.release(conn)
+        return reply
+
+    def stream(self, record, message, timeout):
+        """Yield the messages of one streaming exchange, ending with the ``record`` event.
+
+        A ``None`` is yielded whenever ``timeout`` seconds pass in silence (the
+        caller sends a heartbeat then).  The connection is closed afterwards.
+        """
+        from .protocol import KernelConnection
+        conn = KernelConnection(record["socket"], timeout)
+        try:
+            conn.send(message, timeout)
+            while True:
+                try:
+                    event = conn.receive(timeout)
+                except KernelGone as exc:
+                    if "timed out" in str(exc):
+                        yield None
+                        continue
+                    raise
+                yield event
+                if event.get("event") == "record" or event.get("ok") is False:
+                    return
+        finally:
+            conn.close()
+
+    def live_record(self, env_id):
+        """env.json of a running env; 409 if it is dead or stopped."""
+        record = self.read(env_id)
+        state = record.get("state")
+        if state not in ALIVE_STATES:
+            raise errors.EnvironmentNotRunning(env_id, state)
+        return record
+
+    def check_reply(self, env_id, reply):
+        if reply.get("ok"):
+            return reply
+        error = reply.get("error")
+        if error == "not_running":
+            raise errors.EnvironmentNotRunning(env_id, reply.get("state"))
+        if error == "queue_full":
+            raise errors.QuotaExceeded("max_queue", reply.get("limit") or 0, retry_after=1)
+        if error == "unknown_execution":
+            raise errors.ExecutionNotFound(env_id, reply.get("n"))
+        raise RuntimeError("kernel of %r answered %r" % (env_id, reply))
+
+    def gone(self, env_id, record):
+        """Translate a kernel that stopped answering: dead if its supervisor is gone."""
+        if not pid_alive(record.get("supervisor_pid")):
+            self.mark_dead(env_id, record)
+            return errors.EnvironmentNotRunning(env_id, "dead")
+        return errors.KernelUnavailable(env_id, "it did not answer in time")
+
+    def mark_dead(self, env_id, record):
+        """env.json says alive but the supervisor is gone (killed, machine rebooted)."""
+        if record.get("state") in ALIVE_STATES and os.path.isdir(self.env_dir(env_id)):
+            kill_group(record.get("pid"), signal.SIGKILL)
+            record.update(state="dead", reason="kernel_lost", pid=None,
+                          exit=record.get("exit") or {"code": None, "signal": None})
+            update_record(self.env_dir(env_id), state="dead", reason="kernel_lost", pid=None,
+                          exit=record["exit"])
+        return record
+
+    # -- environments ----------------------------------------------------------
+
+    def describe(self, env_id, touch=True):
+        """The env object of DESIGN 4.1."""
+        record = self.read(env_id)
+        status = {}
+        if record.get("state") == "idle":
+            if record.get("protocol") != PROTOCOL_VERSION:
+                record = dict(record, state="dead", reason="protocol_mismatch")
+            else:
+                try:
+                    status = self.call(record, {"op": "status", "touch": touch})
+                except KernelGone:
+                    if not pid_alive(record.get("supervisor_pid")):
+                        record = self.mark_dead(env_id, record)
+        return env_object(record, status)
+
+    def list(self):
+        envs = []
+        for env_id in self.ids():
+            try:
+                envs.append(self.describe(env_id, touch=False))
+            except errors.EnvironmentNotFound:
+                continue  # deleted while we listed
+        return envs
+
+    def create(self, env_id=None, limits=None, exist_ok=False):
+        """(env, created): make the directory (the cross-process lock), start the kernel."""
+        if env_id is None:
+            env_id = secrets.token_hex(6)
+        env_dir = self.env_dir(env_id)
+        ensure_private_dir(self.envs_dir)
+        try:
+            os.mkdir(env_dir, 0o700)
+        except FileExistsError:
+            if exist_ok:
+                return self.describe(env_id), False
+            raise errors.EnvironmentExists(env_id) from None
+        try:
+            if self.config.max_envs is not None and self.count() > self.config.max_envs:
+                raise errors.QuotaExceeded("max_envs", self.config.max_envs, retry_after=5)
+            record = {"id": env_id, "session": 1, "created": utcnow(), "state": "starting",
+                      "limits": self.env_limits(limits), "settings": self.kernel_settings(),
+                      "cwd": os.path.join(env_dir, WORK_DIR), "execution_count": 0}
+            self.launch(env_dir, record)
+        except BaseException:
+            shutil.rmtree(env_dir, ignore_errors=True)
+            raise
+        return self.describe(env_id), True
+
+    def env_limits(self, requested):
+        limits = self.config.limits()
+        for key, value in (requested or {}).items():
+            if value is None:
+                continue
+            ceiling = limits.get(key)
+            if ceiling is not None and value > ceiling:
+                raise errors.InvalidParam(key, "the server allows at most %s" % ceiling)
+            limits[key] = value
+        return limits
+
+    def kernel_settings(self):
+        config = self.config
+        return {"kill_grace": config.kill_grace, "output_cap": config.output_cap,
+                "max_queue": config.max_queue, "idle_timeout": config.idle_timeout,
+                "history_limit": config.history_limit, "default_timeout": config.default_timeout,
+                "preload": list(config.preload)}
+
+    def launch(self, env_dir, record):
+        """Write env.json for a new kernel process and start it; 503 if it does not come up."""
+        record.update(state="starting", protocol=PROTOCOL_VERSION,
+                      socket=os.path.join(self.runtime(), secrets.token_hex(6) + ".sock"))
+        write_record(env_dir, record)
+        memory_limited = (record.get("limits") or {}).get("memory_limit") is not None
+        try:
+            wait_ready(launch_kernel(env_dir, memory_limited), LAUNCH_TIMEOUT)
+        except (LaunchError, OSError) as exc:
+            raise errors.KernelUnavailable(record["id"], str(exc)) from None
+
+    def restart(self, env_id):
+        record = self.read(env_id)
+        if record.get("state") in ALIVE_STATES and pid_alive(record.get("supervisor_pid")):
+            try:
+                reply = self.call(record, {"op": "restart"},
+                                  timeout=self.config.kill_grace + LAUNCH_TIMEOUT)
+                self.check_reply(env_id, reply)
+                return self.describe(env_id)
+            except KernelGone:
+                pass
+        self.shutdown_kernel(record)  # whatever is left of an old kernel goes first
+        record = self.read(env_id)
+        record.update(session=int(record.get("session") or 0) + 1, exit=None, reason=None)
+        self.launch(self.env_dir(env_id), record)
+        return self.describe(env_id)
+
+    def interrupt(self, env_id):
+        record = self.live_record(env_id)
+        try:
+            self.check_reply(env_id, self.call(record, {"op": "interrupt"}))
+        except KernelGone:
+            raise self.gone(env_id, record) from None
+        return self.describe(env_id)
+
+    def delete(self, env_id):
+        """Stop the kernel (no descendant survives) and remove the env's directory."""
+        record = self.read(env_id)
+        self.shutdown_kernel(record, state=None, reason="deleted")
+        env_dir = self.env_dir(env_id)
+        trash = os.path.join(self.envs_dir, ".deleted-%s-%s" % (env_id, secrets.token_hex(4)))
+        try:
+            os.rename(env_dir, trash)  # the id is free at once, for every worker
+        except FileNotFoundError:
+            raise errors.EnvironmentNotFound(env_id) from None
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def shutdown_kernel(self, record, state="stopped", reason="shutdown"):
+        """request -> wait -> SIGTERM -> wait -> SIGKILL, as jupyter_client does."""
+        supervisor, child = record.get("supervisor_pid"), record.get("pid")
+        grace = self.config.kill_grace
+        if pid_alive(supervisor):
+            try:
+                self.call(record, {"op": "shutdown", "state": state, "reason": reason},
+                          timeout=STATUS_TIMEOUT)
+            except KernelGone:
+                pass
+            if not wait_until(lambda: not pid_alive(supervisor), grace + STATUS_TIMEOUT):
+                kill_group(supervisor, signal.SIGTERM)
+                if not wait_until(lambda: not pid_alive(supervisor), grace):
+                    kill_group(supervisor, signal.SIGKILL)
+        kill_group(child, signal.SIGKILL)  # a user-code group left by a killed supervisor
+        if record.get("socket"):
+            self.connections.discard_address(record["socket"])
 
     def stop_all(self):
-        pass
+        """Stop every kernel of the state dir in parallel; envs stay, as ``stopped``."""
+        threads = []
+        for env_id in self.ids():
+            record = read_record(self.env_dir(env_id))
+            if record and record.get("state") in ALIVE_STATES:
+                thread = threading.Thread(target=self.shutdown_kernel,
+                                          args=(record, "stopped", "server_shutdown"))
+                thread.start()
+                threads.append(thread)
+        for thread in threads:
+            thread.join()
+
+    # -- executions --------------------------------------------------------------
+
+    def execute(self, env_id, request, wait):
+        """Submit a cell; the record when done within ``wait`` s (None: however long)."""
+        record = self.live_record(env_id)
+        chunk = WAIT_CHUNK if wait is None else wait
+        message = dict(request, op="execute", wait=chunk)
+        try:
+            reply = self.check_reply(env_id, self.call(record, message, chunk + REPLY_MARGIN))
+            result = reply["record"]
+            while wait is None and result["status"] in ("queued", "running"):
+                reply = self.check_reply(env_id, self.call(
+                    record, {"op": "wait", "key": reply.get("key"),
+                             "n": result["execution_count"], "wait": WAIT_CHUNK},
+                    WAIT_CHUNK + REPLY_MARGIN))
+                result = reply["record"]
+        except KernelGone:
+            raise self.gone(env_id, record) from None
+        return result
+
+    def history(self, env_id):
+        return History(self.env_dir(env_id), self.config.history_limit)
+
+
+def wait_until(condition, timeout, interval=0.01):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def env_object(record, status):
+    """Merge env.json with a live status reply into the API's env object."""
+    state = status.get("state") or record.get("state") or "starting"
+    env = {
+        "id": record.get("id"), "state": state,
+        "session": status.get("session", record.get("session", 1)),
+        "execution_count": status.get("execution_count", record.get("execution_count", 0)),
+        "queued": status.get("queued", 0),
+        "created": record.get("created"),
+        "last_activity": status.get("last_activity") or record.get("last_activity")
+        or record.get("created"),
+        "pid": status.get("pid", record.get("pid")),
+        "limits": record.get("limits") or {},
+        "cwd": record.get("cwd"),
+    }
+    if state in ("dead", "stopped"):
+        env["exit"] = record.get("exit") or {"code": None, "signal": None}
+        env["reason"] = record.get("reason")
+        env["pid"] = None
+    return env

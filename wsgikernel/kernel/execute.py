@@ -1,0 +1,184 @@
+"""Cell execution semantics, as IPython's kernel: the interpreter, separated from I/O.
+
+``Shell.run_cell(code, n)`` runs one cell in the environment's namespace and
+returns a plain dict; all output goes through the callables it was given
+(``emit`` for display and result outputs; stdout/stderr are the process's own,
+set up by the executor).  Its outcomes:
+
+Case 1: the cell does not parse -> ``status: error`` with a SyntaxError whose
+        traceback shows the offending line and a caret.
+Case 2: the cell runs -> ``status: ok``; if its last statement is an
+        expression whose value is not None, that value is emitted as an
+        ``execute_result`` and returned as ``result`` (a MIME bundle), and
+        ``_``, ``__``, ``___`` shift.
+Case 3: the cell raises (including KeyboardInterrupt from an interrupt and
+        SystemExit from ``sys.exit()``/``exit()``) -> ``status: error`` with
+        ``{ename, evalue, traceback}``, frames of this package removed.
+
+Every top-level statement but the last runs in ``exec`` mode; a final
+expression runs in ``single`` mode so ``sys.displayhook`` sees it, exactly as
+the interactive prompt does.  Top-level ``await`` works: such code compiles to
+a coroutine, run on one event loop kept for the life of the kernel (asyncio is
+imported only then).  One ``codeop.Compile`` per shell keeps ``from __future__``
+imports in force across cells.  Each cell's source is registered in
+``linecache`` as ``<cell N>`` so tracebacks and ``inspect.getsource`` find it.
+"""
+
+import __future__
+import ast
+import codeop
+import linecache
+import os
+import sys
+import traceback
+
+from .display import mime_bundle
+
+TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0x2000)
+CO_COROUTINE = 0x0080
+_PARSE_FLAGS = TOP_LEVEL_AWAIT
+for _feature in __future__.all_feature_names:
+    _PARSE_FLAGS |= getattr(__future__, _feature).compiler_flag
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Shell:
+    def __init__(self, namespace, emit):
+        self.namespace = namespace
+        self.emit = emit  # emit(output_dict): display_data / execute_result, in order
+        self.compiler = codeop.Compile()
+        self.compiler.flags |= TOP_LEVEL_AWAIT
+        self.loop = None
+        self._result = None
+        self._execution_count = None
+
+    # -- the cell ------------------------------------------------------------
+
+    def run_cell(self, code, execution_count, *, silent=False, user_expressions=None):
+        """Run ``code``; return {status, result, error, user_expressions} (see module doc)."""
+        name = "<cell %s>" % (execution_count if execution_count is not None else "silent")
+        linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+        self._result = None
+        self._execution_count = execution_count
+        try:
+            blocks = self._compile(code, name, silent)
+        except (SyntaxError, ValueError, OverflowError) as exc:  # Case 1
+            return self._error_outcome(exc, syntax=True)
+        try:
+            for block in blocks:
+                self._run_block(block)
+        except BaseException as exc:  # Case 3: user code raised, whatever it was
+            return self._error_outcome(exc)
+        outcome = {"status": "ok", "result": self._result, "error": None,
+                   "user_expressions": self.eval_expressions(user_expressions or {})}
+        self._result = None
+        return outcome  # Case 2
+
+    def _compile(self, code, name, silent):
+        # Parse with the __future__ flags in force only: codeop's own flags
+        # (DONT_IMPLY_DEDENT...) are for line-by-line input, not whole cells.
+        flags = ast.PyCF_ONLY_AST | (self.compiler.flags & _PARSE_FLAGS)
+        tree = compile(code, name, "exec", flags, True)
+        body = tree.body
+        last_expression = (not silent and body and isinstance(body[-1], ast.Expr))
+        head = body[:-1] if last_expression else body
+        blocks = []
+        if head:
+            module = ast.Module(body=head, type_ignores=[])
+            blocks.append(self.compiler(module, name, "exec"))
+        if last_expression:
+            blocks.append(self.compiler(ast.Interactive(body=[body[-1]]), name, "single"))
+        return blocks
+
+    def _run_block(self, block):
+        previous_hook = sys.displayhook
+        sys.displayhook = self.displayhook
+        try:
+            if block.co_flags & CO_COROUTINE:
+                self._run_coroutine(eval(block, self.namespace))
+            else:
+                exec(block, self.namespace)
+        finally:
+            sys.displayhook = previous_hook
+
+    def _run_coroutine(self, coroutine):
+        if self.loop is None:
+            import asyncio  # only cells that use await pay for asyncio
+            self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(coroutine)
+
+    # -- results ---------------------------------------------------------------
+
+    def displayhook(self, value):
+        """What ``single`` mode calls with the last expression's value."""
+        if value is None:
+            return
+        ns = self.namespace
+        ns["___"], ns["__"], ns["_"] = ns.get("__"), ns.get("_"), value
+        data, metadata = mime_bundle(value)
+        self._result = data
+        self.emit({"output_type": "execute_result",
+                   "execution_count": self._execution_count,
+                   "data": data, "metadata": metadata})
+
+    def display(self, *objs, **kwargs):
+        """The ``display()`` builtin: one display_data output per object."""
+        for obj in objs:
+            data, metadata = mime_bundle(obj)
+            self.emit({"output_type": "display_data", "data": data, "metadata": metadata})
+
+    def eval_expressions(self, expressions):
+        results = {}
+        for key, expression in expressions.items():
+            try:
+                value = eval(compile(str(expression), "<user_expression>", "eval"),
+                             self.namespace)
+                data, metadata = mime_bundle(value)
+                results[key] = {"status": "ok", "data": data, "metadata": metadata}
+            except BaseException as exc:  # one failing expression spoils only its key
+                results[key] = {"status": "error", "ename": type(exc).__name__,
+                                "evalue": _evalue(exc)}
+        return results
+
+    # -- errors ------------------------------------------------------------------
+
+    def _error_outcome(self, exc, syntax=False):
+        try:
+            if syntax:
+                text = "".join(traceback.format_exception_only(type(exc), exc))
+            else:
+                text = "".join(_without_kernel_frames(
+                    traceback.TracebackException(type(exc), exc, exc.__traceback__)).format())
+            return {"status": "error", "result": None, "user_expressions": {},
+                    "error": {"ename": type(exc).__name__, "evalue": _evalue(exc),
+                              "traceback": text.rstrip("\n").split("\n")}}
+        finally:
+            exc = None  # break the frame <-> traceback cycle, as code.py does
+
+
+def _evalue(exc):
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
+
+
+def _is_kernel_file(filename):
+    asyncio_dir = os.path.join(os.path.dirname(os.__file__), "asyncio")
+    return filename.startswith(_PACKAGE_DIR) or filename.startswith(asyncio_dir)
+
+
+def _without_kernel_frames(report):
+    """Drop this package's frames (and asyncio's running a cell) from a traceback report,
+    through its chained causes too: the user sees their own code only."""
+    seen = set()
+    stack = [report]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.stack = traceback.StackSummary.from_list(
+            [frame for frame in current.stack if not _is_kernel_file(frame.filename)])
+        stack += [current.__cause__, current.__context__]
+    return report

@@ -1,0 +1,185 @@
+"""The user-code process: runs cells on its main thread, answers questions on another.
+
+It is forked by the supervisor (``supervisor.py``) with fds 1 and 2 already
+pipes to it and one control socket.  ``run()`` never returns.  Messages:
+
+  in:  execute {id, n, code, silent, user_expressions, stdin, cap}
+       complete / inspect / is_complete / variables {id, ...}
+  out: ready {pid}; stream {name, text}; output {output}; truncated;
+       done {id, status, result, error, user_expressions}; reply {id, ...}
+
+Cells run on the main thread, one at a time, in the order received, so SIGINT
+(interrupt) lands in the running cell as KeyboardInterrupt; outside a cell it
+is ignored.  Introspection requests are answered from short-lived threads that
+read the namespace while a cell may be running (see introspect.py for what
+consistency that gives).  If the supervisor goes away (control socket EOF),
+the whole process group is killed: no orphan outlives its supervisor.
+"""
+
+import builtins
+import os
+import queue
+import signal
+import sys
+import threading
+import types
+
+from ..protocol import encode, recv_message
+from . import introspect
+from .capture import OutputBudget, OutStream, StdinText, make_input, wait_for_pipes_drained
+from .execute import Shell
+
+INTROSPECTION = ("complete", "inspect", "is_complete", "variables")
+
+
+class Channel:
+    """The control socket, shared by the main thread and the helper threads."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.lock = threading.Lock()
+
+    def send(self, message):
+        data = encode(message)
+        with self.lock:
+            self.sock.sendall(data)
+
+    def send_in_order(self, message):
+        """Send after the supervisor has read what fds 1 and 2 hold (see capture.py)."""
+        wait_for_pipes_drained()
+        self.send(message)
+
+
+class Executor:
+    def __init__(self, sock):
+        self.channel = Channel(sock)
+        self.sock = sock
+        self.inbox = queue.Queue()
+        self.executing = False
+        self.budget = OutputBudget()
+        self.stdin = StdinText("")
+        main = types.ModuleType("__main__")
+        main.__dict__["__builtins__"] = builtins
+        sys.modules["__main__"] = main  # so pickle finds classes defined in cells
+        self.namespace = main.__dict__
+        self.shell = Shell(self.namespace, self.emit_output)
+        self.stdout = OutStream("stdout", 1, self.channel.send_in_order, self.budget)
+        self.stderr = OutStream("stderr", 2, self.channel.send_in_order, self.budget)
+
+    def emit_output(self, output):
+        self.channel.send_in_order({"ev": "output", "output": output})
+
+    def install(self):
+        """Make this process look like an interactive interpreter's, with our I/O."""
+        sys.stdout, sys.stderr, sys.stdin = self.stdout, self.stderr, self.stdin
+        sys.argv = [""]
+        builtins.input = make_input(self.stdout.write, lambda: self.stdin)
+        builtins.display = self.shell.display
+        signal.signal(signal.SIGINT, self.on_sigint)
+
+    def on_sigint(self, signum, frame):
+        if self.executing:
+            raise KeyboardInterrupt
+
+    # -- threads -------------------------------------------------------------
+
+    def read_forever(self):
+        """Reader thread: queue executions, answer introspection, die with the supervisor."""
+        try:
+            while True:
+                message = recv_message(self.sock)
+                op = message.get("op")
+                if op == "execute":
+                    self.inbox.put(message)
+                elif op in INTROSPECTION:
+                    threading.Thread(target=self.answer, args=(message,), daemon=True).start()
+                else:
+                    self.channel.send({"ev": "reply", "id": message.get("id"), "ok": False,
+                                       "error": "unknown op %r" % op})
+        except BaseException:
+            pass
+        # The supervisor is gone (or sent garbage): take the whole group down.
+        try:
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        finally:
+            os._exit(1)
+
+    def answer(self, message):
+        op = message["op"]
+        try:
+            reply = introspect.HANDLERS[op](self.namespace, message)
+            reply.update(ok=True)
+        except Exception as exc:  # introspection failing is data, not a dead kernel
+            reply = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
+        reply.update(ev="reply", id=message.get("id"))
+        try:
+            self.channel.send(reply)
+        except OSError:
+            pass
+
+    def run_forever(self):
+        self.channel.send({"ev": "ready", "pid": os.getpid()})
+        while True:
+            message = self.inbox.get()
+            outcome = self.execute(message)
+            outcome.update(ev="done", id=message["id"])
+            self.channel.send_in_order(outcome)
+
+    def execute(self, message):
+        self.stdin = StdinText(message.get("stdin") or "")
+        sys.stdout, sys.stderr, sys.stdin = self.stdout, self.stderr, self.stdin
+        self.budget.reset(message.get("cap"))
+        try:
+            self.executing = True
+            try:
+                return self.shell.run_cell(message["code"], message.get("n"),
+                                           silent=message.get("silent", False),
+                                           user_expressions=message.get("user_expressions"))
+            finally:
+                self.executing = False
+        except KeyboardInterrupt:  # landed outside the cell's own frames
+            return {"status": "error", "result": None, "user_expressions": {},
+                    "error": {"ename": "KeyboardInterrupt", "evalue": "",
+                              "traceback": ["KeyboardInterrupt"]}}
+
+
+def apply_limits(limits):
+    """rlimits of this (user-code) process only; the supervisor stays unlimited."""
+    import resource
+    table = {"memory_limit": resource.RLIMIT_AS, "cpu_limit": resource.RLIMIT_CPU,
+             "file_size_limit": resource.RLIMIT_FSIZE, "open_files_limit": resource.RLIMIT_NOFILE}
+    for key, which in table.items():
+        value = (limits or {}).get(key)
+        if value is not None:
+            value = int(value)
+            soft, hard = resource.getrlimit(which)
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            resource.setrlimit(which, (value, hard if key == "cpu_limit" else value))
+    # Past RLIMIT_FSIZE a write raises OSError (EFBIG) instead of killing the kernel.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def run(sock, work_dir, limits, preload=()):
+    """Entry point of the forked user-code process; never returns."""
+    status = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.chdir(work_dir)
+        sys.path[0:1] = [work_dir]  # like `python` started in the work dir
+        apply_limits(limits)
+        executor = Executor(sock)
+        executor.install()
+        for module in preload or ():
+            try:
+                __import__(module)
+            except Exception as exc:
+                print("preload of %s failed: %s" % (module, exc), file=sys.__stderr__)
+        threading.Thread(target=executor.read_forever, name="kernel-reader",
+                         daemon=True).start()
+        executor.run_forever()
+    except BaseException:
+        import traceback
+        traceback.print_exc(file=sys.__stderr__)
+    finally:
+        os._exit(status)

@@ -553,16 +553,16 @@ class Supervisor:
                 self.send(client, dict(output, event="output"))
 
     def finish(self, execution, record):
+        if execution.n is not None and execution.request.get("store_history", True):
+            try:  # durable before anyone is told: a client may read history next
+                self.history.append(record)
+            except OSError:
+                self.log_exception("could not write history")
         for client, _ in execution.waiters:
             self.send(client, {"ok": True, "key": execution.key, "record": record})
         for client in execution.subscribers:
             self.send(client, dict(record, event="record"))
         execution.waiters, execution.subscribers = [], []
-        if execution.n is not None and execution.request.get("store_history", True):
-            try:
-                self.history.append(record)
-            except OSError:
-                self.log_exception("could not write history")
         self.record["last_activity"] = record["finished"]
         for index in (self.by_count, self.by_key):
             while len(index) > RECENT_KEPT:
@@ -613,6 +613,11 @@ class Supervisor:
             reason = "timeout"
         self.child = None
         self.running = None
+        # env.json first: whoever we answer next may read it at once.
+        self.state = "dead"
+        self.record.update(state="dead", exit={"code": code, "signal": signal_name(signum)},
+                           reason=reason, pid=None)
+        self.save()
         if execution is not None:
             if reason == "timeout":
                 record = execution.aborted("timeout", "ExecutionTimeout", execution.timeout_message(
@@ -622,10 +627,6 @@ class Supervisor:
                 record = execution.aborted("kernel_died", "KernelDied", description)
             self.finish(execution, record)
         self.abort_queue("kernel_died", "KernelDied", description)
-        self.state = "dead"
-        self.record.update(state="dead", exit={"code": code, "signal": signal_name(signum)},
-                           reason=reason, pid=None)
-        self.save()
         for client in self.on_ready:
             self.send(client, self.status())
         self.on_ready = []
@@ -635,7 +636,6 @@ class Supervisor:
         if self.child is None:
             return None
         self.signal_child(signal.SIGTERM)
-        self.detach_child()  # after the signal: on EOF the child SIGKILLs its own group
         deadline = time.monotonic() + self.kill_grace
         exit_status = self.reap_child(block=False)
         while exit_status is None and time.monotonic() < deadline:
@@ -644,6 +644,8 @@ class Supervisor:
         self.signal_child(signal.SIGKILL)
         if exit_status is None:
             exit_status = self.reap_child(block=True)
+        # Only now: on EOF the child SIGKILLs its own group, which would cut the grace short.
+        self.detach_child()
         for fd in list(self.pipes):
             self.close_pipe(fd)
         self.child = None

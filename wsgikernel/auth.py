@@ -44,7 +44,11 @@ def resolve_token(given, state_dir, environ=None):
     if flag(environ.get("WSGIKERNEL_NO_AUTH", "")):
         return None
     ensure_private_dir(state_dir)
-    return write_private_file(os.path.join(state_dir, TOKEN_FILE), generate_token()).strip()
+    path = os.path.join(state_dir, TOKEN_FILE)
+    token = write_private_file(path, generate_token()).strip()
+    if not token:  # never let an empty file mean "no auth"
+        raise ValueError("the token file %s is empty: delete it to get a new token" % path)
+    return token
 
 
 def host_name(host):

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 from .errors import (InvalidContentLength, InvalidParam, LengthRequired, MalformedBody,
                      MissingParam, PayloadTooLarge, UnsupportedMediaType)
 
+_LENGTH = re.compile(r"[0-9]{1,19}")
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
@@ -33,8 +34,10 @@ def content_length(environ):
     raw = environ.get("CONTENT_LENGTH", "")
     if raw == "":
         return None
-    if not raw.isdigit():  # rejects "-1", "1e3", " 5"
-        raise InvalidContentLength("Content-Length must be a non-negative integer, not %r" % raw)
+    # ASCII digits only (str.isdigit() accepts '²'), and few enough for int().
+    if not _LENGTH.fullmatch(raw):
+        raise InvalidContentLength("Content-Length must be a non-negative integer, not %r"
+                                   % raw[:40])
     return int(raw)
 
 
@@ -86,10 +89,22 @@ def _decode(raw, what):
         raise MalformedBody("the %s is not valid UTF-8" % what) from None
 
 
+def _reject_constant(name):
+    raise ValueError("%s is not valid JSON" % name)
+
+
+def loads_strict(text):
+    """json.loads that refuses NaN/Infinity and survives absurd nesting (ValueError)."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def parse_json(raw):
     text = _decode(raw, "JSON body")
     try:
-        value = json.loads(text)
+        value = loads_strict(text)
     except ValueError as exc:
         raise MalformedBody("the body is not valid JSON: %s" % exc) from None
     if not isinstance(value, dict):
@@ -98,7 +113,14 @@ def parse_json(raw):
 
 
 def parse_form(raw):
-    return dict(parse_qsl(_decode(raw, "form body"), keep_blank_values=True))
+    return _parse_qs(_decode(raw, "form body"), "form body")
+
+
+def _parse_qs(text, what):
+    try:  # %FF that does not decode as UTF-8 is an error, not a U+FFFD
+        return dict(parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict"))
+    except UnicodeDecodeError:
+        raise MalformedBody("the %s is not valid UTF-8 once percent-decoded" % what) from None
 
 
 _PART_HEADERS_END = re.compile(rb"\r?\n\r?\n")
@@ -119,7 +141,8 @@ def parse_multipart(raw, boundary):
         match = _PART_HEADERS_END.search(section)
         if match is None:
             raise MalformedBody("a multipart part has no header block")
-        headers = HeaderParser().parsestr(section[:match.start()].decode("latin-1"))
+        # Browsers send part headers (field names, file names) as UTF-8.
+        headers = HeaderParser().parsestr(section[:match.start()].decode("utf-8", "replace"))
         name = headers.get_param("name", header="content-disposition")
         if not name:
             raise MalformedBody("a multipart part has no name")
@@ -155,7 +178,7 @@ def parse_query(environ):
         query = query.encode("latin-1").decode("utf-8")
     except UnicodeError:
         raise MalformedBody("the query string is not valid UTF-8") from None
-    return dict(parse_qsl(query, keep_blank_values=True))
+    return _parse_qs(query, "query string")
 
 
 def parse_params(environ, path_args, max_body):
@@ -191,7 +214,7 @@ def optional(params, name, convert=str, default=None):
 def _convert(name, value, convert):
     try:
         return convert(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidParam(name, str(exc) or "wrong type") from None
 
 
@@ -220,8 +243,8 @@ def seconds(value):
         raise ValueError("expected a number of seconds, got a boolean")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError("expected a number of seconds, got %r" % (value,)) from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError("expected a number of seconds, got %r" % (str(value)[:40],)) from None
     if not number >= 0 or number == float("inf"):  # also rejects NaN
         raise ValueError("expected a finite, non-negative number of seconds, got %r" % (value,))
     return number
@@ -243,7 +266,7 @@ def json_object(value):
     """A dict from JSON, or from a form field holding a JSON object."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = loads_strict(value)
         except ValueError:
             raise ValueError("expected a JSON object") from None
     if not isinstance(value, dict):

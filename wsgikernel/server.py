@@ -28,6 +28,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from . import __version__
 from .config import SETTINGS
+from .statedir import UnsafeDirectory
 
 SOCKET_TIMEOUT = 30.0  # an idle or stalled client is dropped after this long
 DRAIN_SECONDS = 3.0    # in-flight requests get this long after a stop signal
@@ -147,15 +148,16 @@ def serve(app, host, port, *, quiet=False, ready=None):
     server = make_server(host, port, app, server_class=server_class, handler_class=handler)
     shown_host = "[%s]" % host if ":" in host else host
     url = "http://%s:%d/" % (shown_host, server.server_port)
-    print(banner(url, getattr(app, "token", None)), flush=True)
-    if ready is not None:
-        ready(server)
 
     def stop(signum, frame):
         # shutdown() waits for serve_forever to return, so it cannot run on this thread.
         threading.Thread(target=server.shutdown, daemon=True).start()
 
+    # Handlers before the banner: whoever reads the banner may signal us at once.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(banner(url, getattr(app, "token", None)), flush=True)
+    if ready is not None:
+        ready(server)
     try:
         server.serve_forever(poll_interval=0.2)
         server.wait_idle(DRAIN_SECONDS)
@@ -179,7 +181,7 @@ def main(argv=None, prog="wsgikernel serve"):
     from .app import make_app
     try:
         app = make_app(**config_from_args(args))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, UnsafeDirectory) as exc:
         print("wsgikernel: %s" % exc, file=sys.stderr)
         return 2
     return serve(app, args.host, args.port, quiet=args.quiet)

@@ -10,15 +10,21 @@ from urllib.parse import quote
 
 from . import __version__
 from .config import MIN_MEMORY_LIMIT
-from .dispatch import Response
+from .dispatch import Response, encode_json
 from .errors import InvalidParam
+from .notebook import build_notebook
 from .openapi import build_document
+from .protocol import KernelGone
 from .params import boolean, count, json_object, optional, require, seconds, text
 
 
 def base_url(environ):
     """The mount point (SCRIPT_NAME) with no trailing slash."""
     return environ.get("SCRIPT_NAME", "").rstrip("/")
+
+
+NDJSON = "application/x-ndjson"
+HEARTBEAT_SECONDS = 15.0  # proxies cut streams that stay silent longer
 
 
 class Api:
@@ -87,8 +93,78 @@ class Api:
         params = environ["params"]
         env = require(params, "id", env_id_param)
         request, wait = execution_request(params, self.config)
+        if wants_stream(environ, params):
+            if request["silent"]:
+                raise InvalidParam("stream", "silent executions cannot be streamed")
+            return stream_response(self.manager.open_stream(
+                env, dict(request, op="execute", stream=True), HEARTBEAT_SECONDS))
         record = self.manager.execute(env, request, wait)
         return execution_response(environ, env, record)
+
+
+    def get_execution(self, environ):
+        """One execution's record; long-polls with ``wait``, streams with ``stream=1``."""
+        params = environ["params"]
+        env = require(params, "id", env_id_param)
+        n = require(params, "n", count)
+        if wants_stream(environ, params):
+            return stream_response(self.manager.open_stream(env, {"op": "attach", "n": n},
+                                                            HEARTBEAT_SECONDS))
+        record = self.manager.execution(env, n, optional(params, "wait", seconds, 0))
+        return execution_response(environ, env, record)
+
+    def list_executions(self, environ):
+        """Execution records oldest first, from ``since``, at most ``limit``; ``next`` pages."""
+        params = environ["params"]
+        records, following = self.manager.executions(
+            require(params, "id", env_id_param), optional(params, "since", count, 0),
+            optional(params, "limit", count, 100) or 100)
+        return {"executions": records, "next": following}
+
+    def cancel_execution(self, environ):
+        """Drop a queued execution, or interrupt a running one; its record."""
+        params = environ["params"]
+        return self.manager.cancel(require(params, "id", env_id_param),
+                                   require(params, "n", count))
+
+    def export_notebook(self, environ):
+        """The history as an nbformat v4 notebook (a download)."""
+        env = require(environ["params"], "id", env_id_param)
+        self.manager.read(env)  # 404 for an unknown env
+        document = build_notebook(env, self.manager.history(env).read())
+        return Response(document, content_type="application/x-ipynb+json", headers=[
+            ("Content-Disposition", 'attachment; filename="%s.ipynb"' % env)])
+
+    # -- introspection (answered even while a cell runs) ------------------------
+
+    def complete_code(self, environ):
+        """Completions at the cursor: matches, cursor_start, cursor_end, metadata."""
+        params = environ["params"]
+        return self.manager.introspect(require(params, "id", env_id_param), {
+            "op": "complete", "code": require(params, "code", text),
+            "cursor_pos": optional(params, "cursor_pos", count)})
+
+    def inspect_code(self, environ):
+        """What the name at the cursor is: signature, docstring, source (detail_level 1)."""
+        params = environ["params"]
+        detail = optional(params, "detail_level", count, 0)
+        if detail not in (0, 1):
+            raise InvalidParam("detail_level", "must be 0 or 1")
+        return self.manager.introspect(require(params, "id", env_id_param), {
+            "op": "inspect", "code": require(params, "code", text),
+            "cursor_pos": optional(params, "cursor_pos", count), "detail_level": detail})
+
+    def is_complete_code(self, environ):
+        """Whether the code is complete, incomplete (with the next indent) or invalid."""
+        params = environ["params"]
+        return self.manager.introspect(require(params, "id", env_id_param), {
+            "op": "is_complete", "code": require(params, "code", text)})
+
+    def list_variables(self, environ):
+        """The env's variables: name, type, a bounded repr, len where cheap."""
+        params = environ["params"]
+        return self.manager.introspect(require(params, "id", env_id_param), {
+            "op": "variables", "all": optional(params, "all", boolean, False)})
 
 
 def env_id_param(value):
@@ -125,6 +201,28 @@ def execution_request(params, config):
     if silent:
         return request, None
     return request, config.default_wait if wait is None else wait
+
+
+def wants_stream(environ, params):
+    return (optional(params, "stream", boolean, False)
+            or NDJSON in environ.get("HTTP_ACCEPT", ""))
+
+
+def stream_response(events):
+    """NDJSON: one event per line, flushed as it happens; heartbeats fill silences."""
+    def lines():
+        try:
+            for event in events:
+                if event is None:
+                    event = {"event": "heartbeat"}
+                else:
+                    event.pop("ok", None)
+                yield encode_json(event)
+        except KernelGone:
+            yield encode_json({"event": "error", "detail": "the kernel stopped answering"})
+        finally:
+            events.close()  # a client that left: the execution goes on without it
+    return Response(lines(), content_type=NDJSON)
 
 
 def execution_url(environ, env, n):

@@ -201,7 +201,7 @@ def render(environ, start_response, result, extra=None, exc_info=None):
         chunks = []
     elif isinstance(body, bytes):
         chunks = [body]
-    elif result.content_type in (JSON_TYPE, PROBLEM_JSON) and not _is_stream(body):
+    elif isinstance(body, (dict, list)):  # JSON, whatever the declared flavour (+json)
         chunks = [encode_json(body)]
     else:
         chunks = None  # a stream: no Content-Length, the server delimits it
@@ -217,10 +217,6 @@ def render(environ, start_response, result, extra=None, exc_info=None):
             close()
         return []
     return chunks if chunks is not None else body
-
-
-def _is_stream(body):
-    return hasattr(body, "__next__")
 
 
 def encode_json(value):

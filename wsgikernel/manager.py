@@ -30,7 +30,8 @@ from .store import WORK_DIR, History, read_record, update_record, utcnow, write_
 STATUS_TIMEOUT = 3.0    # seconds a status question may take before we answer from env.json
 LAUNCH_TIMEOUT = 30.0   # seconds a new kernel may take to report ready
 WAIT_CHUNK = 25.0       # an unbounded wait is a series of bounded ones
-REPLY_MARGIN = 10.0     # beyond the wait asked of the kernel, before we call it gone
+REPLY_MARGIN = 10.0
+INTROSPECT_TIMEOUT = 10.0  # the kernel bounds its own work well below this     # beyond the wait asked of the kernel, before we call it gone
 ALIVE_STATES = ("starting", "idle")
 
 
@@ -342,8 +343,110 @@ class EnvironmentManager:
             raise self.gone(env_id, record) from None
         return result
 
+    def introspect(self, env_id, message):
+        """complete / inspect / is_complete / variables, answered beside a running cell."""
+        record = self.live_record(env_id)
+        try:
+            reply = self.check_reply(env_id, self.call(record, message, INTROSPECT_TIMEOUT))
+        except KernelGone:
+            raise self.gone(env_id, record) from None
+        reply.pop("ok", None)
+        return reply
+
     def history(self, env_id):
         return History(self.env_dir(env_id), self.config.history_limit)
+
+    def alive_record(self, env_id):
+        """env.json if its kernel is reachable, else None (history is all there is)."""
+        record = self.read(env_id)
+        if record.get("state") in ALIVE_STATES and pid_alive(record.get("supervisor_pid")):
+            return record
+        return None
+
+    def execution(self, env_id, n, wait):
+        """The record of execution ``n``: live (long-polled up to ``wait`` s) or from history."""
+        record = self.alive_record(env_id)
+        if record is not None:
+            try:
+                reply = self.call(record, {"op": "wait", "n": n, "wait": wait},
+                                  wait + REPLY_MARGIN)
+                if reply.get("ok"):
+                    return reply["record"]
+            except KernelGone:
+                pass
+        found = self.history(env_id).find(n)
+        if found is None:
+            raise errors.ExecutionNotFound(env_id, n)
+        return found
+
+    def executions(self, env_id, since, limit):
+        """(records with execution_count >= since, oldest first, at most ``limit``; next)."""
+        records = {r["execution_count"]: r for r in self.history(env_id).read()
+                   if (r.get("execution_count") or 0) >= since}
+        record = self.alive_record(env_id)
+        if record is not None:
+            try:
+                for live in self.call(record, {"op": "live", "touch": False}).get("executions", ()):
+                    if live["execution_count"] >= since:
+                        records.setdefault(live["execution_count"], live)
+            except KernelGone:
+                pass
+        ordered = [records[n] for n in sorted(records)]
+        page, rest = ordered[:limit], ordered[limit:]
+        return page, (rest[0]["execution_count"] if rest else None)
+
+    def cancel(self, env_id, n):
+        """Drop execution ``n`` if queued, interrupt it if running; its record."""
+        record = self.alive_record(env_id)
+        if record is None:
+            return self.execution(env_id, n, 0)
+        try:
+            reply = self.call(record, {"op": "cancel", "n": n})
+        except KernelGone:
+            raise self.gone(env_id, record) from None
+        if reply.get("error") == "unknown_execution":
+            return self.execution(env_id, n, 0)  # finished long ago: nothing to cancel
+        return self.check_reply(env_id, reply)["record"]
+
+    def open_stream(self, env_id, message, heartbeat):
+        """Start a streaming exchange; errors are raised here, before any byte is sent.
+
+        Returns the iterator of events (the ``accepted`` event first); a None from
+        it means ``heartbeat`` seconds passed in silence.
+        """
+        record = self.live_record(env_id) if message["op"] == "execute" else \
+            self.alive_record(env_id)
+        if record is None:  # attaching to an env whose kernel is gone: replay history
+            return replay(self.execution(env_id, message["n"], 0))
+        events = self.stream(record, message, heartbeat)
+        try:
+            first = next(events)
+        except KernelGone:
+            raise self.gone(env_id, record) from None
+        if first is None or first.get("ok") is False:
+            events.close()
+            if first and first.get("error") == "unknown_execution":
+                return replay(self.execution(env_id, message["n"], 0))
+            self.check_reply(env_id, first or {"ok": False, "error": "no answer"})
+        return _prepend(first, events)
+
+
+def _prepend(first, events):
+    """``first`` then ``events``, as a generator whose close() closes ``events``."""
+    try:
+        yield first
+        yield from events
+    finally:
+        events.close()
+
+
+def replay(record):
+    """The events a stream would have carried for an execution that has finished."""
+    yield {"event": "accepted", "execution_count": record["execution_count"],
+           "status": record["status"]}
+    for output in record.get("outputs") or ():
+        yield dict(output, event="output")
+    yield dict(record, event="record")
 
 
 def wait_until(condition, timeout, interval=0.01):

@@ -73,6 +73,7 @@ class Supervisor:
         self.by_count = collections.OrderedDict()  # execution_count -> Execution
         self.by_key = collections.OrderedDict()    # internal key -> Execution (also silent)
         self.clients = {}         # socket -> Client
+        self.outbox = []          # (execution, output) waiting to reach followers
         self.pending = {}         # introspection request id -> client
         self.on_ready = []        # clients waiting for a (re)started child
         self.child = None         # pid of the user-code process
@@ -86,7 +87,7 @@ class Supervisor:
         self.log = open(os.path.join(env_dir, LOG_FILE), "a", buffering=1)
         self.handlers = {op: getattr(self, "op_" + op) for op in (
             "status", "execute", "wait", "attach", "cancel", "interrupt", "restart",
-            "shutdown", "complete", "inspect", "is_complete", "variables")}
+            "shutdown", "live", "complete", "inspect", "is_complete", "variables")}
 
     # -- start -------------------------------------------------------------
 
@@ -183,6 +184,7 @@ class Supervisor:
         while self.alive:
             for key, mask in self.selector.select(self.next_timeout()):
                 key.data(key.fileobj, mask)
+            self.flush_outbox()
             self.check_timers()
         self.close()
 
@@ -411,6 +413,11 @@ class Supervisor:
             self.signal_child(signal.SIGINT)
         self.send(client, {"ok": True, "record": execution.snapshot()})
 
+    def op_live(self, client, message):
+        """Records of the executions not finished yet (queued or running), oldest first."""
+        self.send(client, {"ok": True, "executions": [
+            e.snapshot() for e in self.live_executions() if e.n is not None]})
+
     def op_interrupt(self, client, message):
         if self.running is not None:
             self.signal_child(signal.SIGINT)
@@ -464,9 +471,6 @@ class Supervisor:
                          "code": request.get("code", ""), "silent": bool(request.get("silent")),
                          "user_expressions": request.get("user_expressions") or {},
                          "stdin": request.get("stdin") or "", "cap": self.output_cap})
-        for client in execution.subscribers:
-            self.send(client, {"event": "status", "status": "running",
-                               "execution_count": execution.n})
 
     def on_child_readable(self, sock, mask):
         try:
@@ -548,7 +552,23 @@ class Supervisor:
             os.close(fd)
 
     def publish(self, execution, outputs):
-        for output in outputs:
+        """Queue outputs for the execution's followers; sent by flush_outbox()."""
+        if execution.subscribers:
+            self.outbox.extend((execution, output) for output in outputs)
+
+    def flush_outbox(self):
+        """Send queued outputs, merging consecutive pieces of one stream (print() writes
+        the text and the newline separately) into one event."""
+        merged = []
+        for execution, output in self.outbox:
+            if (merged and merged[-1][0] is execution and output["output_type"] == "stream"
+                    and merged[-1][1]["output_type"] == "stream"
+                    and merged[-1][1]["name"] == output["name"]):
+                merged[-1][1]["text"] += output["text"]
+            else:
+                merged.append((execution, dict(output)))
+        self.outbox = []
+        for execution, output in merged:
             for client in execution.subscribers:
                 self.send(client, dict(output, event="output"))
 
@@ -558,6 +578,7 @@ class Supervisor:
                 self.history.append(record)
             except OSError:
                 self.log_exception("could not write history")
+        self.flush_outbox()  # outputs before the record
         for client, _ in execution.waiters:
             self.send(client, {"ok": True, "key": execution.key, "record": record})
         for client in execution.subscribers:

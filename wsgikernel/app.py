@@ -6,18 +6,20 @@ from the one table below.  It starts no thread and no process, so it is safe to
 call in a pre-forking server's master (gunicorn ``--preload``).
 """
 
-from . import api, compat
+from . import api, compat, ui
 from .auth import Guard, resolve_token
 from .config import load_config
 from .dispatch import PathDispatcher, endpoint
 from .manager import EnvironmentManager
 from .statedir import default_state_dir, ensure_private_dir
 
-# (method, pattern, handler name in api/compat, public). The single route table.
+# (method, pattern, handler name in api/compat/ui, public). The single route table.
 ROUTES = (
     ("GET", "/", "service_info", False),
     ("GET", "/healthz", "health", True),
     ("GET", "/openapi.json", "openapi_document", False),
+    ("GET", "/ui", "ui_page", True),
+    ("GET", "/ui/{name}", "ui_file", True),
     ("GET", "/envs", "list_environments", False),
     ("POST", "/envs", "create_environment", False),
     ("GET", "/envs/{id}", "get_environment", False),
@@ -64,8 +66,8 @@ def make_app(**config):
     ensure_private_dir(config.state_dir)
     token = resolve_token(config.token, config.state_dir)
     app = Application(config, token, EnvironmentManager(config))
-    handlers = {"api": api.Api(app), "compat": compat.CompatApi(app)}
+    owners = (api.Api(app), compat.CompatApi(app), ui.UiApi(app))
     for method, pattern, name, public in ROUTES:
-        owner = handlers["compat" if name.startswith("compat_") else "api"]
-        app.register(method, pattern, endpoint(getattr(owner, name)), public=public)
+        handler = next(getattr(o, name) for o in owners if hasattr(o, name))
+        app.register(method, pattern, endpoint(handler), public=public)
     return app

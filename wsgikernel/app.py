@@ -6,6 +6,8 @@ from the one table below.  It starts no thread and no process, so it is safe to
 call in a pre-forking server's master (gunicorn ``--preload``).
 """
 
+import os
+
 from . import api, compat, ui
 from .auth import Guard, resolve_token
 from .config import load_config
@@ -53,6 +55,17 @@ class Application(PathDispatcher):
         self.config = config
         self.token = token
         self.manager = manager
+        self._warmed_in = None
+
+    def __call__(self, environ, start_response):
+        if self._warmed_in != os.getpid():  # lazily, per process: fork-safe
+            self.warm()
+        return super().__call__(environ, start_response)
+
+    def warm(self):
+        """Start filling the kernel pool (a background thread of this process)."""
+        self._warmed_in = os.getpid()
+        self.manager.pool.refill_soon()
 
     def close(self):
         """Stop every kernel of the state dir; their envs stay listed as stopped."""

@@ -23,6 +23,7 @@ import time
 from . import errors
 from .launcher import LaunchError, launch_kernel, wait_ready
 from .params import ENV_ID
+from .pool import KernelPool
 from .protocol import PROTOCOL_VERSION, ConnectionPool, KernelGone
 from .statedir import ensure_private_dir, runtime_dir
 from .store import WORK_DIR, History, read_record, update_record, utcnow, write_record
@@ -66,6 +67,7 @@ class EnvironmentManager:
         self.envs_dir = os.path.join(config.state_dir, "envs")
         self.connections = ConnectionPool()
         self._runtime = None
+        self.pool = KernelPool(self)
 
     # -- paths ---------------------------------------------------------------
 
@@ -221,7 +223,11 @@ class EnvironmentManager:
             record = {"id": env_id, "session": 1, "created": utcnow(), "state": "starting",
                       "limits": self.env_limits(limits), "settings": self.kernel_settings(),
                       "cwd": os.path.join(env_dir, WORK_DIR), "execution_count": 0}
-            self.launch(env_dir, record)
+            pooled = (record["limits"] == self.config.limits()
+                      and self.pool.claim(env_id, env_dir, record))
+            if not pooled:
+                self.launch(env_dir, record)
+                self.pool.refill_soon()
         except BaseException:
             shutil.rmtree(env_dir, ignore_errors=True)
             raise
@@ -312,7 +318,8 @@ class EnvironmentManager:
 
     def stop_all(self):
         """Stop every kernel of the state dir in parallel; envs stay, as ``stopped``."""
-        threads = []
+        threads = [threading.Thread(target=self.pool.stop_all)]
+        threads[0].start()
         for env_id in self.ids():
             record = read_record(self.env_dir(env_id))
             if record and record.get("state") in ALIVE_STATES:

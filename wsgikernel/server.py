@@ -156,6 +156,9 @@ def serve(app, host, port, *, quiet=False, ready=None):
     # Handlers before the banner: whoever reads the banner may signal us at once.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(banner(url, getattr(app, "token", None)), flush=True)
+    warm = getattr(app, "warm", None)
+    if warm is not None:
+        warm()  # pre-start pooled kernels now rather than on the first request
     if ready is not None:
         ready(server)
     try:

@@ -51,7 +51,8 @@ class Channel:
 
 
 class Executor:
-    def __init__(self, sock):
+    def __init__(self, sock, work_dir):
+        self.work_dir = work_dir
         self.channel = Channel(sock)
         self.sock = sock
         self.inbox = queue.Queue()
@@ -91,6 +92,10 @@ class Executor:
                 op = message.get("op")
                 if op == "execute":
                     self.inbox.put(message)
+                elif op == "rebind":  # a pooled kernel was claimed: its directory moved
+                    if sys.path and sys.path[0] == self.work_dir:
+                        sys.path[0] = message["work_dir"]
+                    self.work_dir = message["work_dir"]
                 elif op in INTROSPECTION:
                     threading.Thread(target=self.answer, args=(message,), daemon=True).start()
                 else:
@@ -168,7 +173,7 @@ def run(sock, work_dir, limits, preload=()):
         os.chdir(work_dir)
         sys.path[0:1] = [work_dir]  # like `python` started in the work dir
         apply_limits(limits)
-        executor = Executor(sock)
+        executor = Executor(sock, work_dir)
         executor.install()
         for module in preload or ():
             try:

@@ -85,9 +85,12 @@ class Supervisor:
         self.last_request = time.monotonic()
         self.next_dir_check = time.monotonic() + DIR_CHECK_EVERY
         self.log = open(os.path.join(env_dir, LOG_FILE), "a", buffering=1)
+        # The directory by inode, not by path: a pooled kernel's directory is renamed
+        # when claimed, and only a directory that was really removed has no links.
+        self.dir_fd = os.open(env_dir, os.O_RDONLY | os.O_DIRECTORY)
         self.handlers = {op: getattr(self, "op_" + op) for op in (
             "status", "execute", "wait", "attach", "cancel", "interrupt", "restart",
-            "shutdown", "live", "complete", "inspect", "is_complete", "variables")}
+            "shutdown", "live", "bind", "complete", "inspect", "is_complete", "variables")}
 
     # -- start -------------------------------------------------------------
 
@@ -168,6 +171,7 @@ class Supervisor:
                 obj.close()
         self.selector.close()
         self.log.close()
+        os.close(self.dir_fd)
         for fd in fds:
             if isinstance(fd, int):
                 os.close(fd)
@@ -233,7 +237,7 @@ class Supervisor:
                                       "record": execution.snapshot()})
         if now >= self.next_dir_check:
             self.next_dir_check = now + DIR_CHECK_EVERY
-            if not os.path.isdir(self.env_dir):
+            if self.directory_removed():
                 self.stop(state=None, reason="deleted")
                 return
         if (self.idle_timeout and self.state == "idle" and not self.queue
@@ -417,6 +421,27 @@ class Supervisor:
         """Records of the executions not finished yet (queued or running), oldest first."""
         self.send(client, {"ok": True, "executions": [
             e.snapshot() for e in self.live_executions() if e.n is not None]})
+
+    def op_bind(self, client, message):
+        """A pooled kernel becomes an environment: its directory was renamed to the env's."""
+        self.env_dir = message["env_dir"]
+        self.settings.update(message.get("settings") or {})
+        self.idle_timeout = self.settings.get("idle_timeout")
+        self.history = History(self.env_dir, self.settings.get("history_limit"))
+        work_dir = os.path.join(self.env_dir, WORK_DIR)
+        self.record.update(id=message["id"], created=message["created"], cwd=work_dir,
+                           pool=False, settings=self.settings, last_activity=None)
+        for execution in self.by_key.values():
+            execution.record["env"] = message["id"]
+        self.child_send({"op": "rebind", "work_dir": work_dir})
+        self.save()
+        self.send(client, self.status())
+
+    def directory_removed(self):
+        try:
+            return os.fstat(self.dir_fd).st_nlink == 0
+        except OSError:
+            return True
 
     def op_interrupt(self, client, message):
         if self.running is not None:
@@ -689,7 +714,7 @@ class Supervisor:
         self.abort_all("cancelled", "ExecutionCancelled", "the environment was stopped (%s)"
                        % reason)
         self.alive = False
-        if state is not None and os.path.isdir(self.env_dir):
+        if state is not None and not self.directory_removed():
             code, signum = exit_status
             self.record.update(state=state, reason=reason, pid=None,
                                exit={"code": code, "signal": signal_name(signum)})
@@ -704,7 +729,7 @@ class Supervisor:
         try:
             write_record(self.env_dir, self.record)
         except OSError:
-            if os.path.isdir(self.env_dir):
+            if not self.directory_removed():
                 raise
 
     def announce_ready(self):

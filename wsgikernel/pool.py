@@ -1,0 +1,154 @@
+"""Pre-started kernels, so creating an environment does not pay interpreter start-up.
+
+A pooled kernel is an ordinary kernel whose directory lives in
+``<state_dir>/pool/<name>/`` with ``id: null`` in its env.json.  Claiming one
+is atomic across worker processes: the creator already holds the env's
+directory (``os.mkdir`` is the lock, see manager.py) and ``os.rename``s the
+pooled directory onto it, which replaces the empty lock directory in one step;
+of two workers renaming the same pooled directory, one gets ENOENT and tries
+the next.  The kernel is then told its id and new directory (``bind``).
+
+Only kernels started with the current settings (same limits, preload, output
+cap... and interpreter) are claimed; an environment asking for other limits
+gets a fresh kernel.  Refilling happens on a background thread, started lazily
+in each worker process (never at import or in ``make_app``, so pre-forking
+servers stay fork-safe), and is serialised across processes by ``flock`` on
+``pool/.lock`` so several workers do not overfill the pool.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sys
+import threading
+
+from . import __version__
+from .protocol import PROTOCOL_VERSION, KernelGone
+from .store import WORK_DIR, read_record, utcnow
+
+
+class KernelPool:
+    def __init__(self, manager):
+        self.manager = manager
+        self.config = manager.config
+        self.dir = os.path.join(self.config.state_dir, "pool")
+        self.size = self.config.pool_size or 0
+        self._filling = threading.Lock()
+        self._pid = None
+
+    def signature(self):
+        """What a pooled kernel must have been started with to be claimable."""
+        settings = dict(self.manager.kernel_settings(), idle_timeout=None)
+        blob = json.dumps([settings, self.config.limits(), sys.executable, __version__,
+                           PROTOCOL_VERSION], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def names(self):
+        try:
+            return sorted(n for n in os.listdir(self.dir) if not n.startswith("."))
+        except FileNotFoundError:
+            return []
+
+    # -- claiming -------------------------------------------------------------
+
+    def claim(self, env_id, env_dir, record):
+        """Move a ready pooled kernel into ``env_dir`` (ours, empty) and bind it; True if done."""
+        if self.size <= 0:
+            return False
+        signature = self.signature()
+        for name in self.names():
+            source = os.path.join(self.dir, name)
+            pooled = read_record(source)
+            if (not pooled or pooled.get("state") != "idle"
+                    or pooled.get("signature") != signature):
+                continue
+            try:
+                os.rename(source, env_dir)  # atomic; replaces our empty lock directory
+            except OSError:
+                continue  # another worker claimed it first
+            try:
+                reply = self.manager.call(pooled, {
+                    "op": "bind", "id": env_id, "env_dir": env_dir,
+                    "created": record["created"],
+                    "settings": {"idle_timeout": self.config.idle_timeout}})
+            except KernelGone:
+                reply = {"ok": False}
+            if reply.get("ok"):
+                self.refill_soon()
+                return True
+            # A pooled kernel that died in the pool: clear it out, start cold instead.
+            self.manager.shutdown_kernel(pooled, state=None, reason="deleted")
+            shutil.rmtree(env_dir, ignore_errors=True)
+            os.mkdir(env_dir, 0o700)
+        self.refill_soon()
+        return False
+
+    # -- refilling --------------------------------------------------------------
+
+    def refill_soon(self):
+        """Top the pool up on a background thread (one per process at a time)."""
+        if self.size <= 0 or not self._filling.acquire(blocking=False):
+            return
+        thread = threading.Thread(target=self._fill_and_release, name="wsgikernel-pool",
+                                  daemon=True)
+        thread.start()
+
+    def _fill_and_release(self):
+        try:
+            self.fill()
+        except Exception:
+            import logging
+            logging.getLogger("wsgikernel").exception("could not refill the kernel pool")
+        finally:
+            self._filling.release()
+
+    def fill(self):
+        """Start pooled kernels until ``size`` are ready (under a cross-process lock)."""
+        import fcntl
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        with open(os.path.join(self.dir, ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            ready = self.prune()
+            for _ in range(self.size - ready):
+                self.start_one()
+
+    def prune(self):
+        """Remove pooled kernels that died or no longer match; the number left."""
+        signature, alive = self.signature(), 0
+        for name in self.names():
+            path = os.path.join(self.dir, name)
+            record = read_record(path)
+            from .manager import pid_alive
+            if (record and record.get("signature") == signature
+                    and record.get("state") == "idle"
+                    and pid_alive(record.get("supervisor_pid"))):
+                alive += 1
+            elif record is None or record.get("state") != "starting":
+                if record:
+                    self.manager.shutdown_kernel(record, state=None, reason="deleted")
+                shutil.rmtree(path, ignore_errors=True)
+        return alive
+
+    def start_one(self):
+        name = secrets.token_hex(6)
+        path = os.path.join(self.dir, name)
+        os.mkdir(path, 0o700)
+        record = {"id": None, "pool": True, "session": 1, "created": utcnow(),
+                  "limits": self.config.limits(), "signature": self.signature(),
+                  "settings": dict(self.manager.kernel_settings(), idle_timeout=None),
+                  "cwd": os.path.join(path, WORK_DIR), "execution_count": 0}
+        try:
+            self.manager.launch(path, record)
+        except Exception:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+
+    def stop_all(self):
+        for name in self.names():
+            path = os.path.join(self.dir, name)
+            record = read_record(path)
+            if record:
+                self.manager.shutdown_kernel(record, state=None, reason="deleted")
+            shutil.rmtree(path, ignore_errors=True)

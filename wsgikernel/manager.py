@@ -171,6 +171,7 @@ class EnvironmentManager:
 
     def mark_dead(self, env_id, record):
         """env.json says alive but the supervisor is gone (killed, machine rebooted)."""
+        record = read_record(self.env_dir(env_id)) or record  # it may have recorded its end
         if record.get("state") in ALIVE_STATES and os.path.isdir(self.env_dir(env_id)):
             kill_group(record.get("pid"), signal.SIGKILL)
             record.update(state="dead", reason="kernel_lost", pid=None,
@@ -194,6 +195,9 @@ class EnvironmentManager:
                 except KernelGone:
                     if not pid_alive(record.get("supervisor_pid")):
                         record = self.mark_dead(env_id, record)
+                if status.get("state") in ("dead", "stopped"):
+                    # It died after we read env.json: the supervisor saved it first.
+                    record = self.read(env_id)
         return env_object(record, status)
 
     def list(self):

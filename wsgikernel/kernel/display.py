@@ -53,7 +53,11 @@ def _normalise(mime, value):
             value = base64.b64encode(bytes(value)).decode("ascii")
         elif not isinstance(value, str):
             return None, None
-    elif mime == "application/json":
+    elif mime == "application/json" or mime.endswith("+json"):
+        # nbformat keeps JSON types as JSON (vega-lite, plotly...), not as text.
+        if isinstance(value, (str, bytes)) and mime != "application/json":
+            return (value.decode("utf-8", "replace") if isinstance(value, bytes) else value), \
+                metadata if isinstance(metadata, dict) else None
         if not isinstance(value, (dict, list)):
             return None, None
     elif isinstance(value, bytes):

@@ -145,7 +145,7 @@ class Shell:
     def _error_outcome(self, exc, syntax=False):
         try:
             if syntax:
-                text = "".join(traceback.format_exception_only(type(exc), exc))
+                text = _format_syntax_error(exc)
             else:
                 text = "".join(_without_kernel_frames(
                     traceback.TracebackException(type(exc), exc, exc.__traceback__)).format())
@@ -161,6 +161,26 @@ def _evalue(exc):
         return str(exc)
     except Exception:
         return "<exception str() failed>"
+
+
+def _format_syntax_error(exc):
+    """Like traceback's, but always with a caret under the offending line.
+
+    Python omits the caret for some errors ("unexpected indent"): the offset
+    points into the indentation it strips from the line it shows.
+    """
+    lines = traceback.format_exception_only(type(exc), exc)
+    text = "".join(lines)
+    source = (getattr(exc, "text", None) or "").rstrip("\n")
+    if not source.strip() or "^" in text:
+        return text
+    shown = source.strip()
+    offset = max(1, (getattr(exc, "offset", None) or 1) - (len(source) - len(source.lstrip())))
+    caret = "    " + " " * (min(offset, len(shown) + 1) - 1) + "^\n"
+    marker = "    " + shown + "\n"
+    if marker in text:
+        return text.replace(marker, marker + caret, 1)
+    return text
 
 
 def _is_kernel_file(filename):

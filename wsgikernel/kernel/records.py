@@ -97,10 +97,12 @@ class Execution:
 
     def add_output(self, output):
         import json
+        if output.get("output_type") == "execute_result":
+            # The result is kept even past the cap (its repr is bounded by display.py):
+            # a cell that printed too much still answers with its value.
+            self.record["result"] = output.get("data")
         if not self._fits(len(json.dumps(output.get("data", {})))):
             return self.truncate()
-        if output.get("output_type") == "execute_result":
-            self.record["result"] = output.get("data")
         self.outputs.append(output)
         return [output]
 

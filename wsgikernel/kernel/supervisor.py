@@ -22,34 +22,25 @@ Timers (no threads): an execution's timeout (SIGINT, then SIGKILL after
 directory still exists (a kernel whose directory is gone exits).
 """
 
-import codecs
 import collections
 import itertools
 import os
 import selectors
 import signal
-import socket
 import time
 
-from ..protocol import PROTOCOL_VERSION, FrameReader, encode
+from ..protocol import PROTOCOL_VERSION
+from .child import Child
+from .hub import Hub
+from .operations import Operations
 from ..store import LOG_FILE, WORK_DIR, History, read_record, utcnow, write_record
-from .records import Execution, exit_description
+from .records import exit_description
 
 RECENT_KEPT = 32       # finished executions kept in memory for polling
 DIR_CHECK_EVERY = 1.0  # seconds between checks that the env directory exists
 
 
-class Client:
-    """One connection from a web worker: a frame reader and a pending output buffer."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.reader = FrameReader()
-        self.out = bytearray()
-        self.closed = False
-
-
-class Supervisor:
+class Supervisor(Operations):
     def __init__(self, env_dir, ready_fd):
         self.env_dir = env_dir
         self.ready_fd = ready_fd
@@ -72,14 +63,10 @@ class Supervisor:
         self.running = None
         self.by_count = collections.OrderedDict()  # execution_count -> Execution
         self.by_key = collections.OrderedDict()    # internal key -> Execution (also silent)
-        self.clients = {}         # socket -> Client
         self.outbox = []          # (execution, output) waiting to reach followers
         self.pending = {}         # introspection request id -> client
         self.on_ready = []        # clients waiting for a (re)started child
-        self.child = None         # pid of the user-code process
-        self.child_sock = None
-        self.child_reader = None
-        self.pipes = {}           # fd -> (stream name, incremental decoder)
+        self.child = None         # the user-code process (child.Child)
         self.state = "starting"
         self.alive = True
         self.last_request = time.monotonic()
@@ -88,24 +75,13 @@ class Supervisor:
         # The directory by inode, not by path: a pooled kernel's directory is renamed
         # when claimed, and only a directory that was really removed has no links.
         self.dir_fd = os.open(env_dir, os.O_RDONLY | os.O_DIRECTORY)
-        self.handlers = {op: getattr(self, "op_" + op) for op in (
-            "status", "execute", "wait", "attach", "cancel", "interrupt", "restart",
-            "shutdown", "live", "bind", "complete", "inspect", "is_complete", "variables")}
+        self.handlers = {op: getattr(self, "op_" + op) for op in self.OPS}
 
     # -- start -------------------------------------------------------------
 
     def listen(self):
         path = self.record["socket"]
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        os.chmod(path, 0o600)
-        self.listener.listen(64)
-        self.listener.setblocking(False)
-        self.selector.register(self.listener, selectors.EVENT_READ, self.on_accept)
+        self.hub = Hub(self.selector, path, on_message=self.handle, on_drop=self.forget)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -121,48 +97,16 @@ class Supervisor:
 
     def spawn_child(self):
         """Fork the user-code process; it reports ``ready`` over the control socket."""
-        parent_sock, child_sock = socket.socketpair()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        limits = self.record.get("limits") or {}
         work_dir = self.record.get("cwd") or os.path.join(self.env_dir, WORK_DIR)
-        os.makedirs(work_dir, exist_ok=True)
-        pid = os.fork()
-        if pid == 0:  # the child: drop everything of the supervisor's, become the kernel
-            try:
-                signal.set_wakeup_fd(-1)
-                os.setpgid(0, 0)
-                self.close_in_child(parent_sock, out_r, err_r)
-                devnull = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(devnull, 0)
-                os.dup2(out_w, 1)
-                os.dup2(err_w, 2)
-                for fd in (devnull, out_w, err_w):
-                    os.close(fd)
-                from .executor import run
-                run(child_sock, work_dir, limits, self.settings.get("preload") or ())
-            finally:
-                os._exit(1)
-        try:
-            os.setpgid(pid, pid)  # also here, so killpg(pid) works before the child ran
-        except OSError:
-            pass
-        child_sock.close()
-        os.close(out_w)
-        os.close(err_w)
-        self.child = pid
-        self.child_sock = parent_sock
-        self.child_reader = FrameReader()
-        parent_sock.setblocking(False)
-        self.selector.register(parent_sock, selectors.EVENT_READ, self.on_child_readable)
-        for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
-            os.set_blocking(fd, False)
-            decoder = codecs.getincrementaldecoder("utf-8")("replace")
-            self.pipes[fd] = (name, decoder)
+        self.child = Child.spawn(work_dir, self.record.get("limits") or {},
+                                 self.settings.get("preload") or (), self.close_in_child)
+        self.selector.register(self.child.sock, selectors.EVENT_READ, self.on_child_readable)
+        for fd in self.child.pipes:
             self.selector.register(fd, selectors.EVENT_READ, self.on_pipe_readable)
         self.state = "starting"
 
-    def close_in_child(self, *fds):
+    def close_in_child(self):
+        """In the forked child: close every descriptor of the supervisor's."""
         for key in list(self.selector.get_map().values()):
             obj = key.fileobj
             if isinstance(obj, int):
@@ -172,11 +116,6 @@ class Supervisor:
         self.selector.close()
         self.log.close()
         os.close(self.dir_fd)
-        for fd in fds:
-            if isinstance(fd, int):
-                os.close(fd)
-            else:
-                fd.close()
         os.close(self.wake_w)
         # ready_fd is fd 1 until we are ready: the child's dup2 onto 1 replaces it.
 
@@ -244,40 +183,7 @@ class Supervisor:
                 and now - self.last_request >= self.idle_timeout):
             self.stop(state="stopped", reason="idle")
 
-    # -- web-worker connections ---------------------------------------------
-
-    def on_accept(self, listener, mask):
-        try:
-            sock, _ = listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        sock.setblocking(False)
-        self.selector.register(sock, selectors.EVENT_READ, self.on_client_event)
-        self.clients[sock] = Client(sock)
-
-    def on_client_event(self, sock, mask):
-        client = self.clients.get(sock)
-        if client is None:
-            return
-        if mask & selectors.EVENT_WRITE:
-            self.flush(client)
-        if mask & selectors.EVENT_READ and not client.closed:
-            try:
-                data = sock.recv(1 << 16)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self.drop(client)
-                return
-            try:
-                messages = client.reader.feed(data)
-            except Exception:
-                self.drop(client)
-                return
-            for message in messages:
-                self.handle(client, message)
+    # -- web-worker connections (kernel/hub.py does the I/O) --------------------
 
     def handle(self, client, message):
         op = message.get("op")
@@ -294,29 +200,10 @@ class Supervisor:
             self.send(client, {"ok": False, "error": "internal", "detail": str(exc)})
 
     def send(self, client, message):
-        if client.closed:
-            return
-        client.out += encode(message)
-        self.flush(client)
+        self.hub.send(client, message)
 
-    def flush(self, client):
-        try:
-            while client.out:
-                sent = client.sock.send(client.out)
-                del client.out[:sent]
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            self.drop(client)
-            return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
-        self.selector.modify(client.sock, events, self.on_client_event)
-
-    def drop(self, client):
+    def forget(self, client):
         """A worker went away (or timed out): forget it; its executions go on."""
-        if client.closed:
-            return
-        client.closed = True
         for execution in self.live_executions():
             execution.waiters = [w for w in execution.waiters if w[0] is not client]
             if client in execution.subscribers:
@@ -324,165 +211,8 @@ class Supervisor:
         self.on_ready = [c for c in self.on_ready if c is not client]
         for key in [k for k, c in self.pending.items() if c is client]:
             del self.pending[key]
-        self.selector.unregister(client.sock)
-        self.clients.pop(client.sock, None)
-        client.sock.close()
-
-    # -- operations (each answers with send() or parks the client) -------------
-
-    def status(self):
-        return {"ok": True, "state": self.public_state(), "session": self.session,
-                "execution_count": self.execution_count, "queued": len(self.queue),
-                "pid": self.child, "supervisor_pid": os.getpid(),
-                "running": self.running.n if self.running is not None else None,
-                "last_activity": self.record.get("last_activity"),
-                "protocol": PROTOCOL_VERSION}
-
-    def public_state(self):
-        if self.state == "idle" and (self.running is not None or self.queue):
-            return "busy"
-        return self.state
-
-    def op_status(self, client, message):
-        self.send(client, self.status())
-
-    def op_execute(self, client, message):
-        if self.state not in ("idle", "starting"):
-            self.send(client, {"ok": False, "error": "not_running", "state": self.state})
-            return
-        if self.max_queue is not None and len(self.queue) >= self.max_queue:
-            self.send(client, {"ok": False, "error": "queue_full", "limit": self.max_queue})
-            return
-        silent = bool(message.get("silent"))
-        n = None
-        if not silent:
-            self.execution_count += 1
-            n = self.execution_count
-        execution = Execution(next(self.keys), n, message, self.record["id"], self.session,
-                              self.output_cap)
-        self.record["last_activity"] = execution.record["queued_at"]
-        if n is not None:
-            self.by_count[n] = execution
-        self.by_key[execution.key] = execution
-        self.queue.append(execution)
-        self.park(client, execution, message)
-        self.pump()
-
-    def park(self, client, execution, message):
-        """Reply now, at completion, at the wait deadline, or stream as it happens."""
-        if message.get("stream"):
-            self.send(client, {"ok": True, "event": "accepted", "execution_count": execution.n,
-                               "status": execution.record["status"]})
-            for output in execution.outputs_so_far():
-                self.send(client, dict(output, event="output"))
-            if execution.done:
-                self.send(client, dict(execution.snapshot(), event="record"))
-            else:
-                execution.subscribers.append(client)
-            return
-        wait = message.get("wait")
-        if execution.done or wait == 0:
-            self.send(client, {"ok": True, "key": execution.key, "record": execution.snapshot()})
-            return
-        deadline = None if wait is None else time.monotonic() + float(wait)
-        execution.waiters.append((client, deadline))
-
-    def find(self, client, message):
-        n = message.get("n")
-        execution = self.by_count.get(n) if n is not None else self.by_key.get(message.get("key"))
-        if execution is None:
-            self.send(client, {"ok": False, "error": "unknown_execution", "n": n})
-        return execution
-
-    def op_wait(self, client, message):
-        execution = self.find(client, message)
-        if execution is not None:
-            self.park(client, execution, message)
-
-    def op_attach(self, client, message):
-        execution = self.find(client, message)
-        if execution is not None:
-            self.park(client, execution, dict(message, stream=True))
-
-    def op_cancel(self, client, message):
-        execution = self.find(client, message)
-        if execution is None:
-            return
-        if execution in self.queue:
-            self.queue.remove(execution)
-            self.finish(execution, execution.aborted("cancelled", "ExecutionCancelled",
-                                                     "the execution was cancelled before it ran"))
-        elif execution is self.running:
-            execution.stop_reason = "cancelled"
-            self.signal_child(signal.SIGINT)
-        self.send(client, {"ok": True, "record": execution.snapshot()})
-
-    def op_live(self, client, message):
-        """Records of the executions not finished yet (queued or running), oldest first."""
-        self.send(client, {"ok": True, "executions": [
-            e.snapshot() for e in self.live_executions() if e.n is not None]})
-
-    def op_bind(self, client, message):
-        """A pooled kernel becomes an environment: its directory was renamed to the env's."""
-        self.env_dir = message["env_dir"]
-        self.settings.update(message.get("settings") or {})
-        self.idle_timeout = self.settings.get("idle_timeout")
-        self.history = History(self.env_dir, self.settings.get("history_limit"))
-        work_dir = os.path.join(self.env_dir, WORK_DIR)
-        self.record.update(id=message["id"], created=message["created"], cwd=work_dir,
-                           pool=False, settings=self.settings, last_activity=None)
-        for execution in self.by_key.values():
-            execution.record["env"] = message["id"]
-        self.child_send({"op": "rebind", "work_dir": work_dir})
-        self.save()
-        self.send(client, self.status())
-
-    def directory_removed(self):
-        try:
-            return os.fstat(self.dir_fd).st_nlink == 0
-        except OSError:
-            return True
-
-    def op_interrupt(self, client, message):
-        if self.running is not None:
-            self.signal_child(signal.SIGINT)
-        self.send(client, self.status())
-
-    def op_restart(self, client, message):
-        self.stop_child()
-        self.abort_all("cancelled", "ExecutionCancelled",
-                       "the environment was restarted before the execution finished")
-        self.session += 1
-        self.record.update(session=self.session, exit=None, reason=None)
-        self.spawn_child()
-        self.on_ready.append(client)
-
-    def op_shutdown(self, client, message):
-        self.send(client, {"ok": True})
-        self.stop(state=message.get("state", "stopped"), reason=message.get("reason"))
-
-    def forward(self, client, message):
-        if self.child is None or self.state not in ("idle", "starting"):
-            self.send(client, {"ok": False, "error": "not_running", "state": self.state})
-            return
-        key = next(self.keys)
-        self.pending[key] = client
-        self.child_send(dict(message, id=key))
-
-    op_complete = op_inspect = op_is_complete = op_variables = forward
 
     # -- the child -----------------------------------------------------------
-
-    def child_send(self, message):
-        sock = self.child_sock
-        data = encode(message)
-        sock.setblocking(True)  # messages to the child are small; its reader never stalls
-        try:
-            sock.sendall(data)
-        except OSError:
-            pass
-        finally:
-            sock.setblocking(False)
 
     def pump(self):
         """Start the next queued execution if the child is free."""
@@ -492,12 +222,14 @@ class Supervisor:
         self.running = execution
         execution.start(self.settings.get("default_timeout"))
         request = execution.request
-        self.child_send({"op": "execute", "id": execution.key, "n": execution.n,
+        self.child.send({"op": "execute", "id": execution.key, "n": execution.n,
                          "code": request.get("code", ""), "silent": bool(request.get("silent")),
                          "user_expressions": request.get("user_expressions") or {},
                          "stdin": request.get("stdin") or "", "cap": self.output_cap})
 
     def on_child_readable(self, sock, mask):
+        if self.child is None or sock is not self.child.sock:
+            return  # a stale event of this select() batch: that child is gone
         try:
             data = sock.recv(1 << 18)
         except (BlockingIOError, InterruptedError):
@@ -507,7 +239,7 @@ class Supervisor:
         if not data:
             self.child_exited()
             return
-        for message in self.child_reader.feed(data):
+        for message in self.child.reader.feed(data):
             self.on_child_message(message)
 
     def on_child_message(self, message):
@@ -524,6 +256,7 @@ class Supervisor:
                 self.publish(execution, execution.truncate())
         elif kind == "done":
             if execution is not None and execution.key == message.get("id"):
+                self.flush_decoders(execution)
                 self.running = None
                 self.finish(execution, execution.completed(message))
                 self.pump()
@@ -535,7 +268,7 @@ class Supervisor:
                 self.send(client, message)
         elif kind == "ready":
             self.state = "idle"
-            self.record.update(pid=self.child, state="idle", started=utcnow(),
+            self.record.update(pid=self.child.pid, state="idle", started=utcnow(),
                                session=self.session, exit=None, reason=None)
             self.save()
             self.announce_ready()
@@ -545,34 +278,31 @@ class Supervisor:
             self.pump()
 
     def on_pipe_readable(self, fd, mask):
-        self.read_pipe(fd)
-
-    def read_pipe(self, fd):
-        """Read what is in one fd pipe now; False at EOF."""
-        name, decoder = self.pipes[fd]
-        while True:
-            try:
-                data = os.read(fd, 1 << 16)
-            except BlockingIOError:
-                return True
-            except OSError:
-                data = b""
-            if not data:
-                self.close_pipe(fd)
-                return False
-            text = decoder.decode(data)
-            if text and self.running is not None:
-                self.publish(self.running, self.running.add_stream(name, text))
-            elif text:
-                self.log.write("[%s outside any execution] %s" % (name, text))
-
-    def drain_pipes(self):
-        for fd in list(self.pipes):
+        if self.child is not None and fd in self.child.pipes:  # else: closed in this batch
             self.read_pipe(fd)
 
+    def flush_decoders(self, execution):
+        """An incomplete UTF-8 sequence at the end of a cell belongs to that cell (as U+FFFD)."""
+        for name, text in self.child.flush_decoders():
+            self.publish(execution, execution.add_stream(name, text))
+
+    def read_pipe(self, fd):
+        name, text, at_end = self.child.read_pipe(fd)
+        if text and self.running is not None:
+            self.publish(self.running, self.running.add_stream(name, text))
+        elif text:
+            self.log.write("[%s outside any execution] %s" % (name, text))
+        if at_end:
+            self.close_pipe(fd)
+
+    def close_pipes(self):
+        for fd in list(self.child.pipes):
+            self.read_pipe(fd)  # what is left belongs to the execution in flight
+            self.close_pipe(fd)
+
     def close_pipe(self, fd):
-        if fd in self.pipes:
-            del self.pipes[fd]
+        if fd in self.child.pipes:
+            del self.child.pipes[fd]
             self.selector.unregister(fd)
             os.close(fd)
 
@@ -619,39 +349,21 @@ class Supervisor:
 
     def signal_child(self, signum):
         if self.child is not None:
-            try:
-                os.killpg(self.child, signum)
-            except OSError:
-                pass
-
-    def reap_child(self, block):
-        """(code, signal) of the exited child, or None if it is still running."""
-        try:
-            pid, status = os.waitpid(self.child, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            return (None, None)
-        if pid == 0:
-            return None
-        if os.WIFSIGNALED(status):
-            return (None, os.WTERMSIG(status))
-        return (os.WEXITSTATUS(status), None)
+            self.child.signal(signum)
 
     def detach_child(self):
-        """Stop listening to the child (before an expected exit, or after it died)."""
-        if self.child_sock is not None:
-            self.selector.unregister(self.child_sock)
-            self.child_sock.close()
-            self.child_sock = None
+        """Stop listening to the child's control socket (its exit, or before we stop it)."""
+        if self.child.sock is not None:
+            self.selector.unregister(self.child.sock)
+            self.child.sock.close()
+            self.child.sock = None
 
     def child_exited(self):
         """The control socket closed: the child died on its own (or was killed)."""
         self.detach_child()
-        exit_status = self.reap_child(block=True)
-        self.signal_child(signal.SIGKILL)  # no stragglers of its process group
-        self.drain_pipes()
-        for fd in list(self.pipes):
-            self.close_pipe(fd)
-        code, signum = exit_status
+        code, signum = self.child.reap(block=True)
+        self.child.signal(signal.SIGKILL)  # no stragglers of its process group
+        self.close_pipes()
         description = exit_description(code, signum)
         execution = self.running
         reason = "kernel_died"
@@ -678,22 +390,13 @@ class Supervisor:
         self.on_ready = []
 
     def stop_child(self):
-        """SIGTERM the child's group, SIGKILL after kill_grace, reap: no descendant survives."""
+        """Stop the child (no descendant survives); its (code, signal), None if none ran."""
         if self.child is None:
             return None
-        self.signal_child(signal.SIGTERM)
-        deadline = time.monotonic() + self.kill_grace
-        exit_status = self.reap_child(block=False)
-        while exit_status is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-            exit_status = self.reap_child(block=False)
-        self.signal_child(signal.SIGKILL)
-        if exit_status is None:
-            exit_status = self.reap_child(block=True)
+        exit_status = self.child.stop(self.kill_grace)
         # Only now: on EOF the child SIGKILLs its own group, which would cut the grace short.
         self.detach_child()
-        for fd in list(self.pipes):
-            self.close_pipe(fd)
+        self.close_pipes()
         self.child = None
         return exit_status
 
@@ -756,13 +459,7 @@ class Supervisor:
         self.log.write("%s %s\n%s" % (utcnow(), message, traceback.format_exc()))
 
     def close(self):
-        for client in list(self.clients.values()):
-            self.flush(client)
-        try:
-            os.unlink(self.record["socket"])
-        except OSError:
-            pass
-        self.listener.close()
+        self.hub.close()
 
 
 def signal_name(signum):

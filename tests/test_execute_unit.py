@@ -101,7 +101,14 @@ def test_silent_cells_display_nothing(shell):
     assert shell.emitted == []
     assert "_" not in shell.namespace
     assert shell.run_cell("1/0", None, silent=True)["error"]["traceback"][1].startswith(
-        '  File "<cell silent>"')
+        '  File "<silent cell 2>"')
+
+
+def test_each_silent_cell_keeps_its_own_source(shell):
+    import inspect
+    shell.run_cell("def g():\n    return 1", None, silent=True)
+    shell.run_cell("x = 1", None, silent=True)
+    assert inspect.getsource(shell.namespace["g"]) == "def g():\n    return 1"
 
 
 def test_underscores_shift(shell):

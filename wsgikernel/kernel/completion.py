@@ -13,7 +13,9 @@ Case 2: inside a string literal that is a subscript (``d['ke``) -> the keys of
 Case 3: ``import a.b`` / ``from a.b`` -> module names; ``from a import x`` ->
         the names of ``a`` if it is already imported, and its submodules.
 Case 4: a dotted name ``a.b.c`` -> the attributes of ``a.b``; a plain name ->
-        the namespace, builtins and keywords.
+        the namespace, builtins and keywords (listed here rather than by
+        ``rlcompleter.global_matches``, which appends ``(`` to callables and
+        a space to keywords for readline).
 
 Risks: completion never runs user code.  Names are resolved with
 ``inspect.getattr_static`` and plain ``dict`` reads: no property getter, no
@@ -43,13 +45,14 @@ _IMPORT = re.compile(r"import\s+(?:[\w.]+(?:\s+as\s+\w+)?\s*,\s*)*([\w.]*)$")
 _FROM = re.compile(r"from\s+([\w.]*)$")
 _FROM_IMPORT = re.compile(
     r"from\s+([\w.]+)\s+import\s+(?:\(\s*)?(?:\w+(?:\s+as\s+\w+)?\s*,\s*)*(\w*)$")
-_FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
                    types.MethodDescriptorType, types.WrapperDescriptorType,
                    types.MethodWrapperType, types.ClassMethodDescriptorType,
                    staticmethod, classmethod)
-_C_ACCESSORS = (types.GetSetDescriptorType, types.MemberDescriptorType)
+C_ACCESSORS = (types.GetSetDescriptorType, types.MemberDescriptorType)
 _C_METHODS = (types.MethodDescriptorType, types.WrapperDescriptorType,
               types.ClassMethodDescriptorType)
+_MISSING = object()
 
 
 # -- where the cursor is -----------------------------------------------------------
@@ -60,12 +63,14 @@ class Scan:
     ``state`` is ``code``, ``string`` or ``comment``; for a string, ``quote``,
     ``prefix`` and the offsets of its prefix and text; ``brackets`` holds the
     unclosed ``([{`` with their offsets; ``stmt_start`` is where the current
-    statement begins (after the last newline or ``;`` outside brackets).
+    statement begins (after the last newline or ``;`` outside brackets);
+    ``top_start`` where the last line that starts in column 0 begins.
     """
 
     def __init__(self, state, brackets, stmt_start, quote="", prefix="",
-                 string_start=0, content_start=0, comment_start=0):
+                 string_start=0, content_start=0, comment_start=0, top_start=0):
         self.state, self.brackets, self.stmt_start = state, brackets, stmt_start
+        self.top_start = top_start
         self.quote, self.prefix = quote, prefix
         self.string_start, self.content_start = string_start, content_start
         self.comment_start = comment_start
@@ -73,7 +78,7 @@ class Scan:
 
 def scan(text):
     """Scan ``text`` with Python's string, comment and bracket rules (never raises)."""
-    i, n, brackets, stmt_start = 0, len(text), [], 0
+    i, n, brackets, stmt_start, top_start = 0, len(text), [], 0, 0
     while i < n:
         c = text[i]
         if c == "#":
@@ -112,8 +117,10 @@ def scan(text):
                 brackets.pop()
         elif (c == "\n" and not (i and text[i - 1] == "\\") or c == ";") and not brackets:
             stmt_start = i + 1
+            if c == "\n" and text[i + 1:i + 2] not in ("", " ", "\t", "\n", "#", "\f"):
+                top_start = i + 1
         i += 1
-    return Scan("code", brackets, stmt_start)
+    return Scan("code", brackets, stmt_start, top_start=top_start)
 
 
 def cursor_of(message, code):
@@ -182,7 +189,7 @@ def instance_dict(obj):
     """obj.__dict__ if Python would use it (not shadowed by a class attribute), else {}."""
     for entry in mro(type(obj)):
         shadow = class_dict(entry).get("__dict__")
-        if shadow is not None and not (type(shadow) in _C_ACCESSORS
+        if shadow is not None and not (type(shadow) in C_ACCESSORS
                                        and shadow.__name__ == "__dict__"):
             return {}
     try:
@@ -210,32 +217,28 @@ def static_attribute(obj, name):
     if type(obj) is types.ModuleType or (
             name in instance_dict(obj) and instance_dict(obj)[name] is value):
         return value  # from an instance (or module) dict: never bound
-    owner = obj if is_class(obj) else None
-    if owner is not None and class_attribute(obj, name, _MISSING) is value:
-        if type(value) is classmethod:
-            return types.MethodType(value.__func__, obj)
-        return value.__func__ if type(value) is staticmethod else value
-    target = obj  # an instance, or a class seen through its metaclass
-    if type(value) is types.FunctionType:
-        return types.MethodType(value, target)
     if type(value) is staticmethod:
         return value.__func__
+    if is_class(obj) and class_attribute(obj, name, _MISSING) is value:  # Class.attr
+        if type(value) is classmethod:
+            return types.MethodType(value.__func__, obj)
+        return value
+    # From the class of an instance (or the metaclass of a class): bind it.
+    if type(value) is types.FunctionType:
+        return types.MethodType(value, obj)
     if type(value) is classmethod:
-        return types.MethodType(value.__func__, type(target))
-    if type(value) in _C_ACCESSORS or type(value) in _C_METHODS:
+        return types.MethodType(value.__func__, type(obj))
+    if type(value) in C_ACCESSORS or type(value) in _C_METHODS:
         try:
-            return value.__get__(target, type(target))
+            return value.__get__(obj, type(obj))
         except AttributeError:
             raise LookupError(name) from None
     return value
 
 
-_MISSING = object()
-
-
 def unknowable(value):
     """True for a descriptor whose value depends on running it (property, user __get__)."""
-    if type(value) in _FUNCTION_TYPES or is_class(value):
+    if type(value) in FUNCTION_TYPES or is_class(value):
         return False
     return class_attribute(type(value), "__get__") is not None
 
@@ -271,9 +274,9 @@ def kind_of(value):
         return "module"
     if is_class(value):
         return "class"
-    if type(value) in _FUNCTION_TYPES:
+    if type(value) in FUNCTION_TYPES:
         return "function"
-    if type(value) is property or type(value) in _C_ACCESSORS:
+    if type(value) is property or type(value) in C_ACCESSORS:
         return "property"
     return "instance"
 
@@ -311,14 +314,14 @@ def complete_code(namespace, text, found):
     """(cursor_start, [(match, kind)]) outside strings: imports, attributes, names."""
     statement = text[found.stmt_start:].lstrip()
     if re.match(r"(import|from)\s", statement):
-        return len(text), complete_import(statement, len(text))
+        prefix, matches = complete_import(statement)
+        return len(text) - len(prefix), matches
     token = _NAME_END.search(text).group(0)
     token_start = len(text) - len(token)
     if token[:1].isdigit() or (token_start and text[token_start - 1] == "."):
         return len(text), []  # a number, or an attribute of an expression we will not run
     if "." not in token:
-        return token_start, [(m, k) for m, k in global_matches(namespace)
-                             if visible(m, token)]
+        return token_start, global_matches(namespace, token)
     base, _, prefix = token.rpartition(".")
     if not dotted_name(base):
         return len(text), []
@@ -333,13 +336,13 @@ def visible(name, prefix):
     return name.startswith(prefix) and (prefix.startswith("_") or not name.startswith("_"))
 
 
-def global_matches(namespace):
-    for name in keyword.kwlist:
-        yield name, "keyword"
+def global_matches(namespace, prefix):
+    """[(name, kind)]: keywords, builtins and the namespace (which shadows builtins)."""
+    found = [(name, "keyword") for name in keyword.kwlist if name.startswith(prefix)]
     for source in (vars(builtins), namespace):
-        for name, value in list(source.items()):
-            if type(name) is str:
-                yield name, kind_of(value)
+        found += [(name, kind_of(value)) for name, value in list(source.items())
+                  if type(name) is str and visible(name, prefix)]
+    return found
 
 
 def attribute_kind(obj, name):
@@ -410,8 +413,8 @@ def complete_path(typed, quote, raw):
     return matches
 
 
-def complete_import(statement, cursor):
-    """[(match, kind)] for ``import a.b``, ``from a.b`` and ``from a import x``."""
+def complete_import(statement):
+    """(prefix, [(match, kind)]) for ``import a.b``, ``from a.b``, ``from a import x``."""
     found = _FROM_IMPORT.match(statement)
     if found:
         module, prefix = found.group(1), found.group(2)
@@ -420,12 +423,12 @@ def complete_import(statement, cursor):
         if type(loaded) is types.ModuleType:
             names.update((name, kind_of(value)) for name, value in list(vars(loaded).items())
                          if type(name) is str)
-        return [(name, kind) for name, kind in names.items() if visible(name, prefix)]
+        return prefix, [(name, kind) for name, kind in names.items() if visible(name, prefix)]
     found = _FROM.match(statement) or _IMPORT.match(statement)
     if not found or found.group(1).startswith("."):
-        return []
+        return "", []
     package, _, prefix = found.group(1).rpartition(".")
-    return [(name, "module") for name in module_names(package) if visible(name, prefix)]
+    return prefix, [(name, "module") for name in module_names(package) if visible(name, prefix)]
 
 
 def module_names(package):

@@ -51,12 +51,17 @@ class Shell:
         self.loop = None
         self._result = None
         self._execution_count = None
+        self._silent_cells = 0
 
     # -- the cell ------------------------------------------------------------
 
     def run_cell(self, code, execution_count, *, silent=False, user_expressions=None):
         """Run ``code``; return {status, result, error, user_expressions} (see module doc)."""
-        name = "<cell %s>" % (execution_count if execution_count is not None else "silent")
+        if execution_count is None:  # silent cells have no count: each still gets its own name
+            self._silent_cells += 1
+            name = "<silent cell %d>" % self._silent_cells
+        else:
+            name = "<cell %s>" % execution_count
         linecache.cache[name] = (len(code), None, code.splitlines(True), name)
         self._result = None
         self._execution_count = execution_count

@@ -1,140 +1,527 @@
 """complete / inspect / is_complete / variables, answered from a thread beside the cell.
 
 Each handler takes the namespace and the request message and returns a plain
-dict (Jupyter messaging 5.x field names).  They run on helper threads while a
+dict with Jupyter messaging 5.x field names (``HANDLERS`` maps op -> handler;
+the executor adds ``ok``).  They run on short-lived helper threads while a
 cell may be running on the main thread, so they see the namespace as it is at
-that instant: a value being rebound by the running cell may be the old or the
-new one, never a torn object (dict reads are atomic under the GIL).
+that instant: a name being rebound by the running cell may show its old or its
+new value, never a torn one (dict reads and ``list(ns.items())`` are atomic
+under the GIL); values may change while they are being looked at.
 
-Risks: completion must never run user code.  Plain names come from the
-namespace, builtins and keywords; dotted names are resolved with
-``inspect.getattr_static`` (no properties, no ``__getattr__``; descriptors are
-not invoked) — ``rlcompleter.attr_matches`` would evaluate the expression.
-``variables`` does call ``repr()`` (that is its purpose) but cuts the text and
-stops after a time budget, so one slow ``__repr__`` cannot hang the call.
+Risks and what runs:
+- ``complete`` runs no user code (see completion.py).
+- ``inspect`` resolves the dotted name statically, then applies the
+  ``inspect`` module to functions, methods, classes, modules and values of
+  builtin types (it reads their ``__doc__``, ``__signature__``,
+  ``__wrapped__``, ``__code__``); any other object is described through its
+  class, read statically: its own properties, ``__getattr__`` and
+  ``__repr__`` never run.
+- ``is_complete`` only parses (no compiler warnings, no code generation).
+- ``variables`` calls ``repr()`` -- that is its purpose -- on worker threads,
+  cut to ``REPR_LENGTH`` and bounded in time: one slow ``__repr__`` is left
+  behind (its daemon thread may go on) and shows ``<repr timed out>``.
 """
 
-import builtins
-import codeop
-import keyword
 import re
+import sys
+import threading
 import time
+import types
 
-REPR_LENGTH = 200
-VARIABLES_BUDGET = 2.0  # seconds for all reprs of one variables call
-_NAME_AT_END = re.compile(r"[A-Za-z_][\w.]*$")
-_HIDDEN_BUILTINS = ("display", "input")
+from . import completion
+from .completion import (class_attribute, class_dict, complete, cursor_of, is_class,
+                         name_at_cursor, resolve, scan)
 
-
-def _resolve(namespace, dotted):
-    """The object a dotted name names, without running properties or __getattr__."""
-    import inspect
-    parts = dotted.split(".")
-    if parts[0] in namespace:
-        obj = namespace[parts[0]]
-    elif hasattr(builtins, parts[0]):
-        obj = getattr(builtins, parts[0])
-    else:
-        raise LookupError(parts[0])
-    for part in parts[1:]:
-        obj = inspect.getattr_static(obj, part)
-        if isinstance(obj, (staticmethod, classmethod)):
-            obj = obj.__func__
-    return obj
+REPR_LENGTH = 200          # characters of a variable's repr, ellipsis included
+VARIABLES_BUDGET = 2.0     # seconds for all the reprs of one variables call
+ITEM_BUDGET = 0.5          # seconds before one repr is given up and the next ones go on
+MAX_ABANDONED = 3          # reprs given up per call before all the rest are skipped
+SOURCE_LENGTH = 200_000    # characters of source returned by inspect
+TIMED_OUT = "<repr timed out>"
+HIDDEN_NAMES = frozenset(("In", "Out", "exit", "quit", "get_ipython"))
+_CONTAINERS = (str, bytes, bytearray, list, tuple, dict, set, frozenset, range)
+_SCALARS = (int, float, complex, bool, type(None))
+_NOT_FOUND = {"status": "ok", "found": False, "data": {}, "metadata": {}}
 
 
-def complete(namespace, message):
-    code = message.get("code", "")
-    cursor = message.get("cursor_pos")
-    cursor = len(code) if cursor is None else int(cursor)
-    found = _NAME_AT_END.search(code[:cursor])
-    token = found.group(0) if found else ""
-    start = cursor - len(token)
-    if "." in token:
-        base, _, prefix = token.rpartition(".")
-        try:
-            obj = _resolve(namespace, base)
-            names = set(dir(type(obj))) | set(getattr(obj, "__dict__", {}) or {})
-        except Exception:
-            names = set()
-        matches = sorted(n for n in names if n.startswith(prefix)
-                         and (prefix.startswith("_") or not n.startswith("_")))
-        return {"matches": matches, "cursor_start": cursor - len(prefix),
-                "cursor_end": cursor, "metadata": {}, "status": "ok"}
-    names = set(namespace) | set(dir(builtins)) | set(keyword.kwlist)
-    matches = sorted(n for n in names if n.startswith(token)
-                     and (token.startswith("_") or not n.startswith("_")))
-    return {"matches": matches, "cursor_start": start, "cursor_end": cursor,
-            "metadata": {}, "status": "ok"}
-
+# -- inspect ---------------------------------------------------------------------------
 
 def inspect_name(namespace, message):
-    import inspect
-    code = message.get("code", "")
-    cursor = message.get("cursor_pos")
-    cursor = len(code) if cursor is None else int(cursor)
-    found = _NAME_AT_END.search(code[:cursor])
-    name = found.group(0).rstrip(".") if found else ""
+    """inspect_request: what the name at the cursor (or the callable around it) is."""
+    code = message.get("code") or ""
+    name = name_at_cursor(code, cursor_of(message, code))
+    if not name:
+        return dict(_NOT_FOUND)
     try:
-        obj = _resolve(namespace, name)
-    except Exception:
-        return {"found": False, "data": {}, "metadata": {}, "status": "ok"}
-    try:
-        signature = str(inspect.signature(obj))
-    except (TypeError, ValueError):
-        signature = None
-    doc = inspect.getdoc(obj) or ""
-    text = "%s%s\n%s" % (name, signature or "", doc)
-    reply = {"found": True, "name": name, "type": type(obj).__name__,
-             "signature": signature, "docstring": doc,
-             "data": {"text/plain": text.strip()}, "metadata": {}, "status": "ok"}
-    if int(message.get("detail_level") or 0) >= 1:
-        try:
-            reply["source"] = inspect.getsource(obj)
-        except (TypeError, OSError):
-            reply["source"] = None
-    return reply
+        obj = resolve(namespace, name, last_may_be_descriptor=True)
+    except LookupError:
+        return dict(_NOT_FOUND)
+    info = describe(obj, int(message.get("detail_level") or 0) >= 1)
+    info["name"] = name
+    text, markdown = render(name, info)
+    info.update(status="ok", found=True, metadata={},
+                data={"text/plain": text, "text/markdown": markdown})
+    return info
 
+
+def introspectable(obj):
+    """True if the inspect module may read ``obj``'s attributes without reaching user code:
+    functions and methods, C types' instances, properties, modules and classes without
+    a ``__getattr__`` hook (a class written in Python has ``__module__`` in its dict and
+    its instances may have a ``__getattr__``: those are described through their class)."""
+    kind = type(obj)
+    if kind is types.MethodType:
+        return introspectable(obj.__func__)
+    if kind is types.ModuleType:
+        return "__getattr__" not in vars(obj)  # PEP 562: inspect would call it
+    if is_class(obj):
+        return (class_attribute(kind, "__getattr__") is None and
+                class_attribute(kind, "__getattribute__") is type.__dict__["__getattribute__"])
+    return (kind in completion.FUNCTION_TYPES or kind in completion.C_ACCESSORS
+            or kind is property or "__module__" not in class_dict(kind))
+
+
+def describe(obj, detail):
+    """{type, signature, docstring, file[, source][, value, length]} of one object."""
+    import inspect
+    info = {"type": type.__dict__["__name__"].__get__(type(obj))}
+    target = obj.__func__ if type(obj) in (staticmethod, classmethod) else obj
+    if introspectable(target):
+        source_of = target.fget if type(target) is property else target
+        signature = _signature(target) if callable(target) else None
+        doc = _guard(inspect.getdoc, target) or ""
+    else:  # read dicts only: a class's __init__ and __doc__, an instance's class
+        source_of = target if is_class(target) or type(target) is types.ModuleType \
+            else type(target)
+        if type(target) is types.ModuleType:
+            signature, doc = None, vars(target).get("__doc__")
+        else:
+            method = "__init__" if source_of is target else "__call__"
+            signature = _unbound_signature(class_attribute(source_of, method))
+            doc = class_dict(source_of).get("__doc__") if source_of is target \
+                else class_attribute(source_of, "__doc__")
+        doc = inspect.cleandoc(doc) if type(doc) is str else ""
+    info.update(signature=signature, docstring=doc, file=file_of(source_of))
+    if detail:
+        info["source"] = source(source_of)
+    if type(obj) in _SCALARS or type(obj) in (str, bytes):
+        value = _guard(_short_repr, obj, REPR_LENGTH, set())  # int > 4300 digits: ValueError
+        if value is not None:
+            info["value"] = value
+    length = builtin_length(obj)
+    if length is not None:
+        info["length"] = length
+    return info
+
+
+def _unbound_signature(function):
+    """The signature of a method found in a class dict, without its first parameter."""
+    import inspect
+    if type(function) is not types.FunctionType:
+        return None
+    signature = _guard(inspect.signature, function)
+    if signature is None:
+        return None
+    return str(signature.replace(parameters=list(signature.parameters.values())[1:]))
+
+
+def _guard(function, *args):
+    try:
+        return function(*args)
+    except Exception:
+        return None
+
+
+def _signature(obj):
+    import inspect
+    signature = _guard(inspect.signature, obj)
+    return None if signature is None else str(signature)
+
+
+def file_of(obj):
+    """The file an object was defined in (``<cell N>`` for cells), read statically."""
+    if type(obj) in (types.MethodType, staticmethod, classmethod):
+        obj = obj.__func__
+    if type(obj) is types.FunctionType:
+        return obj.__code__.co_filename
+    if type(obj) is types.ModuleType:
+        found = vars(obj).get("__file__")
+        return found if type(found) is str else None
+    if is_class(obj):
+        module = sys.modules.get(class_dict(obj).get("__module__"))
+        found = vars(module).get("__file__") if type(module) is types.ModuleType else None
+        if type(found) is str:
+            return found
+        for function in _class_functions(obj):  # defined in a cell: ask its methods
+            if function.__code__.co_filename.startswith("<cell "):
+                return function.__code__.co_filename
+    return None
+
+
+def _class_functions(klass):
+    for value in list(class_dict(klass).values()):
+        if type(value) in (staticmethod, classmethod):
+            value = value.__func__
+        elif type(value) is property:
+            value = value.fget
+        if type(value) is types.FunctionType:
+            yield value
+
+
+def source(obj):
+    """inspect.getsource, and for classes defined in cells the class statement (or None)."""
+    import inspect
+    text = None
+    if is_class(obj) and class_dict(obj).get("__module__") == "__main__":
+        text = _class_source_from_cells(obj)  # inspect would look in __main__.__file__
+    if text is None and obj is not None and introspectable(obj):
+        text = _guard(inspect.getsource, obj)
+    if text is not None and len(text) > SOURCE_LENGTH:
+        text = text[:SOURCE_LENGTH] + "\n... (source cut at %d characters)\n" % SOURCE_LENGTH
+    return text
+
+
+def _class_source_from_cells(klass, max_cells=100):
+    """``class X`` from the cell that defined one of its methods, else from the latest
+    cells (a class with no method of its own, a dataclass)."""
+    import ast
+    import linecache
+    name = type.__dict__["__name__"].__get__(klass)
+    wanted = [(function.__code__.co_filename, function.__code__.co_firstlineno)
+              for function in _class_functions(klass)
+              if function.__code__.co_filename.startswith("<cell ")]
+    if class_dict(klass).get("__module__") == "__main__":
+        cells = [key for key in list(linecache.cache) if str(key).startswith("<cell ")]
+        wanted += [(cell, None) for cell in sorted(cells, key=_cell_number)[-max_cells:][::-1]]
+    for filename, line in wanted:
+        lines = linecache.getlines(filename)
+        tree = _guard(ast.parse, "".join(lines))
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.ClassDef) and node.name == name and (
+                    line is None or node.lineno <= line <= node.end_lineno):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                return "".join(lines[first - 1:node.end_lineno])
+    return None
+
+
+def _cell_number(filename):
+    digits = filename[len("<cell "):-1]
+    return int(digits) if digits.isdigit() else -1
+
+
+def render(name, info):
+    """(text/plain, text/markdown) in the layout of IPython's ``obj?``."""
+    extras = [(label, str(info[key])) for key, label in (("value", "Value"), ("length", "Length"))
+              if key in info]
+    rows = [("Signature", name + info["signature"])] if info.get("signature") else []
+    plain = ["%-10s %s" % (label + ":", value) for label, value in rows + extras]
+    plain.append("Docstring:" + ("\n" + info["docstring"] if info["docstring"]
+                                 else " <no docstring>"))
+    if info.get("source"):
+        plain.append("Source:\n" + info["source"].rstrip("\n"))
+    plain += ["%-10s %s" % ("File:", info["file"])] if info.get("file") else []
+    plain.append("%-10s %s" % ("Type:", info["type"]))
+    markdown = ["**%s** (`%s`)" % (name, info["type"])]
+    if info.get("signature"):
+        markdown.append(_fence(name + info["signature"], "python"))
+    markdown += ["%s: `%s`" % (label, value) for label, value in extras]
+    if info["docstring"]:
+        markdown.append(_fence(info["docstring"], "text"))
+    if info.get("source"):
+        markdown.append(_fence(info["source"].rstrip("\n"), "python"))
+    if info.get("file"):
+        markdown.append("File: `%s`" % info["file"])
+    return "\n".join(plain), "\n\n".join(markdown)
+
+
+def _fence(text, language):
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return "%s%s\n%s\n%s" % (fence, language, text, fence)
+
+
+# -- is_complete -----------------------------------------------------------------------
 
 def is_complete(namespace, message):
-    code = message.get("code", "")
-    try:
-        compiled = codeop.compile_command(code, "<input>", "exec")
-    except (SyntaxError, ValueError, OverflowError):
-        return {"status": "invalid"}
-    if compiled is None:
-        last = code.rstrip("\n").split("\n")[-1]
-        indent = last[:len(last) - len(last.lstrip())]
-        if last.rstrip().endswith(":"):
-            indent += "    "
-        return {"status": "incomplete", "indent": indent}
-    return {"status": "complete"}
+    """is_complete_request: complete, incomplete (with the next line's indent) or invalid.
 
+    Case 1: the code does not parse and more lines cannot fix it -> invalid.
+    Case 2: it needs more lines (open bracket, string, ``:`` block, ``\\``), or
+            its last line is inside an indented block not yet closed by a
+            blank line, as at the interactive prompt -> incomplete + indent.
+    Case 3: otherwise -> complete.
+    """
+    code = message.get("code") or ""
+    verdict = parse_verdict(code)
+    if verdict == "invalid":
+        return {"status": "invalid"}
+    if verdict == "complete" and not in_open_block(code):
+        return {"status": "complete"}
+    return {"status": "incomplete", "indent": next_indent(code)}
+
+
+def parse_verdict(code):
+    """codeop's three-way contract, from the parser alone (thread-safe: no warning filters)."""
+    import ast
+    import codeop
+    incomplete_flag = getattr(codeop, "PyCF_ALLOW_INCOMPLETE_INPUT", None)
+    if incomplete_flag is None:  # Python < 3.11: codeop's older algorithm
+        try:
+            return "incomplete" if codeop.compile_command(code, "<input>", "exec") is None \
+                else "complete"
+        except (SyntaxError, ValueError, OverflowError):
+            return "invalid"
+    flags = ast.PyCF_ONLY_AST | codeop.PyCF_DONT_IMPLY_DEDENT | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    source = code if code.strip() else "pass"
+    try:
+        tree = compile(source, "<input>", "exec", flags | incomplete_flag, True)
+    except (SyntaxError, ValueError, OverflowError):
+        try:
+            compile(source + "\n", "<input>", "exec", flags | incomplete_flag, True)
+            return "incomplete"
+        except SyntaxError as exc:
+            if "incomplete input" in str(exc):
+                return "incomplete"
+        except (ValueError, OverflowError):
+            pass
+        return "invalid"
+    return "invalid" if misplaced_statement(tree, code) else "complete"
+
+
+def misplaced_statement(tree, code):
+    """True if a statement parses but cannot compile where it stands (``return`` at top
+    level, ``break`` outside a loop...): the compiler's checks, without the compiler."""
+    import ast
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+    loops = (ast.For, ast.AsyncFor, ast.While)
+    # Only yield hides inside expressions: without it, walking statements is enough.
+    kinds = ast.AST if "yield" in code else (
+        ast.stmt, ast.excepthandler, getattr(ast, "match_case", ast.stmt))
+    if not re.search(r"\b(return|yield|nonlocal|break|continue)\b", code):
+        return False
+    stack = [(node, False, False) for node in tree.body]
+    while stack:
+        node, in_function, in_loop = stack.pop()
+        if isinstance(node, (ast.Return, ast.Yield, ast.YieldFrom, ast.Nonlocal)) \
+                and not in_function:
+            return True
+        if isinstance(node, (ast.Break, ast.Continue)) and not in_loop:
+            return True
+        if kinds is not ast.AST and not hasattr(node, "body"):
+            continue  # a simple statement: no statement inside
+        for field, value in ast.iter_fields(node):
+            inner_function, inner_loop = in_function, in_loop
+            if field == "body" and isinstance(node, functions + (ast.ClassDef,)):
+                inner_function, inner_loop = not isinstance(node, ast.ClassDef), False
+            elif field == "body" and isinstance(node, loops):
+                inner_loop = True
+            stack += [(child, inner_function, inner_loop)
+                      for child in (value if isinstance(value, list) else [value])
+                      if isinstance(child, kinds)]
+    return False
+
+
+def in_open_block(code):
+    """True if the last line belongs to an indented block not closed by a blank line."""
+    import io
+    import tokenize
+    if "\n" in code and not code.rsplit("\n", 1)[1].strip():
+        return False
+    depth = last = 0
+    tail = code[scan(code).top_start:]  # a line in column 0 is at depth 0: start there
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(tail).readline):
+            if token.type == tokenize.INDENT:
+                depth += 1
+            elif token.type == tokenize.DEDENT:
+                depth -= 1
+            elif token.type == tokenize.NEWLINE:
+                last = depth
+    except Exception:  # tokenize.TokenError, IndentationError: the parser already ruled
+        return False
+    return last > 0
+
+
+def next_indent(code):
+    """The indent of the next line: the last line's, four more after ``:``, less after return."""
+    lines = [line for line in code.split("\n") if line.strip()]
+    if not lines or scan(code).state == "string":
+        return ""
+    line = lines[-1]
+    indent = line[:len(line) - len(line.lstrip())]
+    ended = scan(line)
+    body = (line[:ended.comment_start] if ended.state == "comment" else line).strip()
+    step = "\t" if indent.endswith("\t") else "    "
+    if body.endswith(":"):
+        return indent + step
+    if body.split(None, 1)[:1] in (["return"], ["pass"], ["raise"], ["break"], ["continue"]):
+        return indent[:-len(step)] if indent.endswith(step) else ""
+    return indent
+
+
+# -- variables -------------------------------------------------------------------------
 
 def variables(namespace, message):
+    """The namespace's variables: [{name, type, repr, len?}] sorted by name.
+
+    Hidden unless ``all``: names starting with ``_``, modules, and In, Out,
+    exit, quit, get_ipython.  ``__builtins__`` is never listed.  ``len`` is
+    the length of builtin containers, or the ``shape`` (a list) of objects
+    that carry one as a plain value or a C-level attribute (numpy arrays).
+    """
     show_all = bool(message.get("all"))
-    deadline = time.monotonic() + VARIABLES_BUDGET
+    chosen = sorted(((name, value) for name, value in list(namespace.items())
+                     if listed(name, value, show_all)), key=lambda item: item[0])
+    details = bounded_details([value for _, value in chosen])
     out = []
-    for name, value in list(namespace.items()):
-        if not show_all and (name.startswith("_") or type(value).__name__ == "module"):
-            continue
-        entry = {"name": name, "type": type(value).__name__}
-        if time.monotonic() < deadline:
-            try:
-                text = repr(value)
-            except Exception as exc:
-                text = "<repr failed: %s>" % type(exc).__name__
-        else:
-            text = "<repr skipped: time budget used>"
-        entry["repr"] = text if len(text) <= REPR_LENGTH else text[:REPR_LENGTH - 3] + "..."
-        try:
-            if hasattr(type(value), "__len__"):
-                entry["len"] = len(value)
-        except Exception:
-            pass
+    for (name, value), (text, length) in zip(chosen, details):
+        entry = {"name": name, "type": type.__dict__["__name__"].__get__(type(value)),
+                 "repr": text}
+        if length is not None:
+            entry["len"] = length
         out.append(entry)
-    out.sort(key=lambda entry: entry["name"])
     return {"variables": out}
+
+
+def listed(name, value, show_all):
+    if type(name) is not str or name == "__builtins__":
+        return False
+    return show_all or not (name.startswith("_") or name in HIDDEN_NAMES
+                            or issubclass(type(value), types.ModuleType))
+
+
+class _Worker:
+    """One thread computing reprs from ``start`` on; given up if it sticks on one."""
+
+    def __init__(self, values, results, start):
+        self.values, self.results = values, results
+        self.index, self.started = start, time.monotonic()
+        self.lock = threading.Lock()
+        self.abandoned = False
+        self.done = threading.Event()
+        threading.Thread(target=self.run, name="wsgikernel-variables", daemon=True).start()
+
+    def run(self):
+        for index in range(self.index, len(self.values)):
+            with self.lock:
+                if self.abandoned:
+                    return
+                self.index, self.started = index, time.monotonic()
+            detail = describe_value(self.values[index])
+            with self.lock:
+                if self.abandoned:
+                    return
+                self.results[index] = detail
+        self.done.set()
+
+    def give_up(self, now, deadline):
+        """Index of the repr it is stuck on (results no longer taken), or None if not stuck."""
+        with self.lock:
+            if now < deadline and now - self.started <= ITEM_BUDGET:
+                return None
+            self.abandoned = True
+            return self.index
+
+
+def bounded_details(values):
+    """[(repr, len)] for each value, within VARIABLES_BUDGET whatever the reprs do."""
+    results = [None] * len(values)
+    deadline = time.monotonic() + VARIABLES_BUDGET
+    start, abandoned = 0, 0
+    while start < len(values) and abandoned < MAX_ABANDONED:
+        worker = _Worker(values, results, start)
+        while not worker.done.wait(min(0.02, max(0.0, deadline - time.monotonic()))):
+            now = time.monotonic()
+            stuck = worker.give_up(now, deadline)
+            if stuck is not None:
+                results[stuck] = results[stuck] or (TIMED_OUT, None)
+                start, abandoned = stuck + 1, abandoned + 1
+                if now >= deadline:
+                    start = len(values)
+                break
+        else:
+            break  # the worker got through every value
+    return [detail or (TIMED_OUT, None) for detail in results]
+
+
+def describe_value(value):
+    """(bounded repr, len or shape or None) of one value; runs its __repr__."""
+    try:
+        text = _short_repr(value, REPR_LENGTH, set())
+    except BaseException as exc:  # anything a user's __repr__ may raise
+        text = "<repr failed: %s>" % type(exc).__name__
+    if len(text) > REPR_LENGTH:
+        text = text[:REPR_LENGTH - 3] + "..."
+    try:
+        size = builtin_length(value)
+        if size is None:
+            size = shape_of(value)
+    except Exception:
+        size = None
+    return text, size
+
+
+def _short_repr(value, limit, seen):
+    """repr(), but walking only as much of a builtin container as the limit shows."""
+    kind = type(value)
+    if kind is types.ModuleType:  # as module.__repr__, without a PEP 562 __getattr__
+        state = vars(value)
+        where = state.get("__file__")
+        return "<module %r%s>" % (state.get("__name__"), " from %r" % where if where else "")
+    if kind in (str, bytes, bytearray):
+        return repr(value[:limit]) + ("..." if len(value) > limit else "")
+    if kind not in (list, tuple, set, frozenset, dict):
+        return repr(value)
+    if id(value) in seen:
+        return "{...}" if kind is dict else "[...]"
+    seen = seen | {id(value)}
+    parts, used = [], 0
+    items = dict.items(value) if kind is dict else value
+    for item in items:
+        if used > limit:
+            break
+        part = (_short_repr(item[0], limit, seen) + ": " + _short_repr(item[1], limit, seen)
+                if kind is dict else _short_repr(item, limit, seen))
+        parts.append(part)
+        used += len(part) + 2
+    body = ", ".join(parts) + (", ..." if len(parts) < len(value) else "")
+    if kind is tuple:
+        return "(%s)" % (body + "," if len(value) == 1 else body)
+    if kind is list:
+        return "[%s]" % body
+    if kind is dict:
+        return "{%s}" % body
+    if not value:
+        return "%s()" % kind.__name__
+    return ("{%s}" if kind is set else "frozenset({%s})") % body
+
+
+def builtin_length(value):
+    """len() of a builtin container (its own __len__, never a subclass's), else None."""
+    for base in _CONTAINERS + tuple(_deque()):
+        if issubclass(type(value), base):
+            try:
+                return base.__len__(value)
+            except (OverflowError, TypeError):
+                return None
+    return None
+
+
+def _deque():
+    collections = sys.modules.get("collections")
+    return [collections.deque] if collections is not None else []
+
+
+def shape_of(value):
+    """A ``shape`` held as a plain value or by a C-level attribute (numpy), as a list."""
+    import inspect
+    found = inspect.getattr_static(value, "shape", None)
+    if type(found) in completion.C_ACCESSORS:
+        found = found.__get__(value, type(value))
+    if type(found) in (tuple, list) and all(type(n) is int for n in found):
+        return list(found)
+    return None
 
 
 HANDLERS = {"complete": complete, "inspect": inspect_name,

@@ -435,7 +435,7 @@ def test_variables_numpy_shape():
 
 
 def test_slow_repr_does_not_hang_variables():
-    from wsgikernel.kernel.introspect import TIMED_OUT
+    from wsgikernel.kernel.variables import TIMED_OUT
     ns = make_namespace("import threading\nrelease = threading.Event()\n"
                         "class Slow:\n    def __repr__(self):\n"
                         "        release.wait(60)\n        return 'slow'\n"

@@ -25,6 +25,8 @@ def base_url(environ):
 
 NDJSON = "application/x-ndjson"
 HEARTBEAT_SECONDS = 15.0  # proxies cut streams that stay silent longer
+MAX_WAIT = 3600           # seconds one request may wait for an execution
+RLIMIT_MAX = 2 ** 63 - 1  # the largest value setrlimit() accepts
 
 
 class Api:
@@ -47,7 +49,7 @@ class Api:
 
     def openapi_document(self, environ):
         """The OpenAPI 3.1 description of every route."""
-        return build_document(self.app.routes, base_url(environ))
+        return build_document(self.app.routes, base_url(environ), self.config)
 
     # -- environments --------------------------------------------------------
 
@@ -110,7 +112,7 @@ class Api:
         if wants_stream(environ, params):
             return stream_response(self.manager.open_stream(env, {"op": "attach", "n": n},
                                                             HEARTBEAT_SECONDS))
-        record = self.manager.execution(env, n, optional(params, "wait", seconds, 0))
+        record = self.manager.execution(env, n, optional(params, "wait", wait_seconds, 0))
         return execution_response(environ, env, record)
 
     def list_executions(self, environ):
@@ -167,6 +169,14 @@ class Api:
             "op": "variables", "all": optional(params, "all", boolean, False)})
 
 
+def wait_seconds(value):
+    """A long-poll wait: seconds, at most MAX_WAIT (a proxy would cut a longer one)."""
+    number = seconds(value)
+    if number > MAX_WAIT:
+        raise ValueError("at most %d seconds; poll again for longer" % MAX_WAIT)
+    return number
+
+
 def env_id_param(value):
     from .params import env_id
     return env_id(value)
@@ -177,6 +187,9 @@ def read_limits(params):
     parsers = {"memory_limit": size, "cpu_limit": config_seconds, "file_size_limit": size,
                "open_files_limit": count}
     limits = {key: optional(params, key, parsers[key]) for key in LIMIT_KEYS}
+    for key, value in limits.items():
+        if value is not None and value > RLIMIT_MAX:  # setrlimit() takes no more
+            raise InvalidParam(key, "must be at most %d" % RLIMIT_MAX)
     memory = limits.get("memory_limit")
     if memory is not None and memory < MIN_MEMORY_LIMIT:
         raise InvalidParam("memory_limit", "must be at least 256MiB")
@@ -190,7 +203,7 @@ def execution_request(params, config):
     if timeout is not None and config.max_timeout is not None and timeout > config.max_timeout:
         raise InvalidParam("timeout", "the server allows at most %g s (max_timeout)"
                            % config.max_timeout)
-    wait = optional(params, "wait", seconds)
+    wait = optional(params, "wait", wait_seconds)
     if silent and (wait is not None or optional(params, "stream", boolean, False)):
         raise InvalidParam("silent", "silent executions are synchronous: "
                                      "do not combine them with wait or stream")

@@ -326,7 +326,9 @@ class EnvironmentManager:
         threads[0].start()
         for env_id in self.ids():
             record = read_record(self.env_dir(env_id))
-            if record and record.get("state") in ALIVE_STATES:
+            # A dead env's supervisor lives on (it serves history and restarts): stop it too.
+            if record and (record.get("state") in ALIVE_STATES
+                           or pid_alive(record.get("supervisor_pid"))):
                 thread = threading.Thread(target=self.shutdown_kernel,
                                           args=(record, "stopped", "server_shutdown"))
                 thread.start()

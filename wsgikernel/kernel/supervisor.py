@@ -333,6 +333,8 @@ class Supervisor(Operations):
                 self.history.append(record)
             except OSError:
                 self.log_exception("could not write history")
+        if record.get("error") is not None and execution.outputs:
+            self.publish(execution, [execution.outputs[-1]])  # the error output, streamed too
         self.flush_outbox()  # outputs before the record
         for client, _ in execution.waiters:
             self.send(client, {"ok": True, "key": execution.key, "record": record})
@@ -364,6 +366,9 @@ class Supervisor(Operations):
         code, signum = self.child.reap(block=True)
         self.child.signal(signal.SIGKILL)  # no stragglers of its process group
         self.close_pipes()
+        if self.ready_fd is not None:  # it never became ready: tell the launcher now
+            self.announce_failure(exit_description(code, signum) + " before it was ready")
+            return
         description = exit_description(code, signum)
         execution = self.running
         reason = "kernel_died"
@@ -446,6 +451,16 @@ class Supervisor(Operations):
         log_fd = self.log.fileno()
         os.dup2(log_fd, self.ready_fd)  # closes the pipe: the launcher sees EOF
         self.ready_fd = None
+
+    def announce_failure(self, why):
+        """Report a failed start through the launcher's pipe, and leave the loop."""
+        try:
+            os.write(self.ready_fd, ("error: %s\n" % why).encode())
+        except OSError:
+            pass
+        self.ready_fd = None
+        self.child = None
+        self.alive = False
 
     def on_wake(self, fd, mask):
         try:

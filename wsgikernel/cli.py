@@ -1,0 +1,293 @@
+"""The client commands of ``python -m wsgikernel`` (``serve`` lives in server.py).
+
+    wsgikernel envs                      list environments
+    wsgikernel create ENV                create (idempotent)
+    wsgikernel rm ENV                    delete
+    wsgikernel exec ENV [CODE | -]       run code (stdin when CODE is - or absent)
+    wsgikernel run ENV FILE.py           run a file as one cell
+    wsgikernel complete ENV CODE         completions at the end of CODE
+    wsgikernel history ENV               In/Out of every execution
+    wsgikernel notebook ENV > out.ipynb  the history as a notebook
+
+``exec`` and ``run`` create ENV if absent and stream: the cell's stdout and
+stderr are written to the local stdout and stderr as they arrive, then the
+result's text/plain.  Exit status: 0 when the cell ran, 1 when it raised (the
+traceback goes to stderr) or was stopped, 2 when the service refused (the
+problem's detail goes to stderr), 130 after Ctrl-C (which cancels the cell).
+``--url``/``--token`` default to $WSGIKERNEL_URL/$WSGIKERNEL_TOKEN.
+"""
+
+import argparse
+import functools
+import json
+import sys
+import threading
+import time
+
+from .client import Client, ServiceError
+from .config import count, seconds, size
+
+OK, USER_ERROR, SERVICE_ERROR, INTERRUPTED = 0, 1, 2, 130
+PROGRESS_AFTER = 1.0  # seconds of silence before the progress line appears
+LIMITS = (("memory_limit", size, "bytes, e.g. 512MiB (at least 256MiB)"),
+          ("cpu_limit", seconds, "CPU seconds over the kernel's lifetime"),
+          ("file_size_limit", size, "bytes, e.g. 1GiB"),
+          ("open_files_limit", count, "file descriptors"))
+
+
+def build_parser(prog="wsgikernel"):
+    parser = argparse.ArgumentParser(prog=prog, description="Drive a wsgikernel service.")
+    add_connection_options(parser, None)
+    # The same options after the command too; SUPPRESS keeps a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    add_connection_options(common, argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    add_parser = functools.partial(commands.add_parser, parents=[common])
+    sub = add_parser("envs", help="list environments")
+    sub.add_argument("--json", action="store_true", help="print the env objects as JSON")
+    sub = add_parser("create", help="create an environment (idempotent)")
+    sub.add_argument("env")
+    for limit, parse, what in LIMITS:
+        sub.add_argument("--" + limit.replace("_", "-"), dest=limit, type=parse, help=what)
+    sub = add_parser("rm", help="delete an environment")
+    sub.add_argument("env")
+    for name, what in (("exec", "run code (from stdin when CODE is - or absent)"),
+                       ("run", "run a Python file as one cell")):
+        sub = add_parser(name, help=what)
+        sub.add_argument("env")
+        if name == "exec":
+            sub.add_argument("code", nargs="?", default="-")
+        else:
+            sub.add_argument("file")
+        sub.add_argument("--timeout", type=float, help="seconds before the cell is interrupted")
+    sub = add_parser("complete", help="completions at the end of CODE")
+    sub.add_argument("env")
+    sub.add_argument("code")
+    sub = add_parser("history", help="In/Out of every execution")
+    sub.add_argument("env")
+    sub = add_parser("notebook", help="the history as an .ipynb on stdout")
+    sub.add_argument("env")
+    return parser
+
+
+def add_connection_options(parser, default):
+    parser.add_argument("--url", default=default,
+                        help="service URL [WSGIKERNEL_URL, else http://127.0.0.1:8080]")
+    parser.add_argument("--token", default=default, help="API token [WSGIKERNEL_TOKEN]")
+
+
+def main(argv=None, prog="wsgikernel"):
+    args = build_parser(prog).parse_args(argv)
+    client = Client(args.url, args.token)
+    try:
+        return COMMANDS[args.command](client, args)
+    except ServiceError as exc:
+        print("wsgikernel: %s" % exc.detail, file=sys.stderr)
+        return SERVICE_ERROR
+    except KeyboardInterrupt:
+        return INTERRUPTED
+
+
+# -- commands ------------------------------------------------------------------
+
+def cmd_envs(client, args):
+    envs = client.envs()
+    if args.json:
+        print(json.dumps(envs, indent=2))
+        return OK
+    rows = [("ID", "STATE", "SESSION", "EXECUTIONS", "LAST ACTIVITY")]
+    rows += [(e["id"], e["state"], str(e["session"]), str(e["execution_count"]),
+              e.get("last_activity") or "") for e in envs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return OK
+
+
+def cmd_create(client, args):
+    limits = {limit: getattr(args, limit) for limit, _, _ in LIMITS
+              if getattr(args, limit) is not None}
+    env = client.create(args.env, **limits)
+    print("%s %s" % (env["id"], env["state"]))
+    return OK
+
+
+def cmd_rm(client, args):
+    client.delete(args.env)
+    return OK
+
+
+def cmd_exec(client, args):
+    if args.code == "-" and _isatty(sys.stdin):
+        print("wsgikernel: reading code from stdin; end it with Ctrl-D", file=sys.stderr)
+    code = sys.stdin.read() if args.code == "-" else args.code
+    return run_cell(client, args.env, code, args.timeout)
+
+
+def cmd_run(client, args):
+    try:
+        with open(args.file, encoding="utf-8") as handle:
+            code = handle.read()
+    except OSError as exc:
+        print("wsgikernel: cannot read %s: %s" % (args.file, exc.strerror), file=sys.stderr)
+        return SERVICE_ERROR
+    return run_cell(client, args.env, code, args.timeout)
+
+
+def cmd_complete(client, args):
+    for match in client.complete(args.env, args.code)["matches"]:
+        print(match)
+    return OK
+
+
+def cmd_history(client, args):
+    for record in client.history(args.env):
+        n = record["execution_count"]
+        print("In [%s]: %s" % (n, _indent(record["code"], len("In [%s]: " % n))))
+        if record["stdout"]:
+            sys.stdout.write(_ensure_newline(record["stdout"]))
+        result = (record.get("result") or {}).get("text/plain")
+        if result is not None:
+            print("Out[%s]: %s" % (n, result))
+        error = record.get("error")
+        if error:
+            print("%s: %s" % (error["ename"], error["evalue"]))
+        print()
+    return OK
+
+
+def cmd_notebook(client, args):
+    json.dump(client.notebook(args.env), sys.stdout, indent=1, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return OK
+
+
+COMMANDS = {"envs": cmd_envs, "create": cmd_create, "rm": cmd_rm, "exec": cmd_exec,
+            "run": cmd_run, "complete": cmd_complete, "history": cmd_history,
+            "notebook": cmd_notebook}
+
+
+# -- exec and run -------------------------------------------------------------------
+
+def run_cell(client, env, code, timeout=None):
+    """Create ``env`` if absent, stream ``code`` through it; the exit status."""
+    client.create(env)
+    opts = {} if timeout is None else {"timeout": timeout}
+    progress = Progress(sys.stderr)
+    n, record = None, None
+    try:
+        for event in client.stream(env, code, **opts):
+            kind = event.get("event")
+            if kind == "accepted":
+                n = event.get("execution_count")
+            elif kind == "output":
+                progress.clear()
+                write_output(event)
+            elif kind == "record":
+                record = event
+            elif kind == "error":
+                raise ServiceError(502, {"title": "Stream broken", "detail": event.get(
+                    "detail") or "the service ended the stream"})
+            progress.touch()
+    except KeyboardInterrupt:
+        progress.stop()
+        if n is not None:
+            try:
+                client.cancel(env, n)
+            except ServiceError:
+                pass
+        print("wsgikernel: interrupted; execution %s cancelled" % n, file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        progress.stop()
+    if record is None:
+        raise ServiceError(502, {"title": "Stream broken",
+                                 "detail": "the stream ended before the execution's record"})
+    return report(record)
+
+
+def write_output(event):
+    """One streamed output to the matching local stream; rich outputs as text/plain."""
+    kind = event.get("output_type")
+    if kind == "stream":
+        stream = sys.stderr if event.get("name") == "stderr" else sys.stdout
+        stream.write(event.get("text", ""))
+        stream.flush()
+    elif kind == "display_data":
+        text = (event.get("data") or {}).get("text/plain")
+        if text is not None:
+            sys.stdout.write(_ensure_newline(text))
+            sys.stdout.flush()
+
+
+def report(record):
+    """The end of a cell: its result on stdout, or its traceback on stderr; exit status."""
+    if record.get("status") == "ok":
+        text = (record.get("result") or {}).get("text/plain")
+        if text is not None:
+            sys.stdout.write(_ensure_newline(text))
+            sys.stdout.flush()
+        return OK
+    error = record.get("error") or {}
+    lines = error.get("traceback") or ["%s: %s" % (error.get("ename"), error.get("evalue"))]
+    sys.stdout.flush()
+    sys.stderr.write(_ensure_newline("\n".join(lines)))
+    if record.get("reason"):
+        sys.stderr.write("(%s: %s)\n" % (record["status"], record["reason"]))
+    sys.stderr.flush()
+    return USER_ERROR
+
+
+def _ensure_newline(text):
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _indent(text, width):
+    return ("\n" + " " * width).join(text.rstrip("\n").split("\n"))
+
+
+class Progress:
+    """'running 12s' on stderr while a cell is silent; only when stderr is a terminal."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.enabled = _isatty(stream)
+        self.started = self.last = time.monotonic()
+        self.shown = False
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        if self.enabled:
+            threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self.done.wait(0.5):
+            with self.lock:
+                if time.monotonic() - self.last >= PROGRESS_AFTER:
+                    self.stream.write("\r\x1b[2K[running %ds]" % (time.monotonic() - self.started))
+                    self.stream.flush()
+                    self.shown = True
+
+    def touch(self):
+        self.last = time.monotonic()
+
+    def clear(self):
+        if not self.enabled:
+            return
+        with self.lock:
+            self.last = time.monotonic()
+            if self.shown:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
+                self.shown = False
+
+    def stop(self):
+        self.clear()
+        self.done.set()
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

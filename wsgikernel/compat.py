@@ -29,9 +29,12 @@ class CompatApi:
     def compat_create(self, environ):
         """Original API: create the environment if absent; the ids of all."""
         try:
-            self.manager.create(self._id(environ), exist_ok=True)
+            env, _ = self.manager.create(self._id(environ), exist_ok=True)
         except _Answer as answer:
             return answer.body
+        if env["state"] in ("dead", "stopped"):
+            # The original had no restart: "create" is how its users get a kernel back.
+            self.manager.restart(env["id"])
         return {"envs": self.manager.ids()}
 
     def compat_delete(self, environ):

@@ -53,6 +53,17 @@ def pid_alive(pid):
         return True  # no /proc: trust kill(0)
 
 
+def supervisor_alive(pid):
+    """True if ``pid`` runs and is one of our kernels (after a reboot a pid may be reused)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            return b"wsgikernel" in handle.read()
+    except OSError:
+        return True  # no /proc: trust the pid
+
+
 def kill_group(pid, signum):
     if pid:
         try:
@@ -143,8 +154,11 @@ class EnvironmentManager:
             conn.close()
 
     def live_record(self, env_id):
-        """env.json of a running env; 409 if it is dead or stopped."""
+        """env.json of a running env (waiting out a start in progress); 409 if dead or stopped."""
         record = self.read(env_id)
+        if record.get("state") == "starting":
+            wait_until(lambda: self.read(env_id).get("state") != "starting", LAUNCH_TIMEOUT)
+            record = self.read(env_id)
         state = record.get("state")
         if state not in ALIVE_STATES:
             raise errors.EnvironmentNotRunning(env_id, state)
@@ -164,7 +178,10 @@ class EnvironmentManager:
 
     def gone(self, env_id, record):
         """Translate a kernel that stopped answering: dead if its supervisor is gone."""
-        if not pid_alive(record.get("supervisor_pid")):
+        current = read_record(self.env_dir(env_id)) or record
+        if current.get("state") == "starting" or current.get("socket") != record.get("socket"):
+            return errors.KernelUnavailable(env_id, "it is (re)starting; retry shortly")
+        if not supervisor_alive(record.get("supervisor_pid")):
             self.mark_dead(env_id, record)
             return errors.EnvironmentNotRunning(env_id, "dead")
         return errors.KernelUnavailable(env_id, "it did not answer in time")
@@ -193,7 +210,7 @@ class EnvironmentManager:
                 try:
                     status = self.call(record, {"op": "status", "touch": touch})
                 except KernelGone:
-                    if not pid_alive(record.get("supervisor_pid")):
+                    if not supervisor_alive(record.get("supervisor_pid")):
                         record = self.mark_dead(env_id, record)
                 if status.get("state") in ("dead", "stopped"):
                     # It died after we read env.json: the supervisor saved it first.
@@ -257,7 +274,7 @@ class EnvironmentManager:
 
     def launch(self, env_dir, record):
         """Write env.json for a new kernel process and start it; 503 if it does not come up."""
-        record.update(state="starting", protocol=PROTOCOL_VERSION,
+        record.update(state="starting", protocol=PROTOCOL_VERSION, supervisor_pid=None, pid=None,
                       socket=os.path.join(self.runtime(), secrets.token_hex(6) + ".sock"))
         write_record(env_dir, record)
         memory_limited = (record.get("limits") or {}).get("memory_limit") is not None
@@ -268,7 +285,7 @@ class EnvironmentManager:
 
     def restart(self, env_id):
         record = self.read(env_id)
-        if record.get("state") in ALIVE_STATES and pid_alive(record.get("supervisor_pid")):
+        if record.get("state") in ALIVE_STATES and supervisor_alive(record.get("supervisor_pid")):
             try:
                 reply = self.call(record, {"op": "restart"},
                                   timeout=self.config.kill_grace + LAUNCH_TIMEOUT)
@@ -306,7 +323,7 @@ class EnvironmentManager:
         """request -> wait -> SIGTERM -> wait -> SIGKILL, as jupyter_client does."""
         supervisor, child = record.get("supervisor_pid"), record.get("pid")
         grace = self.config.kill_grace
-        if pid_alive(supervisor):
+        if supervisor_alive(supervisor):
             try:
                 self.call(record, {"op": "shutdown", "state": state, "reason": reason},
                           timeout=STATUS_TIMEOUT)
@@ -328,7 +345,7 @@ class EnvironmentManager:
             record = read_record(self.env_dir(env_id))
             # A dead env's supervisor lives on (it serves history and restarts): stop it too.
             if record and (record.get("state") in ALIVE_STATES
-                           or pid_alive(record.get("supervisor_pid"))):
+                           or supervisor_alive(record.get("supervisor_pid"))):
                 thread = threading.Thread(target=self.shutdown_kernel,
                                           args=(record, "stopped", "server_shutdown"))
                 thread.start()
@@ -372,7 +389,7 @@ class EnvironmentManager:
     def alive_record(self, env_id):
         """env.json if its kernel is reachable, else None (history is all there is)."""
         record = self.read(env_id)
-        if record.get("state") in ALIVE_STATES and pid_alive(record.get("supervisor_pid")):
+        if record.get("state") in ALIVE_STATES and supervisor_alive(record.get("supervisor_pid")):
             return record
         return None
 

@@ -36,7 +36,7 @@ class KernelPool:
         self.dir = os.path.join(self.config.state_dir, "pool")
         self.size = self.config.pool_size or 0
         self._filling = threading.Lock()
-        self._pid = None
+        self.closed = False  # set by stop_all: no refill may start a kernel after it
 
     def signature(self):
         """What a pooled kernel must have been started with to be claimable."""
@@ -89,7 +89,7 @@ class KernelPool:
 
     def refill_soon(self):
         """Top the pool up on a background thread (one per process at a time)."""
-        if self.size <= 0 or not self._filling.acquire(blocking=False):
+        if self.size <= 0 or self.closed or not self._filling.acquire(blocking=False):
             return
         thread = threading.Thread(target=self._fill_and_release, name="wsgikernel-pool",
                                   daemon=True)
@@ -106,13 +106,25 @@ class KernelPool:
 
     def fill(self):
         """Start pooled kernels until ``size`` are ready (under a cross-process lock)."""
-        import fcntl
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        with open(os.path.join(self.dir, ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self.locked():
             ready = self.prune()
             for _ in range(self.size - ready):
+                if self.closed:
+                    return
                 self.start_one()
+
+    def locked(self):
+        """The cross-process pool lock (flock on pool/.lock), as a context manager."""
+        import contextlib
+        import fcntl
+
+        @contextlib.contextmanager
+        def holding():
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            with open(os.path.join(self.dir, ".lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                yield
+        return holding()
 
     def prune(self):
         """Remove pooled kernels that died or no longer match; the number left."""
@@ -120,10 +132,10 @@ class KernelPool:
         for name in self.names():
             path = os.path.join(self.dir, name)
             record = read_record(path)
-            from .manager import pid_alive
+            from .manager import supervisor_alive
             if (record and record.get("signature") == signature
                     and record.get("state") == "idle"
-                    and pid_alive(record.get("supervisor_pid"))):
+                    and supervisor_alive(record.get("supervisor_pid"))):
                 alive += 1
             elif record is None or record.get("state") != "starting":
                 if record:
@@ -146,6 +158,16 @@ class KernelPool:
             raise
 
     def stop_all(self):
+        """Stop every pooled kernel, after any refill in flight (in any process) is done."""
+        self.closed = True
+        if self._filling.acquire(timeout=120):  # our own refill thread finishes first
+            self._filling.release()
+        if not os.path.isdir(self.dir):
+            return
+        with self.locked():
+            self._stop_pooled()
+
+    def _stop_pooled(self):
         for name in self.names():
             path = os.path.join(self.dir, name)
             record = read_record(path)

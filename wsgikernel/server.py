@@ -165,12 +165,18 @@ def serve(app, host, port, *, quiet=False, ready=None):
         server.serve_forever(poll_interval=0.2)
         server.wait_idle(DRAIN_SECONDS)
     finally:
-        for sig, handler_before in previous.items():
-            signal.signal(sig, handler_before)
         server.server_close()
-        close = getattr(app, "close", None)
-        if close is not None:
-            close()
+        # A second Ctrl-C while kernels stop must not leave them orphaned: stopping
+        # is bounded by kill_grace, so the signals are simply ignored until it is done.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            close = getattr(app, "close", None)
+            if close is not None:
+                close()
+        finally:
+            for sig, handler_before in previous.items():
+                signal.signal(sig, handler_before)
     return 0
 
 

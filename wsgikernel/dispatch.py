@@ -16,7 +16,6 @@ returning a dict or a ``Response``; ``endpoint()`` wraps them so that
 import json
 import logging
 import re
-import sys
 import traceback
 
 from .errors import PROBLEM_JSON, HTTPError, InternalError, MethodNotAllowed, RouteNotFound
@@ -228,6 +227,6 @@ def render_error(environ, start_response, exc, extra=()):
     """An HTTPError as application/problem+json."""
     response = Response(exc.to_dict(), status=exc.status, headers=exc.headers,
                         content_type=PROBLEM_JSON)
-    exc_info = sys.exc_info()
-    return render(environ, start_response, response, list(extra),
-                  exc_info=exc_info if exc_info[0] is not None else None)
+    # No exc_info: no path that gets here has called start_response yet, and uWSGI's
+    # start_response re-raises a given exc_info (the answer is then cut off).
+    return render(environ, start_response, response, list(extra))

@@ -140,7 +140,7 @@ class Supervisor(Operations):
         for client, execution, deadline in self.waiters():
             if deadline is not None:
                 deadlines.append(deadline)
-        if self.idle_timeout and self.state == "idle" and not self.queue:
+        if self.is_idle():
             deadlines.append(self.last_request + self.idle_timeout)
         return max(0.0, min(deadlines) - now)
 
@@ -179,9 +179,13 @@ class Supervisor(Operations):
             if self.directory_removed():
                 self.stop(state=None, reason="deleted")
                 return
-        if (self.idle_timeout and self.state == "idle" and not self.queue
-                and now - self.last_request >= self.idle_timeout):
+        if self.is_idle() and now - self.last_request >= self.idle_timeout:
             self.stop(state="stopped", reason="idle")
+
+    def is_idle(self):
+        """Subject to the idle timeout: ready, no cell running, none queued."""
+        return (bool(self.idle_timeout) and self.state == "idle" and self.running is None
+                and not self.queue)
 
     # -- web-worker connections (kernel/hub.py does the I/O) --------------------
 
@@ -258,6 +262,7 @@ class Supervisor(Operations):
             if execution is not None and execution.key == message.get("id"):
                 self.flush_decoders(execution)
                 self.running = None
+                self.last_request = time.monotonic()  # idle time counts from the cell's end
                 self.finish(execution, execution.completed(message))
                 self.pump()
         elif kind == "reply":

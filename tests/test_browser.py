@@ -1,0 +1,573 @@
+"""The browser console in a real headless Chromium, against a live scripts/serve.py.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``scripts/install-system-deps.sh``
+installs them; .ci/run calls it).  Driven with Selenium without Selenium
+Manager: the system browser and driver are named explicitly.  Every wait is an
+explicit, generous WebDriverWait (a hang guard, never a speed claim).
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from wsgiref.simple_server import make_server
+
+import pytest
+
+from helpers import ROOT, TOKEN, LiveServer, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+    pytest.skip("needs Debian's chromium and chromium-driver (%s, %s): run "
+                "scripts/install-system-deps.sh" % (CHROMIUM, CHROMEDRIVER), allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import (NoSuchElementException,  # noqa: E402
+                                        StaleElementReferenceException, TimeoutException)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+# Real processes (a server, its kernels, a browser): out of the per-Python core runs.
+pytestmark = pytest.mark.slow
+
+WAIT = 60.0  # seconds: hang guard for anything the page does
+ARTIFACTS = os.path.join(ROOT, "test-artifacts")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+         "--disable-dev-shm-usage", "--window-size=1280,1000")
+
+# A tiny valid PNG built in the kernel with the standard library only (40 x 20, red).
+PNG_CELL = r"""import struct, zlib
+def _chunk(kind, data):
+    return (struct.pack('>I', len(data)) + kind + data
+            + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+class Red:
+    def _repr_png_(self):
+        raw = b''.join(b'\x00' + b'\xff\x00\x00' * 40 for _ in range(20))
+        return (b'\x89PNG\r\n\x1a\n'
+                + _chunk(b'IHDR', struct.pack('>IIBBBBB', 40, 20, 8, 2, 0, 0, 0))
+                + _chunk(b'IDAT', zlib.compress(raw)) + _chunk(b'IEND', b''))
+Red()"""
+
+# HTML whose script runs in its frame and probes what it can reach.
+PROBE_CELL = r"""class Probe:
+    def _repr_html_(self):
+        return '''<p id="probe">script did not run</p>
+<script>
+var report = {origin: String(window.origin)};
+try { parent.document.title = 'pwned'; report.title = 'changed'; }
+catch (e) { report.title = e.name; }
+try { report.storage = JSON.stringify(parent.sessionStorage); }
+catch (e) { report.storage = e.name; }
+try { report.own_storage = String(window.sessionStorage.length); }
+catch (e) { report.own_storage = e.name; }
+try { report.parent_url = parent.location.href; }
+catch (e) { report.parent_url = e.name; }
+document.getElementById('probe').textContent = 'frame script ran: ' + JSON.stringify(report);
+parent.postMessage({probe: report}, '*');
+</script>'''
+Probe()"""
+
+
+@pytest.fixture(scope="module")
+def server():
+    state = tempfile.mkdtemp(prefix="wk-")
+    os.chmod(state, 0o700)
+    live = LiveServer("--quiet", state_dir=state)  # quiet: nobody reads its log pipe
+    try:
+        with live:
+            yield live
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def driver():
+    profile = tempfile.mkdtemp(prefix="wk-chromium-")
+    downloads = tempfile.mkdtemp(prefix="wk-downloads-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument("--user-data-dir=" + profile)
+    options.add_experimental_option("prefs", {"download.default_directory": downloads,
+                                              "download.prompt_for_download": False})
+    browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    browser.downloads = downloads
+    try:
+        browser.set_page_load_timeout(WAIT)
+        browser.set_script_timeout(WAIT)
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+        shutil.rmtree(downloads, ignore_errors=True)
+
+
+class Page:
+    """The console page in the browser, with the few moves the tests need."""
+
+    def __init__(self, driver, server):
+        self.driver = driver
+        self.server = server
+
+    def wait(self, condition, message, timeout=WAIT):
+        try:
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.05, ignored_exceptions=(
+                NoSuchElementException, StaleElementReferenceException)).until(
+                lambda d: condition(), message)
+        except TimeoutException:
+            raise AssertionError("timed out waiting for %s; the page shows:\n%s"
+                                 % (message, self.snapshot())) from None
+
+    def snapshot(self):
+        """What the page shows, for a failure message."""
+        try:
+            return self.js("return [document.getElementById('status').textContent,"
+                           " document.getElementById('env-title').textContent + ' ' +"
+                           " document.getElementById('env-state').textContent,"
+                           " document.getElementById('cells').innerText].join('\\n')")
+        except Exception as exc:  # the page itself may be the problem
+            return "(no snapshot: %r)" % exc
+
+    def js(self, script, *args):
+        return self.driver.execute_script(script, *args)
+
+    def open(self, env=None, token=True):
+        url = self.server.url + "ui"
+        if token:
+            url += "?token=" + self.server.token
+        if env:
+            url += "#env=" + env
+        self.driver.get(url)
+        if token:
+            self.wait(lambda: self.js("return document.body.dataset.connected") == "true",
+                      "the page to connect")
+        if env:
+            self.wait_env_open(env)
+        return self
+
+    def wait_env_open(self, env):
+        self.wait(lambda: self.js(
+            "return document.getElementById('env-title').textContent === arguments[0] && "
+            "document.getElementById('cells').dataset.loaded === 'true'", env),
+            "env %s to open" % env)
+
+    def make_env(self, env):
+        status, _, body = self.server.request("PUT", "/envs/" + env)
+        assert status in (200, 201), body
+        return env
+
+    def cells(self):
+        return self.driver.find_elements(By.CSS_SELECTOR, "#cells .cell")
+
+    def editor(self, cell):
+        return cell.find_element(By.CSS_SELECTOR, "textarea")
+
+    def set_code(self, cell, code):
+        """Put code in a cell's editor (typing would go through auto-indent)."""
+        self.js("var t = arguments[0]; t.value = arguments[1]; t.focus();"
+                "t.dispatchEvent(new Event('input', {bubbles: true}));", self.editor(cell), code)
+
+    def run(self, code, keys=(Keys.SHIFT, Keys.ENTER)):
+        """Run code in the last cell with Shift-Enter; the cell it ran in."""
+        cell = self.cells()[-1]
+        self.set_code(cell, code)
+        self.editor(cell).send_keys(*keys)
+        return cell
+
+    def text(self, cell, selector=".cell-output"):
+        return self.js("return Array.from(arguments[0].querySelectorAll(arguments[1]))"
+                       ".map(function (n) { return n.textContent; }).join('\\n')", cell, selector)
+
+    def wait_text(self, cell, needle, selector=".cell-output"):
+        self.wait(lambda: needle in self.text(cell, selector),
+                  "%r in %s" % (needle, selector))
+
+    def running(self, cell):
+        return "running" in cell.get_attribute("class").split()
+
+    def wait_done(self, cell):
+        self.wait(lambda: not self.running(cell) and
+                  cell.find_element(By.CSS_SELECTOR, ".prompt-in").text != "In [*]:",
+                  "the cell to finish")
+
+    def env_state(self):
+        return self.js("return document.getElementById('env-state').textContent")
+
+    def listed_state(self, env):
+        return self.js("var li = document.querySelector('#env-list li[data-env=\"' + "
+                       "arguments[0] + '\"] .env-state'); return li && li.textContent", env)
+
+
+@pytest.fixture
+def page(driver, server):
+    return Page(driver, server)
+
+
+def test_main_flow_with_rich_output(page, driver, server):
+    page.open()
+    assert "token" not in driver.current_url  # taken from the URL, then removed from it
+    driver.find_element(By.ID, "new-env-id").send_keys("main", Keys.ENTER)
+    page.wait_env_open("main")
+    page.wait(lambda: page.listed_state("main") in ("starting", "idle"), "main listed")
+
+    cell = page.run("print('hi'); 1+1")
+    page.wait_text(cell, "2", ".output-result .output-body")
+    page.wait_done(cell)
+    assert page.text(cell, ".output-stream.stdout") == "hi\n"
+    assert cell.find_element(By.CSS_SELECTOR, ".prompt-in").text == "In [1]:"
+    assert cell.find_element(By.CSS_SELECTOR, ".output-result .prompt-out").text == "Out [1]:"
+    assert driver.switch_to.active_element == page.editor(page.cells()[-1])  # moved on
+
+    cell = page.run("import sys\nprint('to stderr', file=sys.stderr)\n1/0")
+    page.wait_text(cell, "ZeroDivisionError: division by zero", ".output-error")
+    assert page.text(cell, ".output-stream.stderr") == "to stderr\n"
+    assert "Traceback (most recent call last)" in page.text(cell, ".output-error")
+    assert page.text(cell, ".output-error .error-name").startswith("ZeroDivisionError")
+
+    cell = page.run(PNG_CELL)
+    page.wait(lambda: cell.find_elements(By.CSS_SELECTOR, "img.output-image"), "the PNG")
+    image = cell.find_element(By.CSS_SELECTOR, "img.output-image")
+    assert image.get_attribute("src").startswith("data:image/png;base64,iVBORw0KGgo")
+    page.wait(lambda: page.js("return arguments[0].complete && arguments[0].naturalWidth",
+                              image) == 40, "the PNG to decode")
+
+    cell = page.run("class Pic:\n    def _repr_svg_(self):\n"
+                    "        return '<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"30\" "
+                    "height=\"10\"><rect width=\"30\" height=\"10\" fill=\"teal\"/></svg>'\n"
+                    "Pic()")
+    page.wait(lambda: cell.find_elements(By.CSS_SELECTOR, "img.output-image"), "the SVG")
+    svg = cell.find_element(By.CSS_SELECTOR, "img.output-image")
+    assert svg.get_attribute("src").startswith("data:image/svg+xml")
+    assert not cell.find_elements(By.CSS_SELECTOR, "svg")  # never inlined in the page
+    page.wait(lambda: page.js("return arguments[0].naturalWidth", svg) == 30, "the SVG to load")
+
+    cell = page.run("class Table:\n    def _repr_html_(self):\n"
+                    "        return '<table><tr><th>x</th><th>y</th></tr>'"
+                    " + ''.join('<tr><td>%d</td><td>%d</td></tr>' % (i, i * i) "
+                    "for i in range(4)) + '</table>'\nTable()")
+    frame = page.wait(lambda: cell.find_element(By.CSS_SELECTOR, "iframe.output-html"),
+                      "the HTML frame")
+    assert frame.get_attribute("sandbox") == "allow-scripts"
+    page.wait(lambda: page.js("return parseInt(arguments[0].style.height || '0')", frame) > 60,
+              "the frame to size itself to the table")
+    driver.switch_to.frame(frame)
+    try:
+        page.wait(lambda: "9" in driver.find_element(By.TAG_NAME, "table").text, "the table")
+    finally:
+        driver.switch_to.default_content()
+
+    cell = page.run("class J:\n    def _repr_json_(self):\n        return {'a': [1, 2]}\nJ()")
+    page.wait_text(cell, '"a": [', ".output-json")
+
+    # The whole page in one picture: a window as tall as the cells (within reason).
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    size = driver.get_window_size()
+    height = page.js("return document.getElementById('main').scrollHeight + "
+                     "document.getElementById('topbar').offsetHeight")
+    driver.set_window_size(size["width"], min(max(height + 140, size["height"]), 4000))
+    try:
+        page.js("document.getElementById('main').scrollTop = 0")
+        driver.save_screenshot(os.path.join(ARTIFACTS, "ui.png"))
+    finally:
+        driver.set_window_size(size["width"], size["height"])
+
+
+def test_output_streams_in_while_the_cell_runs(page, tmp_path):
+    env = page.make_env("stream")
+    page.open(env)
+    flag = str(tmp_path / "finish")
+    cell = page.run("import os, time\n"
+                    "for i in range(3):\n"
+                    "    print('line', i, flush=True)\n"
+                    "    if i == 0:\n"
+                    "        for _ in range(6000):  # until the test says so (300 s at most)\n"
+                    "            if os.path.exists(%r):\n"
+                    "                break\n"
+                    "            time.sleep(0.05)\n"
+                    "    time.sleep(0.1)\n"
+                    "'done'" % flag)
+    page.wait_text(cell, "line 0", ".output-stream.stdout")
+    # The first line is on screen while the cell is still running.
+    assert page.running(cell)
+    assert "line 2" not in page.text(cell)
+    assert cell.find_element(By.CSS_SELECTOR, ".prompt-in").text == "In [*]:"
+    open(flag, "w").close()
+    page.wait_text(cell, "'done'", ".output-result")
+    page.wait_done(cell)
+    assert page.text(cell, ".output-stream.stdout") == "line 0\nline 1\nline 2\n"
+
+
+def test_html_output_runs_in_its_frame_but_cannot_reach_the_page(page, driver, server):
+    env = page.make_env("isolation")
+    page.open(env)
+    page.js("window.__probes = []; window.addEventListener('message', function (e) {"
+            " if (e.data && e.data.probe) { window.__probes.push(e.data.probe); } });")
+    title = driver.title
+    cell = page.run(PROBE_CELL)
+    page.wait(lambda: page.js("return window.__probes.length") > 0, "the frame's report")
+    report = page.js("return window.__probes[0]")
+    assert report == {"origin": "null", "title": "SecurityError", "storage": "SecurityError",
+                      "own_storage": "SecurityError", "parent_url": "SecurityError"}, report
+    assert driver.title == title != "pwned"
+    assert page.js("return sessionStorage.getItem('wsgikernel.token')") == server.token
+    assert server.token not in json.dumps(page.js("return window.__probes"))
+
+    frame = cell.find_element(By.CSS_SELECTOR, "iframe.output-html")
+    assert frame.get_attribute("sandbox") == "allow-scripts"
+    assert frame.get_attribute("src") == server.url + "ui/frame.html"
+    driver.switch_to.frame(frame)
+    try:
+        text = driver.find_element(By.ID, "probe").text
+    finally:
+        driver.switch_to.default_content()
+    assert text.startswith("frame script ran: "), text
+    page.wait(lambda: page.js("return parseInt(arguments[0].style.height || '0')", frame) > 0,
+              "the frame to report its height")
+
+
+def test_tab_completes_and_shift_tab_shows_help(page, driver):
+    env = page.make_env("complete")
+    page.open(env)
+    cell = page.run("def myfunc(a, b=2):\n    'Add things up.'\n    return a + b\n"
+                    "myfunc_two = 2")
+    page.wait_done(cell)
+
+    cell = page.cells()[-1]
+    editor = page.editor(cell)
+    editor.send_keys("myf", Keys.TAB)
+    page.wait(lambda: cell.find_elements(By.CSS_SELECTOR, ".completer li"), "the pick list")
+    choices = [li.text for li in cell.find_elements(By.CSS_SELECTOR, ".completer li")]
+    assert choices == ["myfunc", "myfunc_two"]
+    assert editor.get_attribute("value") == "myfunc"  # the common prefix is filled in
+    editor.send_keys(Keys.ARROW_DOWN, Keys.ENTER)
+    page.wait(lambda: editor.get_attribute("value") == "myfunc_two", "the pick")
+    assert not cell.find_elements(By.CSS_SELECTOR, ".completer")
+
+    page.set_code(cell, "myfunc(")
+    editor.send_keys(Keys.END, Keys.SHIFT, Keys.TAB)
+    page.wait(lambda: cell.find_elements(By.CSS_SELECTOR, ".inspector"), "the help pop-up")
+    help_text = page.text(cell, ".inspector")
+    assert "(a, b=2)" in help_text and "Add things up." in help_text
+    editor.send_keys(Keys.ESCAPE)
+    page.wait(lambda: not cell.find_elements(By.CSS_SELECTOR, ".inspector"), "help to close")
+
+    # Enter on an incomplete statement: a newline with the indent, not a run.
+    page.set_code(cell, "for i in range(2):")
+    editor.send_keys(Keys.END, Keys.ENTER)
+    page.wait(lambda: editor.get_attribute("value") == "for i in range(2):\n    ", "indent")
+    editor.send_keys("print(i)", Keys.ENTER)
+    assert editor.get_attribute("value").startswith("for i in range(2):\n    print(i)\n")
+    assert not page.running(cell) and page.text(cell) == ""
+    # ... and after a complete statement the kernel says: no indent (the line's would be wrong).
+    page.set_code(cell, "total = (1 +\n         2)")
+    editor.send_keys(Keys.END, Keys.ENTER)
+    page.wait(lambda: editor.get_attribute("value") == "total = (1 +\n         2)\n",
+              "is_complete to drop the indent")
+    # Tab at the start of a line indents.
+    page.set_code(cell, "")
+    editor.send_keys(Keys.TAB, "x")
+    assert editor.get_attribute("value") == "    x"
+
+
+def test_a_cell_can_be_interrupted(page):
+    env = page.make_env("interrupt")
+    page.open(env)
+    cell = page.run("import time\nprint('sleeping', flush=True)\ntime.sleep(100)\n"
+                    "print('woke up')")
+    page.wait_text(cell, "sleeping", ".output-stream")
+    button = cell.find_element(By.CSS_SELECTOR, ".cell-interrupt")
+    page.wait(lambda: button.is_enabled() and button.is_displayed(), "the interrupt button")
+    button.click()
+    page.wait_text(cell, "KeyboardInterrupt", ".output-error")
+    page.wait_done(cell)
+    assert "woke up" not in page.text(cell)
+    assert not cell.find_element(By.CSS_SELECTOR, ".cell-interrupt").is_displayed()
+    cell = page.run("'still alive'")
+    page.wait_text(cell, "'still alive'", ".output-result")
+
+
+def test_reloading_the_page_keeps_the_cells(page, driver):
+    env = page.make_env("reload")
+    page.open(env)
+    # Ctrl-Enter runs in place: the focus stays, no cell is added.
+    first = page.run("x = 20\nprint('x is', x)", keys=(Keys.CONTROL, Keys.ENTER))
+    page.wait_done(first)
+    assert len(page.cells()) == 1
+    assert driver.switch_to.active_element == page.editor(first)
+    driver.find_element(By.ID, "btn-add-cell").click()
+    page.wait(lambda: len(page.cells()) == 2, "the added cell")
+    second = page.run("x * 2 + 2")
+    page.wait_text(second, "42", ".output-result")
+    page.set_code(page.cells()[-1], "draft = 'not run yet'")
+
+    driver.refresh()
+    page.wait(lambda: page.js("return document.body.dataset.connected") == "true", "reconnect")
+    page.wait_env_open(env)
+    assert driver.current_url == page.server.url + "ui#env=reload"
+    cells = page.cells()
+    codes = [page.editor(c).get_attribute("value") for c in cells]
+    assert codes == ["x = 20\nprint('x is', x)", "x * 2 + 2", "draft = 'not run yet'"]
+    assert page.text(cells[0], ".output-stream") == "x is 20\n"
+    assert page.text(cells[1], ".output-result .output-body") == "42"
+    assert [c.find_element(By.CSS_SELECTOR, ".prompt-in").text for c in cells] == \
+        ["In [1]:", "In [2]:", "In [ ]:"]
+
+
+def test_a_dead_kernel_is_shown_as_dead_and_can_be_restarted(page, driver):
+    env = page.make_env("dies")
+    page.open(env)
+    page.wait(lambda: page.env_state() == "idle", "idle")
+    cell = page.run("import os\nos._exit(1)")
+    page.wait(lambda: page.env_state() == "dead", "the env shown dead")
+    page.wait(lambda: page.listed_state(env) == "dead", "the env listed dead")
+    page.wait_done(cell)
+    assert "kernel died" in page.text(cell, ".output-note")
+    assert not driver.find_element(By.ID, "env-message").get_attribute("hidden")
+    cell = page.run("'too late'")
+    page.wait_text(cell, "dead", ".output-note")  # the server's 409, said in the cell
+
+    driver.find_element(By.ID, "btn-restart").click()
+    cell = page.run("'back'")  # waits in the page for the restart to finish
+    page.wait_text(cell, "'back'", ".output-result")
+    page.wait(lambda: page.env_state() == "idle" and page.listed_state(env) == "idle",
+              "the env shown alive again")
+
+
+def test_the_notebook_downloads(page, driver):
+    env = page.make_env("export")
+    page.open(env)
+    cell = page.run("print('in the notebook')")
+    page.wait_done(cell)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior",
+                           {"behavior": "allow", "downloadPath": driver.downloads})
+    driver.find_element(By.ID, "btn-notebook").click()
+    target = os.path.join(driver.downloads, "export.ipynb")
+    wait_for(lambda: os.path.exists(target) and not [
+        n for n in os.listdir(driver.downloads) if n.endswith(".crdownload")],
+        timeout=WAIT, message="the notebook download")
+    with open(target, encoding="utf-8") as handle:
+        notebook = json.load(handle)
+    assert notebook["nbformat"] == 4
+    assert notebook["cells"][0]["source"] in ("print('in the notebook')",
+                                              ["print('in the notebook')"])
+
+
+def test_the_page_asks_for_the_token_and_never_puts_it_in_a_url(page, driver, server):
+    page.open(token=False)
+    page.js("sessionStorage.clear()")
+    driver.refresh()
+    dialog = driver.find_element(By.ID, "token-dialog")
+    page.wait(dialog.is_displayed, "the token dialog")
+    field = driver.find_element(By.ID, "token-input")
+    field.send_keys("wrong-token", Keys.ENTER)
+    page.wait(lambda: "not valid" in driver.find_element(By.ID, "token-error").text,
+              "the refusal")
+    field.clear()
+    field.send_keys(server.token, Keys.ENTER)
+    page.wait(lambda: page.js("return document.body.dataset.connected") == "true", "connect")
+    assert not dialog.is_displayed()
+    assert page.js("return sessionStorage.getItem('wsgikernel.token')") == server.token
+
+    # Create, use and delete an env with a generated id through the page.
+    before = set(page.js("return Array.from(document.querySelectorAll('#env-list li'))"
+                         ".map(function (li) { return li.dataset.env; })"))
+    driver.find_element(By.ID, "btn-new-env").click()
+    page.wait(lambda: page.js("return document.getElementById('cells').dataset.loaded")
+              == "true", "the new env")
+    env = driver.find_element(By.ID, "env-title").text
+    assert env and env not in before
+    cell = page.run("6 * 7")
+    page.wait_text(cell, "42", ".output-result")
+    delete = driver.find_element(By.ID, "btn-delete")
+    delete.click()
+    delete.click()  # the second click confirms
+    page.wait(lambda: page.listed_state(env) is None, "the env to leave the list")
+    assert server.request("GET", "/envs/" + env)[0] == 404
+
+    urls = page.js("return performance.getEntriesByType('resource').map(function (e) "
+                   "{ return e.name; }).concat([location.href])")
+    assert urls and not [u for u in urls if server.token in u or "token=" in u], urls
+
+
+def test_many_cells_queued_at_once_all_show_their_output(page):
+    env = page.make_env("queue")
+    page.open(env)
+    cells = []
+    for i in range(6):  # more than the page streams at once: the rest queue and follow
+        cells.append(page.run("import time\ntime.sleep(0.2)\nprint('cell %d')\n%d" % (i, i)))
+    for i, cell in enumerate(cells):
+        page.wait_text(cell, "cell %d" % i, ".output-stream")
+        page.wait_text(cell, "%d" % i, ".output-result .output-body")
+        page.wait_done(cell)
+    numbers = [c.find_element(By.CSS_SELECTOR, ".prompt-in").text for c in cells]
+    assert numbers == ["In [%d]:" % (i + 1) for i in range(6)]
+
+
+class Mounted:
+    """The app under a URL prefix, as a front server would mount it (SCRIPT_NAME)."""
+
+    def __init__(self, app, prefix):
+        self.app = app
+        self.prefix = prefix
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path != self.prefix and not path.startswith(self.prefix + "/"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"outside the mount"]
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.prefix
+        environ["PATH_INFO"] = path[len(self.prefix):]
+        return self.app(environ, start_response)
+
+
+def test_the_page_works_under_a_mount_prefix(driver):
+    from wsgikernel import make_app
+    from wsgikernel.server import RequestHandler, ThreadingWSGIServer
+
+    state = tempfile.mkdtemp(prefix="wk-")
+    app = make_app(state_dir=state, token=TOKEN, pool_size=0, kill_grace=1)
+    handler = type("QuietHandler", (RequestHandler,), {"quiet": True})
+    httpd = make_server("127.0.0.1", 0, Mounted(app, "/tools/kernel"),
+                        server_class=ThreadingWSGIServer, handler_class=handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                              daemon=True)
+    thread.start()
+    origin = "http://127.0.0.1:%d" % httpd.server_port
+    base = origin + "/tools/kernel/"
+    try:
+        driver.get(base + "ui?token=" + TOKEN)
+        page = Page(driver, None)
+        page.wait(lambda: page.js("return document.body.dataset.connected") == "true",
+                  "the mounted page to connect")
+        driver.find_element(By.ID, "new-env-id").send_keys("mounted", Keys.ENTER)
+        page.wait_env_open("mounted")
+        cell = page.run("print('under a prefix')\n"
+                        "class H:\n    def _repr_html_(self):\n"
+                        "        return '<i id=x>frame</i><script>"
+                        "document.getElementById(\"x\").textContent = \"framed\"</script>'\n"
+                        "H()")
+        page.wait_text(cell, "under a prefix", ".output-stream")
+        frame = page.wait(lambda: cell.find_element(By.CSS_SELECTOR, "iframe.output-html"),
+                          "the frame")
+        assert frame.get_attribute("src") == base + "ui/frame.html"
+        driver.switch_to.frame(frame)
+        try:
+            page.wait(lambda: driver.find_element(By.ID, "x").text == "framed", "frame script")
+        finally:
+            driver.switch_to.default_content()
+        # Everything the page fetched was under the prefix (outside it there is only 404).
+        urls = page.js("return performance.getEntriesByType('resource')"
+                       ".map(function (e) { return e.name; })")
+        assert urls and all(u.startswith(base) for u in urls if u.startswith(origin)), urls
+        assert any(u.startswith(base + "envs/mounted/execute") for u in urls), urls
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        app.close()
+        shutil.rmtree(state, ignore_errors=True)

@@ -1,0 +1,1394 @@
+/* The wsgikernel browser console: a notebook-like client of the public HTTP API.
+ *
+ * Plain browser JavaScript, no dependencies, no build step.  Every URL is
+ * computed relative to this script's own address (<prefix>/ui/app.js), so the
+ * page works wherever the service is mounted.  The token comes from ?token=
+ * (then removed from the address bar) or from the token dialog, is kept in
+ * sessionStorage and is only ever sent in the Authorization header.
+ *
+ * Kernel output is data, never code for this page: text goes in with
+ * textContent, images as data: URLs in <img> (SVG too, never inlined), and
+ * text/html only inside a sandboxed <iframe> (ui/frame.html, allow-scripts
+ * without allow-same-origin) fed with postMessage.
+ */
+(function () {
+  'use strict';
+
+  // -- where things are ----------------------------------------------------
+
+  var SCRIPT_URL = document.currentScript ? document.currentScript.src : location.href;
+  var BASE = new URL('../', SCRIPT_URL);  // <prefix>/, whatever the prefix
+  var FRAME_URL = new URL('ui/frame.html', BASE).href;
+  var TOKEN_KEY = 'wsgikernel.token';
+  var DRAFTS_KEY = 'wsgikernel.drafts.';
+  var POLL_MS = 2000;
+  var MAX_FRAME_HEIGHT = 4000;
+  var MAX_STREAMS = 3;  // browsers allow ~6 connections per host: keep some for the rest
+  var INDENT = '    ';
+
+  var token = '';
+  var authOk = false;
+  var envs = new Map();  // id -> env object, from GET /envs
+  var view = null;  // the EnvView on screen
+  var pollTimer = null;
+
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) { node.className = className; }
+    if (text !== undefined && text !== null) { node.textContent = text; }
+    return node;
+  }
+
+  function button(className, text, title) {
+    var node = el('button', className, text);
+    node.type = 'button';
+    if (title) { node.title = title; node.setAttribute('aria-label', title); }
+    return node;
+  }
+
+  // -- the token -------------------------------------------------------------
+
+  function takeTokenFromUrl() {
+    var url = new URL(location.href);
+    if (!url.searchParams.has('token')) { return; }
+    var given = url.searchParams.get('token');
+    if (given) { sessionStorage.setItem(TOKEN_KEY, given); }
+    url.searchParams.delete('token');
+    history.replaceState(history.state, '', url.pathname + url.search + url.hash);
+  }
+
+  function showTokenDialog(message) {
+    authOk = false;
+    $('token-dialog').hidden = false;
+    var error = $('token-error');
+    error.textContent = message || '';
+    error.hidden = !message;
+    $('token-input').focus();
+  }
+
+  // -- the API -----------------------------------------------------------------
+
+  function ApiError(status, title, detail, body) {
+    this.name = 'ApiError';
+    this.status = status;
+    this.title = title;
+    this.detail = detail;
+    this.body = body;
+    this.message = detail || title || ('HTTP ' + status);
+  }
+  ApiError.prototype = Object.create(Error.prototype);
+
+  function apiUrl(path) { return new URL(path, BASE).href; }
+
+  function envPath(id, rest) { return 'envs/' + encodeURIComponent(id) + (rest || ''); }
+
+  function authHeaders(extra, withToken) {
+    var headers = Object.assign({}, extra || {});
+    var useToken = withToken === undefined ? token : withToken;
+    if (useToken) { headers.Authorization = 'Bearer ' + useToken; }
+    return headers;
+  }
+
+  async function problem(response) {
+    var body = null;
+    try { body = await response.json(); } catch (e) { body = null; }
+    var title = body && body.title ? body.title : response.statusText;
+    var detail = body && (body.detail || body.error) ? (body.detail || body.error) : '';
+    return new ApiError(response.status, title, detail, body);
+  }
+
+  /* fetch() with the token; resolves to the Response when 2xx, else throws ApiError. */
+  async function request(method, path, body, options) {
+    options = options || {};
+    var init = {method: method, cache: 'no-store', credentials: 'same-origin',
+                headers: authHeaders({Accept: options.accept || 'application/json'},
+                                     options.token),
+                signal: options.signal};
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    var response = await fetch(apiUrl(path), init);
+    if (response.ok) { return response; }
+    var error = await problem(response);
+    if (response.status === 401 && !options.quiet401) {
+      showTokenDialog(token ? 'The server refused the token: ' + error.message
+                            : 'This server needs a token.');
+    }
+    throw error;
+  }
+
+  async function api(method, path, body, options) {
+    var response = await request(method, path, body, options);
+    if (response.status === 204) { return null; }
+    var text = await response.text();
+    return text ? JSON.parse(text) : null;
+  }
+
+  /* Read an application/x-ndjson body, calling onEvent(object) per line as it arrives. */
+  async function readNdjson(response, onEvent) {
+    var reader = response.body.getReader();
+    var decoder = new TextDecoder();
+    var buffer = '';
+    try {
+      for (;;) {
+        var chunk = await reader.read();
+        if (chunk.done) { break; }
+        buffer += decoder.decode(chunk.value, {stream: true});
+        var lines = buffer.split('\n');
+        buffer = lines.pop();
+        for (var i = 0; i < lines.length; i++) {
+          if (lines[i].trim()) { onEvent(JSON.parse(lines[i])); }
+        }
+      }
+      buffer += decoder.decode();
+      if (buffer.trim()) { onEvent(JSON.parse(buffer)); }
+    } finally {
+      try { reader.releaseLock(); } catch (e) { /* already released */ }
+    }
+  }
+
+  // A few streams at a time; further cells wait for a slot (their code is queued already).
+  var slots = {free: MAX_STREAMS, waiting: []};
+  function acquireSlot() {
+    if (slots.free > 0) { slots.free--; return Promise.resolve(); }
+    return new Promise(function (resolve) { slots.waiting.push(resolve); });
+  }
+  function releaseSlot() {
+    var next = slots.waiting.shift();
+    if (next) { next(); } else { slots.free++; }
+  }
+
+  // -- status line ---------------------------------------------------------------
+
+  var statusTimer = null;
+  function setStatus(text, kind) {
+    var node = $('status');
+    node.textContent = text || '';
+    node.className = kind || '';
+    clearTimeout(statusTimer);
+    if (text && kind !== 'error') {
+      statusTimer = setTimeout(function () { node.textContent = ''; }, 4000);
+    }
+  }
+
+  function describe(error) {
+    if (error && error.name === 'ApiError') { return error.message; }
+    if (error && error.name === 'TypeError') { return 'the server cannot be reached'; }
+    return String(error && error.message ? error.message : error);
+  }
+
+  // -- text helpers ----------------------------------------------------------------
+
+  var ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07/g;
+  function stripAnsi(text) { return text.replace(ANSI, ''); }
+
+  function joinText(value) {
+    return Array.isArray(value) ? value.join('') : (value === undefined || value === null ? '' : String(value));
+  }
+
+  /* What a terminal shows for text with carriage returns (progress bars). */
+  function applyCarriageReturns(text) {
+    if (text.indexOf('\r') < 0) { return text; }
+    return text.replace(/\r+\n/g, '\n').split('\n').map(function (line) {
+      var shown = '';
+      line.split('\r').forEach(function (part) { shown = part + shown.slice(part.length); });
+      return shown;
+    }).join('\n');
+  }
+
+  var SURROGATE = /[\uD800-\uDFFF]/;
+  /* The kernel counts cursor positions in code points, JavaScript in UTF-16 units. */
+  function toCodePoints(text, index) {
+    var head = text.slice(0, index);
+    return SURROGATE.test(head) ? Array.from(head).length : head.length;
+  }
+  function toUtf16(text, points) {
+    if (!SURROGATE.test(text)) { return Math.min(points, text.length); }
+    var index = 0;
+    var count = 0;
+    for (var ch of text) {
+      if (count >= points) { break; }
+      index += ch.length;
+      count++;
+    }
+    return index;
+  }
+
+  function commonPrefix(words) {
+    if (!words.length) { return ''; }
+    var prefix = words[0];
+    words.forEach(function (word) {
+      while (word.indexOf(prefix) !== 0) { prefix = prefix.slice(0, -1); }
+    });
+    return prefix;
+  }
+
+  // -- editing a textarea (keeps the browser's undo history when it can) ------------
+
+  function replaceRange(area, start, end, text) {
+    var expected = area.value.slice(0, start) + text + area.value.slice(end);
+    area.focus();
+    area.setSelectionRange(start, end);
+    var done = false;
+    try {
+      done = text ? document.execCommand('insertText', false, text)
+                  : (start === end || document.execCommand('delete', false));
+    } catch (e) { done = false; }
+    if (!done || area.value !== expected) {
+      area.value = expected;
+      area.setSelectionRange(start + text.length, start + text.length);
+      area.dispatchEvent(new Event('input', {bubbles: true}));
+    }
+  }
+
+  function lineStartOf(value, index) { return value.lastIndexOf('\n', index - 1) + 1; }
+
+  /* Indent (or dedent) every line touched by the selection. */
+  function shiftLines(area, dedent) {
+    var value = area.value;
+    var start = area.selectionStart;
+    var end = area.selectionEnd;
+    var from = lineStartOf(value, start);
+    var to = end > start && value[end - 1] === '\n' ? end - 1 : end;
+    var stop = value.indexOf('\n', to);
+    if (stop < 0) { stop = value.length; }
+    var lines = value.slice(from, stop).split('\n');
+    var firstDelta = 0;
+    var total = 0;
+    var shifted = lines.map(function (line, i) {
+      var delta;
+      if (dedent) {
+        var lead = /^ {0,4}/.exec(line)[0].length || (line[0] === '\t' ? 1 : 0);
+        delta = -lead;
+        line = line.slice(lead);
+      } else {
+        delta = INDENT.length;
+        line = INDENT + line;
+      }
+      if (i === 0) { firstDelta = delta; }
+      total += delta;
+      return line;
+    });
+    replaceRange(area, from, stop, shifted.join('\n'));
+    var newStart = Math.max(from, start + firstDelta);
+    area.setSelectionRange(newStart, start === end ? newStart : Math.max(newStart, end + total));
+  }
+
+  /* Pixel position of the caret inside a textarea (a mirror element measures it). */
+  function caretPosition(area, index) {
+    var style = getComputedStyle(area);
+    var mirror = el('div', 'caret-mirror');
+    ['boxSizing', 'width', 'paddingTop', 'paddingRight', 'paddingBottom', 'paddingLeft',
+     'borderTopWidth', 'borderRightWidth', 'borderBottomWidth', 'borderLeftWidth',
+     'fontFamily', 'fontSize', 'fontWeight', 'fontStyle', 'lineHeight', 'letterSpacing',
+     'tabSize', 'whiteSpace', 'wordWrap', 'overflowWrap', 'textIndent'].forEach(function (key) {
+      mirror.style[key] = style[key];
+    });
+    mirror.textContent = area.value.slice(0, index);
+    var mark = el('span', null, area.value.slice(index) || '.');
+    mirror.appendChild(mark);
+    document.body.appendChild(mirror);
+    var result = {left: mark.offsetLeft - area.scrollLeft,
+                  top: mark.offsetTop - area.scrollTop,
+                  height: parseFloat(style.lineHeight) || mark.offsetHeight};
+    mirror.remove();
+    return result;
+  }
+
+  /* Where to ask `inspect`: the name at the cursor, else the callee of the open call. */
+  function inspectPosition(code, pos) {
+    if (/[A-Za-z0-9_]$/.test(code.slice(0, pos)) || /^[A-Za-z0-9_]/.test(code.slice(pos))) {
+      return pos + /^[A-Za-z0-9_]*/.exec(code.slice(pos))[0].length;
+    }
+    var depth = 0;
+    for (var i = pos - 1; i >= 0; i--) {
+      var ch = code[i];
+      if (ch === ')' || ch === ']' || ch === '}') {
+        depth++;
+      } else if (ch === '(' || ch === '[' || ch === '{') {
+        if (depth > 0) { depth--; continue; }
+        if (ch === '(') {
+          var j = i;
+          while (j > 0 && /[ \t]/.test(code[j - 1])) { j--; }
+          return j;
+        }
+      }
+    }
+    return pos;
+  }
+
+  // -- rendering outputs -------------------------------------------------------------
+
+  var MIME_ORDER = ['text/html', 'image/svg+xml', 'image/png', 'image/jpeg', 'image/gif',
+                    'text/markdown', 'application/json', 'text/latex', 'text/plain'];
+
+  function htmlFrame(html) {
+    var frame = el('iframe', 'output-html');
+    frame.setAttribute('sandbox', 'allow-scripts');  // never allow-same-origin
+    frame.setAttribute('referrerpolicy', 'no-referrer');
+    frame.title = 'HTML output';
+    frame.addEventListener('load', function () {
+      if (frame.contentWindow) {
+        frame.contentWindow.postMessage({wsgikernelFrame: 'render', html: html}, '*');
+      }
+    }, {once: true});
+    frame.src = FRAME_URL;
+    return frame;
+  }
+
+  function imageOutput(mime, value, meta) {
+    var img = el('img', 'output-image');
+    img.alt = mime + ' output';
+    if (mime === 'image/svg+xml') {
+      img.src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(joinText(value));
+    } else {
+      img.src = 'data:' + mime + ';base64,' + joinText(value).replace(/\s+/g, '');
+    }
+    if (meta && +meta.width > 0) { img.width = +meta.width; }
+    if (meta && +meta.height > 0) { img.height = +meta.height; }
+    return img;
+  }
+
+  function renderMime(data, metadata) {
+    data = data || {};
+    metadata = metadata || {};
+    for (var i = 0; i < MIME_ORDER.length; i++) {
+      var mime = MIME_ORDER[i];
+      if (!Object.prototype.hasOwnProperty.call(data, mime)) { continue; }
+      var value = data[mime];
+      var meta = metadata[mime] || {};
+      switch (mime) {
+        case 'text/html':
+          return htmlFrame(joinText(value));
+        case 'image/svg+xml':
+        case 'image/png':
+        case 'image/jpeg':
+        case 'image/gif':
+          return imageOutput(mime, value, meta);
+        case 'text/markdown':
+          return el('pre', 'output-text output-markdown', joinText(value));
+        case 'application/json':
+          return el('pre', 'output-text output-json', JSON.stringify(value, null, 2));
+        default:
+          return el('pre', 'output-text', stripAnsi(joinText(value)));
+      }
+    }
+    return el('pre', 'output-text output-unknown',
+              '[output of type ' + Object.keys(data).join(', ') + ' is not shown here]');
+  }
+
+  function errorOutput(output) {
+    var box = el('pre', 'output-error');
+    var lines = (output.traceback || []).map(function (line) { return stripAnsi(String(line)); });
+    var text = lines.join('\n').replace(/\n+$/, '');
+    var last = (output.ename || 'Error') + (output.evalue ? ': ' + output.evalue : '');
+    if (!text) {
+      box.appendChild(el('strong', 'error-name', last));
+      return box;
+    }
+    var cut = text.lastIndexOf('\n');
+    var tail = text.slice(cut + 1);
+    if (output.ename && tail.indexOf(output.ename) === 0) {
+      box.appendChild(document.createTextNode(text.slice(0, cut + 1)));
+      box.appendChild(el('strong', 'error-name', tail));
+    } else {  // e.g. a KeyboardInterrupt traceback of an ExecutionCancelled error
+      box.appendChild(document.createTextNode(text + '\n'));
+      box.appendChild(el('strong', 'error-name', last));
+    }
+    return box;
+  }
+
+  /* What a list of outputs shows, to compare live outputs with the final record. */
+  function outputSignature(outputs) {
+    var parts = [];
+    outputs.forEach(function (output) {
+      var type = output.output_type;
+      var last = parts[parts.length - 1];
+      if (type === 'stream') {
+        if (last && last.stream === output.name) {
+          last.text += joinText(output.text);
+        } else {
+          parts.push({stream: output.name, text: joinText(output.text)});
+        }
+      } else if (type === 'clear_output') {
+        parts = [];
+      } else {
+        parts.push({type: type, data: output.data, ename: output.ename, evalue: output.evalue});
+      }
+    });
+    return JSON.stringify(parts);
+  }
+
+  // -- cells ----------------------------------------------------------------------------
+
+  function Cell(env, code) {
+    var self = this;
+    this.env = env;
+    this.n = null;  // execution_count once accepted
+    this.running = false;
+    this.lastStream = null;
+    this.seen = [];  // the outputs shown, as they came
+    this.completer = null;
+    this.popup = null;
+    this.tabEscapes = false;
+
+    this.el = el('div', 'cell');
+    var input = el('div', 'cell-input');
+    this.promptIn = el('div', 'prompt prompt-in', 'In [ ]:');
+    var wrap = el('div', 'editor-wrap');
+    this.wrap = wrap;
+    this.editor = el('textarea', 'editor');
+    this.editor.rows = 1;
+    this.editor.spellcheck = false;
+    this.editor.setAttribute('autocapitalize', 'off');
+    this.editor.setAttribute('autocomplete', 'off');
+    this.editor.setAttribute('aria-label', 'code cell');
+    this.editor.value = code || '';
+    var tools = el('div', 'cell-tools');
+    this.btnRun = button('cell-run', '\u25B6', 'Run this cell (Shift-Enter)');
+    this.btnStop = button('cell-interrupt', '\u25A0', 'Interrupt this cell');
+    this.btnStop.disabled = true;
+    tools.appendChild(this.btnRun);
+    tools.appendChild(this.btnStop);
+    wrap.appendChild(this.editor);
+    input.appendChild(this.promptIn);
+    input.appendChild(wrap);
+    input.appendChild(tools);
+    this.outputs = el('div', 'cell-output');
+    this.el.appendChild(input);
+    this.el.appendChild(this.outputs);
+
+    this.btnRun.addEventListener('click', function () { self.run(false); });
+    this.btnStop.addEventListener('click', function () { self.interrupt(); });
+    this.editor.addEventListener('keydown', function (event) { self.onKeyDown(event); });
+    this.editor.addEventListener('input', function () {
+      self.autosize();
+      if (self.completer) { self.completer.filter(); }
+      if (self.n === null) { self.env.saveDrafts(); }
+    });
+    this.editor.addEventListener('blur', function () {
+      setTimeout(function () {
+        if (document.activeElement !== self.editor) { self.closePopups(); }
+      }, 150);
+    });
+  }
+
+  Cell.prototype.autosize = function () {
+    var area = this.editor;
+    area.style.height = 'auto';
+    // scrollHeight is the text; add borders and a horizontal scrollbar, if any.
+    area.style.height = (area.scrollHeight + area.offsetHeight - area.clientHeight) + 'px';
+  };
+
+  Cell.prototype.focus = function () {
+    this.editor.focus();
+    this.el.scrollIntoView({block: 'nearest'});
+  };
+
+  Cell.prototype.setPrompt = function (text) { this.promptIn.textContent = text; };
+
+  Cell.prototype.setRunning = function (running) {
+    this.running = running;
+    this.el.classList.toggle('running', running);
+    this.btnStop.disabled = !running || this.n === null;
+    if (running) { this.setPrompt('In [*]:'); }
+  };
+
+  Cell.prototype.clearOutputs = function () {
+    this.outputs.textContent = '';
+    this.lastStream = null;
+    this.seen = [];
+  };
+
+  Cell.prototype.note = function (text, kind) {
+    this.outputs.appendChild(el('div', 'output-note ' + (kind || ''), text));
+    this.lastStream = null;
+  };
+
+  Cell.prototype.addOutput = function (output) {
+    var type = output.output_type;
+    this.seen.push(output);
+    if (type === 'stream') {
+      var name = output.name === 'stderr' ? 'stderr' : 'stdout';
+      var text = stripAnsi(joinText(output.text));
+      var last = this.lastStream;
+      if (last && last.name === name && last.node === this.outputs.lastChild) {
+        if (last.text.indexOf('\r') < 0 && text.indexOf('\r') < 0) {
+          last.node.appendChild(document.createTextNode(text));
+          last.text += text;
+        } else {
+          last.text += text;
+          last.node.textContent = applyCarriageReturns(last.text);
+        }
+        return;
+      }
+      var pre = el('pre', 'output-stream ' + name, applyCarriageReturns(text));
+      this.outputs.appendChild(pre);
+      this.lastStream = {name: name, text: text, node: pre};
+      return;
+    }
+    this.lastStream = null;
+    if (type === 'clear_output') { this.clearOutputs(); return; }
+    var row = el('div', 'output-row');
+    var prompt = el('div', 'prompt prompt-out');
+    var body;
+    if (type === 'error') {
+      body = errorOutput(output);
+    } else if (type === 'execute_result' || type === 'display_data') {
+      if (type === 'execute_result') {
+        prompt.textContent = 'Out [' + (output.execution_count || this.n || ' ') + ']:';
+        row.classList.add('output-result');
+      }
+      body = renderMime(output.data, output.metadata);
+    } else {
+      return;  // an output type this page does not know: nothing to show
+    }
+    var holder = el('div', 'output-body');
+    holder.appendChild(body);
+    row.appendChild(prompt);
+    row.appendChild(holder);
+    this.outputs.appendChild(row);
+  };
+
+  Cell.prototype.accepted = function (n) {
+    if (this.releaseSubmit) { this.releaseSubmit(); this.releaseSubmit = null; }
+    this.n = n;
+    this.env.saveDrafts();
+    this.setRunning(true);
+  };
+
+  Cell.prototype.finish = function (record) {
+    this.setRunning(false);
+    this.n = record.execution_count;
+    this.setPrompt('In [' + this.n + ']:');
+    this.el.dataset.status = record.status || '';
+    // The record is the authority: show its outputs if the live ones differ
+    // (an error added when the execution was cancelled, a stream cut short).
+    var self = this;
+    var outputs = record.outputs || [];
+    if (outputSignature(outputs) !== outputSignature(this.seen)) {
+      this.clearOutputs();
+      outputs.forEach(function (output) { self.addOutput(output); });
+    }
+    var hasError = outputs.some(function (output) { return output.output_type === 'error'; });
+    if (record.error && !hasError) {
+      this.addOutput(Object.assign({output_type: 'error'}, record.error));
+      hasError = true;
+    }
+    if (record.status === 'aborted') {
+      var why = {kernel_died: 'The kernel died while this cell ran.',
+                 timeout: 'Stopped: the execution timed out.',
+                 cancelled: hasError ? null : 'Cancelled.'}[record.reason];
+      if (why !== null) {
+        this.note(why || ('Aborted' + (record.reason ? ': ' + record.reason : '.')), 'error');
+      }
+    }
+    if (record.truncated) {
+      this.note('Output was cut at the server\'s output cap.', 'warning');
+    }
+  };
+
+  /* Show a record from the history (and follow it if it still runs). */
+  Cell.prototype.showRecord = function (record) {
+    var self = this;
+    this.n = record.execution_count;
+    (record.outputs || []).forEach(function (output) { self.addOutput(output); });
+    if (record.status === 'queued' || record.status === 'running') {
+      this.setRunning(true);
+      this.follow(this.n);
+    } else {
+      this.finish(record);
+    }
+  };
+
+  /* One execution's NDJSON stream; true if it ended with the record. */
+  Cell.prototype.consume = async function (response) {
+    var self = this;
+    var done = false;
+    await readNdjson(response, function (event) {
+      if (self.env.closed) { return; }
+      if (event.event === 'accepted') {
+        self.accepted(event.execution_count);
+      } else if (event.event === 'output') {
+        self.addOutput(event);
+      } else if (event.event === 'record') {
+        self.finish(event);
+        done = true;
+      }
+    });
+    return done;
+  };
+
+  /* Attach to execution n (replays its outputs, then follows it live). */
+  Cell.prototype.follow = async function (n) {
+    await acquireSlot();
+    try {
+      for (var attempt = 0; attempt < 5 && !this.env.closed; attempt++) {
+        try {
+          var response = await request('GET', envPath(this.env.id, '/executions/' + n + '?stream=1'),
+                                       undefined, {signal: this.env.signal,
+                                                   accept: 'application/x-ndjson'});
+          this.clearOutputs();
+          if (await this.consume(response)) { return; }
+        } catch (error) {
+          if (this.env.closed || (error.name === 'ApiError' && error.status !== 503)) {
+            if (!this.env.closed) { this.setRunning(false); this.note(describe(error), 'error'); }
+            return;
+          }
+        }
+        await new Promise(function (resolve) { setTimeout(resolve, 500 * (attempt + 1)); });
+      }
+      if (!this.env.closed) {
+        this.setRunning(false);
+        this.note('Lost the connection to this execution; reload to see its result.', 'error');
+      }
+    } finally {
+      releaseSlot();
+    }
+  };
+
+  Cell.prototype.run = async function (advance) {
+    var env = this.env;
+    var code = this.editor.value;
+    this.closePopups();
+    if (advance) { env.focusAfter(this); }
+    if (!code.trim()) { return; }
+    if (this.running) { setStatus('This cell is still running.', 'info'); return; }
+    this.clearOutputs();
+    this.n = null;
+    this.setRunning(true);
+    delete this.el.dataset.status;
+    // Cells run in the order they were submitted: each request leaves only once the
+    // previous cell's code was accepted (has its execution count).
+    var previous = env.submitting;
+    var release;
+    env.submitting = new Promise(function (resolve) { release = resolve; });
+    this.releaseSubmit = release;
+    try {
+      await previous;
+      if (env.restarting) {  // code sent while the kernel restarts would find no kernel
+        await env.restarting.catch(function () {});
+      }
+      if (env.closed) { return; }
+      await this.submit(code);
+    } finally {
+      release();
+    }
+  };
+
+  Cell.prototype.submit = async function (code) {
+    var env = this.env;
+    var path = envPath(env.id, '/execute');
+    try {
+      if (slots.free > 0) {
+        slots.free--;
+        var done = false;
+        try {
+          var response = await request('POST', path, {code: code, stream: true},
+                                       {signal: env.signal, accept: 'application/x-ndjson'});
+          try {
+            done = await this.consume(response);
+          } catch (cut) {
+            if (env.closed) { return; }  // the stream was cut: follow the execution below
+          }
+        } finally {
+          releaseSlot();
+        }
+        if (env.closed) { return; }
+        if (!done && this.n !== null) {
+          await this.follow(this.n);
+        } else if (!done) {
+          this.setRunning(false);
+          this.note('No answer from the server.', 'error');
+        }
+      } else {
+        // Too many streams open: queue the code now, follow its output when a slot frees.
+        var record = await api('POST', path, {code: code, wait: 0}, {signal: env.signal});
+        this.accepted(record.execution_count);
+        if (record.status === 'queued' || record.status === 'running') {
+          await this.follow(record.execution_count);
+        } else {
+          this.showRecordOutputs(record);
+        }
+      }
+      env.refreshSoon();
+    } catch (error) {
+      if (env.closed) { return; }
+      this.setRunning(false);
+      this.setPrompt(this.n === null ? 'In [ ]:' : 'In [' + this.n + ']:');
+      this.note(describe(error), 'error');
+      env.refreshSoon();
+    }
+  };
+
+  Cell.prototype.showRecordOutputs = function (record) {
+    var self = this;
+    this.clearOutputs();
+    (record.outputs || []).forEach(function (output) { self.addOutput(output); });
+    this.finish(record);
+  };
+
+  Cell.prototype.interrupt = async function () {
+    if (this.n === null) { return; }
+    try {
+      await api('POST', envPath(this.env.id, '/executions/' + this.n + '/cancel'), {});
+      setStatus('Interrupt sent.', 'info');
+    } catch (error) {
+      setStatus('Interrupt failed: ' + describe(error), 'error');
+    }
+  };
+
+  // -- help while typing ----------------------------------------------------------------
+
+  Cell.prototype.closePopups = function () {
+    if (this.completer) { this.completer.close(); }
+    if (this.popup) { this.popup.remove(); this.popup = null; }
+  };
+
+  Cell.prototype.placePopup = function (node, index) {
+    var area = this.editor;
+    var caret = caretPosition(area, index);
+    var left = area.offsetLeft + Math.max(0, Math.min(caret.left, area.clientWidth - 40));
+    node.style.left = left + 'px';
+    node.style.top = (area.offsetTop + caret.top + caret.height + 4) + 'px';
+    this.wrap.appendChild(node);
+  };
+
+  Cell.prototype.onKeyDown = function (event) {
+    var area = this.editor;
+    if (this.completer && this.completer.onKey(event)) { return; }
+    if (event.key === 'Escape') {
+      if (this.popup || this.completer) {
+        event.preventDefault();
+        this.closePopups();
+      } else {
+        this.tabEscapes = true;  // the next Tab leaves the editor (keyboard users are not trapped)
+      }
+      return;
+    }
+    if (this.popup && !['Shift', 'Control', 'Alt', 'Meta'].includes(event.key)) {
+      this.popup.remove();
+      this.popup = null;
+    }
+    var plain = !event.ctrlKey && !event.altKey && !event.metaKey;
+    if (event.key === 'Enter' && !event.isComposing) {
+      if (event.shiftKey && plain) { event.preventDefault(); this.run(true); return; }
+      if ((event.ctrlKey || event.metaKey) && !event.shiftKey && !event.altKey) {
+        event.preventDefault();
+        this.run(false);
+        return;
+      }
+      if (plain && !event.shiftKey) { event.preventDefault(); this.newline(); return; }
+      return;
+    }
+    if (event.key === 'Tab' && plain) {
+      if (this.tabEscapes) { this.tabEscapes = false; return; }
+      event.preventDefault();
+      var start = area.selectionStart;
+      var end = area.selectionEnd;
+      var before = area.value.slice(lineStartOf(area.value, start), start);
+      var lineWise = area.value.slice(start, end).indexOf('\n') >= 0 || !before.trim();
+      if (event.shiftKey) {
+        if (lineWise) { shiftLines(area, true); } else { this.inspect(); }
+      } else if (area.value.slice(start, end).indexOf('\n') >= 0) {
+        shiftLines(area, false);
+      } else if (!before.trim()) {
+        replaceRange(area, start, end, INDENT.slice(before.length % INDENT.length));
+      } else {
+        this.complete();
+      }
+      return;
+    }
+    this.tabEscapes = false;
+  };
+
+  /* Enter: a newline with the indent the code needs (the kernel's is_complete decides). */
+  Cell.prototype.newline = function () {
+    var area = this.editor;
+    var value = area.value;
+    var start = area.selectionStart;
+    var before = value.slice(0, start);
+    var line = before.slice(lineStartOf(value, start));
+    var indent = /^[ \t]*/.exec(line)[0];
+    var code = line.replace(/#.*$/, '').trim();
+    var dedented = false;
+    if (/:$/.test(code)) {
+      indent += INDENT;
+    } else if (/^(return|pass|break|continue|raise)\b/.test(code)) {
+      indent = indent.slice(0, Math.max(0, indent.length - INDENT.length));
+      dedented = true;
+    }
+    replaceRange(area, start, area.selectionEnd, '\n' + indent);
+    var after = area.value;
+    var caret = area.selectionStart;
+    api('POST', envPath(this.env.id, '/is_complete'), {code: before}).then(function (reply) {
+      if (!reply || area.value !== after || area.selectionStart !== caret ||
+          area.selectionEnd !== caret) {
+        return;  // the user went on typing: leave it
+      }
+      var want = null;
+      if (reply.status === 'complete') {
+        want = '';
+      } else if (reply.status === 'incomplete' && typeof reply.indent === 'string' && !dedented) {
+        want = reply.indent;
+      }
+      if (want !== null && want !== indent) {
+        replaceRange(area, caret - indent.length, caret, want);
+      }
+    }).catch(function () { /* the local guess stays */ });
+  };
+
+  Cell.prototype.complete = async function () {
+    var area = this.editor;
+    var value = area.value;
+    var pos = area.selectionEnd;
+    var reply;
+    try {
+      reply = await api('POST', envPath(this.env.id, '/complete'),
+                        {code: value, cursor_pos: toCodePoints(value, pos)});
+    } catch (error) {
+      setStatus('Completion failed: ' + describe(error), 'error');
+      return;
+    }
+    if (area.value !== value || area.selectionEnd !== pos) { return; }
+    var matches = (reply && reply.matches) || [];
+    if (!matches.length) { setStatus('No completions.', 'info'); return; }
+    var start = toUtf16(value, reply.cursor_start);
+    var end = toUtf16(value, reply.cursor_end);
+    if (matches.length === 1) {
+      replaceRange(area, start, end, matches[0]);
+      return;
+    }
+    var common = commonPrefix(matches);
+    if (common.length > end - start && common.indexOf(value.slice(start, end)) === 0) {
+      replaceRange(area, start, end, common);
+    }
+    this.closePopups();
+    this.completer = new Completer(this, matches, start);
+  };
+
+  Cell.prototype.inspect = async function () {
+    var area = this.editor;
+    var value = area.value;
+    var pos = inspectPosition(value, area.selectionStart);
+    var reply;
+    try {
+      reply = await api('POST', envPath(this.env.id, '/inspect'),
+                        {code: value, cursor_pos: toCodePoints(value, pos), detail_level: 0});
+    } catch (error) {
+      setStatus('Help failed: ' + describe(error), 'error');
+      return;
+    }
+    this.closePopups();
+    var box = el('div', 'inspector');
+    box.setAttribute('role', 'tooltip');
+    if (!reply || !reply.found) {
+      box.appendChild(el('div', 'inspector-empty', 'No help for the name at the cursor.'));
+    } else {
+      var head = el('div', 'inspector-head');
+      head.appendChild(el('strong', null, reply.name || ''));
+      if (reply.signature) { head.appendChild(el('span', 'inspector-signature', reply.signature)); }
+      if (reply.type) { head.appendChild(el('span', 'inspector-type', reply.type)); }
+      box.appendChild(head);
+      var doc = reply.docstring || (reply.data && !reply.signature ? joinText(reply.data['text/plain']) : '');
+      if (doc) { box.appendChild(el('pre', 'inspector-doc', stripAnsi(doc))); }
+    }
+    this.popup = box;
+    this.placePopup(box, area.selectionStart);
+  };
+
+  /* The pick list of completions, under the caret. */
+  function Completer(cell, matches, start) {
+    var self = this;
+    this.cell = cell;
+    this.matches = matches;
+    this.shown = matches;
+    this.start = start;
+    this.index = 0;
+    this.node = el('ul', 'completer');
+    this.node.setAttribute('role', 'listbox');
+    this.node.addEventListener('mousedown', function (event) {
+      var item = event.target.closest('li');
+      if (!item) { return; }
+      event.preventDefault();  // keep the focus in the editor
+      self.index = +item.dataset.index;
+      self.accept();
+    });
+    this.draw();
+    cell.placePopup(this.node, start);
+  }
+
+  Completer.prototype.draw = function () {
+    var self = this;
+    this.node.textContent = '';
+    this.shown.forEach(function (match, i) {
+      var item = el('li', i === self.index ? 'selected' : '', match);
+      item.dataset.index = i;
+      item.setAttribute('role', 'option');
+      item.setAttribute('aria-selected', i === self.index ? 'true' : 'false');
+      self.node.appendChild(item);
+    });
+    var selected = this.node.children[this.index];
+    if (selected) { selected.scrollIntoView({block: 'nearest'}); }
+  };
+
+  Completer.prototype.typed = function () {
+    var area = this.cell.editor;
+    var caret = area.selectionEnd;
+    if (caret < this.start || area.selectionStart !== caret) { return null; }
+    var text = area.value.slice(this.start, caret);
+    return /^[A-Za-z0-9_.]*$/.test(text) ? text : null;
+  };
+
+  Completer.prototype.filter = function () {
+    var typed = this.typed();
+    if (typed === null) { this.close(); return; }
+    this.shown = this.matches.filter(function (match) { return match.indexOf(typed) === 0; });
+    if (!this.shown.length) { this.close(); return; }
+    this.index = Math.min(this.index, this.shown.length - 1);
+    this.draw();
+  };
+
+  Completer.prototype.accept = function () {
+    var area = this.cell.editor;
+    var match = this.shown[this.index];
+    var caret = area.selectionEnd;
+    this.close();
+    if (match !== undefined) { replaceRange(area, this.start, Math.max(caret, this.start), match); }
+  };
+
+  Completer.prototype.close = function () {
+    this.node.remove();
+    if (this.cell.completer === this) { this.cell.completer = null; }
+  };
+
+  /* Keys for the list while it is open; true when the key was used. */
+  Completer.prototype.onKey = function (event) {
+    var count = this.shown.length;
+    var mods = event.ctrlKey || event.altKey || event.metaKey;
+    if (mods) { return false; }
+    if (event.key === 'ArrowDown' || (event.key === 'Tab' && !event.shiftKey)) {
+      this.index = (this.index + 1) % count;
+    } else if (event.key === 'ArrowUp' || (event.key === 'Tab' && event.shiftKey)) {
+      this.index = (this.index - 1 + count) % count;
+    } else if (event.key === 'Enter' && !event.shiftKey) {
+      event.preventDefault();
+      this.accept();
+      return true;
+    } else if (event.key === 'Escape') {
+      event.preventDefault();
+      this.close();
+      return true;
+    } else {
+      if (['ArrowLeft', 'ArrowRight', 'Home', 'End', 'PageUp', 'PageDown'].includes(event.key)) {
+        this.close();
+      }
+      return false;
+    }
+    event.preventDefault();
+    this.draw();
+    return true;
+  };
+
+  // -- one environment on screen ---------------------------------------------------------
+
+  function EnvView(id) {
+    this.id = id;
+    this.cells = [];
+    this.closed = false;
+    this.aborter = new AbortController();
+    this.signal = this.aborter.signal;
+    this.refreshTimer = null;
+    this.restarting = null;  // the pending restart request, if any
+    this.submitting = Promise.resolve();  // the last cell's submission (see Cell.run)
+  }
+
+  EnvView.prototype.open = async function () {
+    var container = $('cells');
+    container.textContent = '';
+    container.setAttribute('aria-busy', 'true');
+    var records = [];
+    try {
+      var since = 0;
+      for (var page = 0; page < 10000; page++) {
+        var answer = await api('GET', envPath(this.id, '/executions?since=' + since + '&limit=100'),
+                               undefined, {signal: this.signal});
+        records = records.concat(answer.executions || []);
+        if (answer.next === null || answer.next === undefined || answer.next <= since) { break; }
+        since = answer.next;
+      }
+    } catch (error) {
+      if (this.closed) { return; }
+      setStatus('Could not load the history: ' + describe(error), 'error');
+    }
+    if (this.closed) { return; }
+    var self = this;
+    records.forEach(function (record) {
+      var cell = self.addCell(record.code);
+      cell.showRecord(record);
+    });
+    var drafts = [];
+    try { drafts = JSON.parse(sessionStorage.getItem(DRAFTS_KEY + this.id) || '[]'); } catch (e) { drafts = []; }
+    drafts.forEach(function (code) { if (typeof code === 'string') { self.addCell(code); } });
+    if (!drafts.length) { this.addCell(''); }
+    container.removeAttribute('aria-busy');
+    container.dataset.loaded = 'true';
+    var last = this.cells[this.cells.length - 1];
+    if (last) { last.focus(); }
+  };
+
+  EnvView.prototype.close = function () {
+    this.closed = true;
+    this.aborter.abort();
+    clearTimeout(this.refreshTimer);
+    this.cells.forEach(function (cell) { cell.closePopups(); });
+  };
+
+  EnvView.prototype.addCell = function (code, after) {
+    var cell = new Cell(this, code);
+    var container = $('cells');
+    var index = after ? this.cells.indexOf(after) + 1 : this.cells.length;
+    if (index < this.cells.length) {
+      container.insertBefore(cell.el, this.cells[index].el);
+    } else {
+      container.appendChild(cell.el);
+    }
+    this.cells.splice(index, 0, cell);
+    cell.autosize();
+    return cell;
+  };
+
+  /* Shift-Enter: go to the next cell, making one at the end. */
+  EnvView.prototype.focusAfter = function (cell) {
+    var index = this.cells.indexOf(cell);
+    var next = this.cells[index + 1] || this.addCell('');
+    next.focus();
+  };
+
+  EnvView.prototype.saveDrafts = function () {
+    if (this.closed) { return; }
+    var drafts = this.cells.filter(function (cell) { return cell.n === null && cell.editor.value.trim(); })
+      .map(function (cell) { return cell.editor.value; });
+    try {
+      if (drafts.length) {
+        sessionStorage.setItem(DRAFTS_KEY + this.id, JSON.stringify(drafts));
+      } else {
+        sessionStorage.removeItem(DRAFTS_KEY + this.id);
+      }
+    } catch (e) { /* storage full: drafts are a convenience */ }
+  };
+
+  EnvView.prototype.refreshSoon = function () {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(function () { refreshEnvs().catch(function () {}); }, 100);
+  };
+
+  // -- the environment list --------------------------------------------------------------
+
+  function showEnvMessage(text) {
+    var node = $('env-message');
+    node.textContent = text || '';
+    node.hidden = !text;
+  }
+
+  function renderEnvList() {
+    var list = $('env-list');
+    var seen = new Set();
+    var ids = Array.from(envs.keys()).sort();
+    ids.forEach(function (id, position) {
+      var env = envs.get(id);
+      seen.add(id);
+      var item = list.querySelector('li[data-env="' + CSS.escape(id) + '"]');
+      if (!item) {
+        item = el('li', 'env-item');
+        item.dataset.env = id;
+        item.tabIndex = 0;
+        item.setAttribute('role', 'button');
+        item.appendChild(el('span', 'env-name', id));
+        item.appendChild(el('span', 'env-state state'));
+        item.addEventListener('click', function () { selectEnv(id); });
+        item.addEventListener('keydown', function (event) {
+          if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); selectEnv(id); }
+        });
+      }
+      if (list.children[position] !== item) { list.insertBefore(item, list.children[position] || null); }
+      var badge = item.querySelector('.env-state');
+      if (badge.textContent !== env.state) { badge.textContent = env.state; }
+      badge.dataset.state = env.state;
+      item.title = id + ': ' + env.state + (env.queued ? ', ' + env.queued + ' queued' : '');
+      item.classList.toggle('selected', !!view && view.id === id);
+      if (view && view.id === id) { item.setAttribute('aria-current', 'true'); } else { item.removeAttribute('aria-current'); }
+    });
+    Array.prototype.slice.call(list.children).forEach(function (item) {
+      if (!seen.has(item.dataset.env)) { item.remove(); }
+    });
+    $('env-empty').hidden = envs.size > 0;
+    renderEnvHeader();
+  }
+
+  function renderEnvHeader() {
+    if (!view) { return; }
+    var env = envs.get(view.id);
+    var badge = $('env-state');
+    badge.textContent = env ? env.state : 'gone';
+    badge.dataset.state = env ? env.state : 'gone';
+    var info = [];
+    if (env) {
+      info.push('session ' + env.session);
+      info.push(env.execution_count + ' run' + (env.execution_count === 1 ? '' : 's'));
+      if (env.queued) { info.push(env.queued + ' queued'); }
+      if (env.exit && (env.state === 'dead' || env.state === 'stopped')) {
+        var exit = env.exit.code !== null && env.exit.code !== undefined ? 'exit code ' + env.exit.code
+          : (env.exit.signal ? 'signal ' + env.exit.signal : '');
+        if (exit) { info.push(exit); }
+      }
+      if (env.reason && (env.state === 'dead' || env.state === 'stopped')) { info.push(env.reason); }
+    }
+    $('env-info').textContent = info.join(' \u00B7 ');
+    if (!env) {
+      showEnvMessage('This environment no longer exists.');
+    } else if (env.state === 'dead') {
+      showEnvMessage('The kernel is dead. Restart it to run code again; the history stays.');
+    } else {
+      showEnvMessage('');
+    }
+  }
+
+  async function refreshEnvs() {
+    var answer = await api('GET', 'envs');
+    envs = new Map((answer.envs || []).map(function (env) { return [env.id, env]; }));
+    renderEnvList();
+    return envs;
+  }
+
+  function selectEnv(id) {
+    if (view && view.id === id) { return; }
+    if (view) { view.close(); }
+    view = new EnvView(id);
+    $('welcome').hidden = true;
+    $('env-view').hidden = false;
+    $('env-title').textContent = id;
+    $('cells').dataset.loaded = 'false';
+    showEnvMessage('');
+    history.replaceState(history.state, '', location.pathname + location.search +
+                         '#env=' + encodeURIComponent(id));
+    document.title = 'wsgikernel \u2013 ' + id;
+    renderEnvList();
+    view.open();
+  }
+
+  function closeEnvView() {
+    if (view) { view.close(); }
+    view = null;
+    $('env-view').hidden = true;
+    $('welcome').hidden = false;
+    $('cells').textContent = '';
+    document.title = 'wsgikernel';
+    history.replaceState(history.state, '', location.pathname + location.search);
+    renderEnvList();
+  }
+
+  function envFromHash() {
+    var match = /^#env=(.+)$/.exec(location.hash);
+    if (!match) { return null; }
+    try { return decodeURIComponent(match[1]); } catch (e) { return null; }
+  }
+
+  // -- toolbar actions -------------------------------------------------------------------------
+
+  async function createEnv(event) {
+    event.preventDefault();
+    var input = $('new-env-id');
+    var id = input.value.trim();
+    try {
+      var env = id ? await api('PUT', envPath(id), {}) : await api('POST', 'envs', {});
+      input.value = '';
+      await refreshEnvs();
+      selectEnv(env.id);
+      setStatus('Environment ' + env.id + ' ready.', 'info');
+    } catch (error) {
+      setStatus('Could not create the environment: ' + describe(error), 'error');
+    }
+  }
+
+  async function envAction(action) {
+    if (!view) { return; }
+    var id = view.id;
+    try {
+      if (action === 'restart') {
+        var current = view;
+        var restart = api('POST', envPath(id, '/restart'), {});
+        current.restarting = restart;  // cells run meanwhile wait for the new kernel
+        $('btn-restart').disabled = true;
+        var env;
+        try {
+          env = await restart;
+        } finally {
+          if (current.restarting === restart) { current.restarting = null; }
+          $('btn-restart').disabled = false;
+        }
+        setStatus('Restarted ' + id + ' (session ' + env.session + ').', 'info');
+      } else if (action === 'interrupt') {
+        await api('POST', envPath(id, '/interrupt'), {});
+        setStatus('Interrupted ' + id + '.', 'info');
+      }
+    } catch (error) {
+      setStatus(action + ' failed: ' + describe(error), 'error');
+    }
+    refreshEnvs().catch(function () {});
+  }
+
+  var deleteArmed = null;
+  async function deleteEnv() {
+    if (!view) { return; }
+    var btn = $('btn-delete');
+    var id = view.id;
+    if (deleteArmed !== id) {  // two clicks, no modal dialog
+      deleteArmed = id;
+      btn.textContent = 'Really delete?';
+      setTimeout(function () { deleteArmed = null; btn.textContent = 'Delete'; }, 4000);
+      return;
+    }
+    deleteArmed = null;
+    btn.textContent = 'Delete';
+    try {
+      await api('DELETE', envPath(id));
+      sessionStorage.removeItem(DRAFTS_KEY + id);
+      if (view && view.id === id) { closeEnvView(); }
+      setStatus('Deleted ' + id + '.', 'info');
+    } catch (error) {
+      setStatus('Delete failed: ' + describe(error), 'error');
+    }
+    refreshEnvs().catch(function () {});
+  }
+
+  async function downloadNotebook() {
+    if (!view) { return; }
+    var id = view.id;
+    try {
+      var response = await request('GET', envPath(id, '/notebook'), undefined,
+                                   {accept: 'application/x-ipynb+json, application/json'});
+      var blob = await response.blob();
+      var url = URL.createObjectURL(blob);
+      var link = el('a');
+      link.href = url;
+      link.download = id + '.ipynb';
+      link.hidden = true;
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      setTimeout(function () { URL.revokeObjectURL(url); }, 60000);
+    } catch (error) {
+      setStatus('Download failed: ' + describe(error), 'error');
+    }
+  }
+
+  // -- frames report their height ---------------------------------------------------------
+
+  window.addEventListener('message', function (event) {
+    var data = event.data;
+    if (!data || data.wsgikernelFrame !== 'height') { return; }
+    var frames = document.querySelectorAll('iframe.output-html');
+    for (var i = 0; i < frames.length; i++) {
+      if (frames[i].contentWindow === event.source) {
+        var height = Number(data.height);
+        if (isFinite(height) && height >= 0) {
+          frames[i].style.height = Math.min(Math.max(Math.ceil(height), 16), MAX_FRAME_HEIGHT) + 'px';
+        }
+        return;
+      }
+    }
+  });
+
+  // -- start ------------------------------------------------------------------------------------
+
+  async function poll() {
+    if (!authOk || document.hidden) { return; }
+    try {
+      await refreshEnvs();
+      if ($('status').dataset.offline === 'true') {
+        $('status').dataset.offline = 'false';
+        setStatus('Connected again.', 'info');
+      }
+    } catch (error) {
+      if (error.name !== 'ApiError') {
+        $('status').dataset.offline = 'true';
+        setStatus('The server cannot be reached.', 'error');
+      }
+    }
+  }
+
+  async function connect() {
+    try {
+      await refreshEnvs();
+    } catch (error) {
+      if (!(error.name === 'ApiError' && error.status === 401)) {
+        setStatus('Cannot list environments: ' + describe(error), 'error');
+      }
+      return;
+    }
+    authOk = true;
+    $('btn-forget').hidden = !token;
+    document.body.dataset.connected = 'true';
+    var wanted = envFromHash();
+    if (view) {
+      var id = view.id;
+      view.close();
+      view = null;
+      selectEnv(id);
+    } else if (wanted && envs.has(wanted)) {
+      selectEnv(wanted);
+    }
+    if (!pollTimer) { pollTimer = setInterval(poll, POLL_MS); }
+  }
+
+  async function submitToken(event) {
+    event.preventDefault();
+    var given = $('token-input').value.trim();
+    if (!given) { return; }
+    try {
+      await request('GET', 'envs', undefined, {token: given, quiet401: true});
+    } catch (error) {
+      var error401 = error.name === 'ApiError' && error.status === 401;
+      showTokenDialog(error401 ? 'That token is not valid.' : 'Cannot check the token: ' + describe(error));
+      return;
+    }
+    token = given;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $('token-input').value = '';
+    $('token-dialog').hidden = true;
+    connect();
+  }
+
+  function forgetToken() {
+    token = '';
+    sessionStorage.removeItem(TOKEN_KEY);
+    $('btn-forget').hidden = true;
+    if (view) { closeEnvView(); }
+    envs = new Map();
+    renderEnvList();
+    showTokenDialog('');
+  }
+
+  function start() {
+    takeTokenFromUrl();
+    token = sessionStorage.getItem(TOKEN_KEY) || '';
+    $('new-env-form').addEventListener('submit', createEnv);
+    $('token-form').addEventListener('submit', submitToken);
+    $('btn-forget').addEventListener('click', forgetToken);
+    $('btn-restart').addEventListener('click', function () { envAction('restart'); });
+    $('btn-interrupt').addEventListener('click', function () { envAction('interrupt'); });
+    $('btn-delete').addEventListener('click', deleteEnv);
+    $('btn-notebook').addEventListener('click', downloadNotebook);
+    $('btn-add-cell').addEventListener('click', function () {
+      if (view) { view.addCell('').focus(); }
+    });
+    document.addEventListener('visibilitychange', function () { if (!document.hidden) { poll(); } });
+    connect();
+  }
+
+  start();
+}());

@@ -19,6 +19,9 @@ import socket
 import time
 
 from ..protocol import FrameReader, encode
+# Imported before any fork, so each user-code process shares these pages with
+# its supervisor instead of importing (and owning) them itself.
+from . import executor
 
 
 class Child:
@@ -50,8 +53,7 @@ class Child:
                 os.dup2(err_w, 2)
                 for fd in (devnull, out_w, err_w):
                     os.close(fd)
-                from .executor import run
-                run(child_sock, work_dir, limits, preload)
+                executor.run(child_sock, work_dir, limits, preload)
             finally:
                 os._exit(1)
         try:

@@ -25,7 +25,6 @@ import threading
 import types
 
 from ..protocol import encode, recv_message
-from . import introspect
 from .capture import OutputBudget, OutStream, StdinText, make_input, wait_for_pipes_drained
 from .execute import Shell
 
@@ -110,6 +109,7 @@ class Executor:
             os._exit(1)
 
     def answer(self, message):
+        from . import introspect  # on first use: most kernels never complete or inspect
         op = message["op"]
         try:
             reply = introspect.HANDLERS[op](self.namespace, message)

@@ -258,14 +258,10 @@ def parse_verdict(code):
     import ast
     import codeop
     incomplete_flag = getattr(codeop, "PyCF_ALLOW_INCOMPLETE_INPUT", None)
-    if incomplete_flag is None:  # Python < 3.11: codeop's older algorithm
-        try:
-            return "incomplete" if codeop.compile_command(code, "<input>", "exec") is None \
-                else "complete"
-        except (SyntaxError, ValueError, OverflowError):
-            return "invalid"
     flags = ast.PyCF_ONLY_AST | codeop.PyCF_DONT_IMPLY_DEDENT | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     source = code if code.strip() else "pass"
+    if incomplete_flag is None:
+        return legacy_verdict(source, flags)
     try:
         tree = compile(source, "<input>", "exec", flags | incomplete_flag, True)
     except (SyntaxError, ValueError, OverflowError):
@@ -279,6 +275,26 @@ def parse_verdict(code):
             pass
         return "invalid"
     return "invalid" if misplaced_statement(tree, code) else "complete"
+
+
+def legacy_verdict(source, flags):
+    """Python < 3.11: codeop's older algorithm (try the source, then with one and two
+    newlines more), parsing to an AST only so no compiler warning is printed."""
+    def attempt(text):
+        try:
+            return compile(text, "<input>", "exec", flags, True), None
+        except (SyntaxError, ValueError, OverflowError) as exc:
+            return None, exc
+    if all(not line.strip() or line.strip().startswith("#") for line in source.split("\n")):
+        source = "pass"
+    tree, _ = attempt(source)
+    if tree is not None:
+        return "invalid" if misplaced_statement(tree, source) else "complete"
+    tree1, error1 = attempt(source + "\n")
+    _, error2 = attempt(source + "\n\n")
+    if tree1 is None and repr(error1) == repr(error2):
+        return "invalid"
+    return "incomplete"
 
 
 def misplaced_statement(tree, code):

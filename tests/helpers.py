@@ -124,3 +124,17 @@ class LiveServer:
             status, res_headers, raw = err.code, err.headers, err.read()
         ctype = res_headers.get("Content-Type", "")
         return status, res_headers, (json.loads(raw) if "json" in ctype and raw else raw.decode())
+
+
+def run(testapp, env_id, code, **extra):
+    """POST execute through WebTest and return the finished record (200 expected)."""
+    res = testapp.post_json("/envs/%s/execute" % env_id, dict(extra, code=code))
+    assert res.status_int == 200, res.body[:500]
+    return res.json
+
+
+def value(testapp, env_id, code):
+    """text/plain of the cell's last expression (the cell must succeed)."""
+    record = run(testapp, env_id, code)
+    assert record["status"] == "ok", record
+    return record["result"]["text/plain"]

@@ -9,7 +9,7 @@ import tempfile
 import pytest
 import webtest
 
-from helpers import TOKEN, assert_problem, pid_alive, wait_for
+from helpers import TOKEN, assert_problem, pid_alive, wait_for, run, value
 
 ENV_FIELDS = {"id", "state", "session", "execution_count", "queued", "created",
               "last_activity", "pid", "limits", "cwd"}
@@ -20,18 +20,6 @@ def client(app):
     return webtest.TestApp(app, extra_environ={"HTTP_AUTHORIZATION": "Bearer " + TOKEN})
 
 
-def run(testapp, env_id, code, **extra):
-    """POST execute and return the finished record (200 expected)."""
-    res = testapp.post_json("/envs/%s/execute" % env_id, dict(extra, code=code))
-    assert res.status_int == 200, res.body[:500]
-    return res.json
-
-
-def value(testapp, env_id, code):
-    """text/plain of the cell's last expression."""
-    record = run(testapp, env_id, code)
-    assert record["status"] == "ok", record
-    return record["result"]["text/plain"]
 
 
 def is_iso_utc(text):

@@ -13,7 +13,7 @@ import time
 import pytest
 import webtest
 
-from helpers import HANG_GUARD, TOKEN, assert_problem, pid_alive, wait_for
+from helpers import HANG_GUARD, TOKEN, assert_problem, pid_alive, wait_for, run, value
 
 BIG_WAIT = 120  # seconds a blocking execute may wait: the thread join is the real guard
 
@@ -29,16 +29,6 @@ def create(testapp, env_id):
     return res.json
 
 
-def run(testapp, env_id, code, **extra):
-    res = testapp.post_json("/envs/%s/execute" % env_id, dict(extra, code=code))
-    assert res.status_int == 200, res.body[:500]
-    return res.json
-
-
-def value(testapp, env_id, code):
-    record = run(testapp, env_id, code)
-    assert record["status"] == "ok", record
-    return record["result"]["text/plain"]
 
 
 class Background:

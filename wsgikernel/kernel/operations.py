@@ -49,6 +49,7 @@ class Operations:
         if not silent:
             self.execution_count += 1
             n = self.execution_count
+            self.save()  # a count is never handed out twice, even if this process is killed
         execution = Execution(next(self.keys), n, message, self.record["id"], self.session,
                               self.output_cap)
         self.record["last_activity"] = execution.record["queued_at"]

@@ -333,11 +333,19 @@ class Supervisor(Operations):
                 self.send(client, dict(output, event="output"))
 
     def finish(self, execution, record):
+        self.persist(execution, record)
+        self.notify(execution, record)
+
+    def persist(self, execution, record):
+        """Durable before anyone is told: a client may read history next."""
         if execution.n is not None and execution.request.get("store_history", True):
-            try:  # durable before anyone is told: a client may read history next
+            try:
                 self.history.append(record)
             except OSError:
                 self.log_exception("could not write history")
+
+    def notify(self, execution, record):
+        """Answer the execution's waiters and followers, and forget old executions."""
         if record.get("error") is not None and execution.outputs:
             self.publish(execution, [execution.outputs[-1]])  # the error output, streamed too
         self.flush_outbox()  # outputs before the record
@@ -381,11 +389,7 @@ class Supervisor(Operations):
             reason = "timeout"
         self.child = None
         self.running = None
-        # env.json first: whoever we answer next may read it at once.
-        self.state = "dead"
-        self.record.update(state="dead", exit={"code": code, "signal": signal_name(signum)},
-                           reason=reason, pid=None)
-        self.save()
+        ended = []
         if execution is not None:
             if reason == "timeout":
                 record = execution.aborted("timeout", "ExecutionTimeout", execution.timeout_message(
@@ -393,8 +397,20 @@ class Supervisor(Operations):
                                                                        self.record["id"]))
             else:
                 record = execution.aborted("kernel_died", "KernelDied", description)
-            self.finish(execution, record)
-        self.abort_queue("kernel_died", "KernelDied", description)
+            ended.append((execution, record))
+        while self.queue:
+            queued = self.queue.popleft()
+            ended.append((queued, queued.aborted("kernel_died", "KernelDied", description)))
+        # History, then env.json, then answers: whoever we answer may read either at once,
+        # and a reader that sees "dead" must find the aborted records in history.
+        for ended_execution, record in ended:
+            self.persist(ended_execution, record)
+        self.state = "dead"
+        self.record.update(state="dead", exit={"code": code, "signal": signal_name(signum)},
+                           reason=reason, pid=None)
+        self.save()
+        for ended_execution, record in ended:
+            self.notify(ended_execution, record)
         for client in self.on_ready:
             self.send(client, self.status())
         self.on_ready = []

@@ -5,7 +5,7 @@ import tempfile
 import pytest
 import webtest
 
-from helpers import TOKEN
+from helpers import TOKEN, LiveServer
 
 
 @pytest.fixture
@@ -56,3 +56,14 @@ def testapp(app):
 def anon(app):
     """WebTest client without credentials."""
     return webtest.TestApp(app)
+
+
+@pytest.fixture(scope="module")
+def live():
+    """One real scripts/serve.py (no pool, no access log) shared by a test module."""
+    path = tempfile.mkdtemp(prefix="wk-live-")
+    try:
+        with LiveServer("--pool-size", "0", "--quiet", state_dir=path) as server:
+            yield server
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -376,7 +376,7 @@ def text_result(record):
     return (record.get("result") or {}).get("text/plain")
 
 
-def check_workers_share_envs_and_token_file(server, state_dir, check_refusal=True):
+def check_workers_share_envs_and_token_file(server, state_dir):
     """Started without WSGIKERNEL_TOKEN: every worker accepts <state_dir>/token, and an
     env created through one request is used through every worker."""
     path = os.path.join(str(state_dir), "token")
@@ -384,8 +384,7 @@ def check_workers_share_envs_and_token_file(server, state_dir, check_refusal=Tru
     with open(path) as handle:
         server.token = handle.read().strip()
     assert server.token
-    if check_refusal:
-        check_refused(server)
+    check_refused(server)
 
     status, headers, env = server.request("POST", "/envs", {"id": "shared"})
     assert status == 201 and headers["Location"] == "/envs/shared", env

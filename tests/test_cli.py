@@ -2,24 +2,12 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-
-import pytest
-
-from helpers import HANG_GUARD, ROOT, TOKEN, LiveServer
 
 
-@pytest.fixture(scope="module")
-def live():
-    state_dir = tempfile.mkdtemp(prefix="wk-cli-")
-    try:
-        with LiveServer("--pool-size", "0", "--quiet", state_dir=state_dir) as server:
-            yield server
-    finally:
-        shutil.rmtree(state_dir, ignore_errors=True)
+from helpers import HANG_GUARD, ROOT, TOKEN
+
 
 
 def cli_env(live, token=TOKEN):

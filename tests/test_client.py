@@ -3,14 +3,12 @@
 import http.server
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 
 import pytest
 
-from helpers import HANG_GUARD, TOKEN, LiveServer, wait_for
+from helpers import HANG_GUARD, TOKEN, wait_for
 from wsgikernel.client import Client, RemoteError, ServiceError, ServiceUnreachable
 
 RELEASE = "release-%s"  # a file the test creates in the env's cwd to let a cell go on
@@ -26,15 +24,6 @@ def release_code(tag, before="first", after="second"):
             "print(%r if os.path.exists(%r) else 'gave up')\n"
             % (before, HANG_GUARD, RELEASE % tag, after, RELEASE % tag))
 
-
-@pytest.fixture(scope="module")
-def live():
-    state_dir = tempfile.mkdtemp(prefix="wk-cl-")
-    try:
-        with LiveServer("--pool-size", "0", "--quiet", state_dir=state_dir) as server:
-            yield server
-    finally:
-        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import signal
 import sys
 import time
 
-import pytest
 
 from deploy_helpers import (Server, alive, assert_all_stopped, check_concurrent_increments,
                             check_refused, check_workers_share_envs_and_token_file, doc_block,
@@ -23,8 +22,7 @@ from helpers import TOKEN, wait_for
 def test_workers_share_envs_and_the_token_file(state_dir):
     try:
         with uwsgi(state_dir, "--processes", "3", "--threads", "4", token=None) as server:
-            # the refusals are checked apart, below: they fail under uWSGI for now
-            check_workers_share_envs_and_token_file(server, state_dir, check_refusal=False)
+            check_workers_share_envs_and_token_file(server, state_dir)
     finally:
         kill_kernels(state_dir)
 

@@ -9,9 +9,8 @@ the service can be mounted under a prefix.
 from urllib.parse import quote
 
 from . import __version__
-from .config import MIN_MEMORY_LIMIT
-from .dispatch import Response, encode_json
-from .errors import InvalidParam
+from .dispatch import PathDispatcher, Response, encode_json
+from .errors import HTTPError, InternalError, InvalidParam, KernelUnavailable
 from .notebook import build_notebook
 from .openapi import build_document
 from .protocol import KernelGone
@@ -26,7 +25,6 @@ def base_url(environ):
 NDJSON = "application/x-ndjson"
 HEARTBEAT_SECONDS = 15.0  # proxies cut streams that stay silent longer
 MAX_WAIT = 3600           # seconds one request may wait for an execution
-RLIMIT_MAX = 2 ** 63 - 1  # the largest value setrlimit() accepts
 
 
 class Api:
@@ -99,7 +97,7 @@ class Api:
             if request["silent"]:
                 raise InvalidParam("stream", "silent executions cannot be streamed")
             return stream_response(self.manager.open_stream(
-                env, dict(request, op="execute", stream=True), HEARTBEAT_SECONDS))
+                env, dict(request, op="execute", stream=True), HEARTBEAT_SECONDS), env)
         record = self.manager.execute(env, request, wait)
         return execution_response(environ, env, record)
 
@@ -111,7 +109,7 @@ class Api:
         n = require(params, "n", count)
         if wants_stream(environ, params):
             return stream_response(self.manager.open_stream(env, {"op": "attach", "n": n},
-                                                            HEARTBEAT_SECONDS))
+                                                            HEARTBEAT_SECONDS), env)
         record = self.manager.execution(env, n, optional(params, "wait", wait_seconds, 0))
         return execution_response(environ, env, record)
 
@@ -183,16 +181,15 @@ def env_id_param(value):
 
 
 def read_limits(params):
-    from .config import LIMIT_KEYS, size, seconds as config_seconds
+    from .config import LIMIT_KEYS, check_limit, size, seconds as config_seconds
     parsers = {"memory_limit": size, "cpu_limit": config_seconds, "file_size_limit": size,
                "open_files_limit": count}
     limits = {key: optional(params, key, parsers[key]) for key in LIMIT_KEYS}
     for key, value in limits.items():
-        if value is not None and value > RLIMIT_MAX:  # setrlimit() takes no more
-            raise InvalidParam(key, "must be at most %d" % RLIMIT_MAX)
-    memory = limits.get("memory_limit")
-    if memory is not None and memory < MIN_MEMORY_LIMIT:
-        raise InvalidParam("memory_limit", "must be at least 256MiB")
+        try:
+            check_limit(key, value)
+        except ValueError as exc:
+            raise InvalidParam(key, str(exc)) from None
     return limits
 
 
@@ -221,21 +218,45 @@ def wants_stream(environ, params):
             or NDJSON in environ.get("HTTP_ACCEPT", ""))
 
 
-def stream_response(events):
-    """NDJSON: one event per line, flushed as it happens; heartbeats fill silences."""
+def stream_response(events, env):
+    """NDJSON: one event per line, flushed as it happens; heartbeats fill silences.
+
+    The status line is sent before the first event, so a failure after that
+    cannot become an HTTP error: the stream then ends with one
+    ``{"event": "error", "problem": {...}}`` line carrying the problem object
+    the error would have been, and a client reading line by line always sees a
+    well-formed last line (the ``record`` or that ``error``).
+    """
     def lines():
         try:
+            last = None
             for event in events:
                 if event is None:
                     event = {"event": "heartbeat"}
                 else:
                     event.pop("ok", None)
+                last = event.get("event")
                 yield encode_json(event)
+            if last != "record":
+                yield stream_error(KernelUnavailable(env, "its stream ended before the record"))
+        except GeneratorExit:
+            raise  # the client left: the execution goes on without it
+        except HTTPError as exc:
+            yield stream_error(exc)
         except KernelGone:
-            yield encode_json({"event": "error", "detail": "the kernel stopped answering"})
+            yield stream_error(KernelUnavailable(env, "it stopped answering during the stream"))
+        except Exception:
+            PathDispatcher.log_unexpected({"PATH_INFO": "stream of %s" % env})
+            yield stream_error(InternalError())
         finally:
-            events.close()  # a client that left: the execution goes on without it
+            events.close()
     return Response(lines(), content_type=NDJSON)
+
+
+def stream_error(exc):
+    """The last line of a stream that failed after it started."""
+    problem = exc.to_dict()
+    return encode_json({"event": "error", "detail": problem["detail"], "problem": problem})
 
 
 def execution_url(environ, env, n):

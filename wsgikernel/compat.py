@@ -10,7 +10,7 @@ each environment is a separate kernel process rather than a dict in the server.
 """
 
 from . import errors
-from .params import env_id
+from .params import env_id, text
 
 
 class CompatApi:
@@ -69,8 +69,12 @@ class CompatApi:
         try:
             env = self._id(environ)
             code = environ["params"].get("code")
-            if not isinstance(code, str):
+            if code is None:
                 return {"error": "Missing parameter: code"}
+            try:
+                code = text(code)
+            except ValueError as exc:
+                return {"error": "Invalid parameter code: %s" % exc}
             record = self.manager.execute(env, {"code": code}, None)
         except _Answer as answer:
             return answer.body

@@ -115,6 +115,24 @@ SETTINGS = (
 BY_KEY = {setting.key: setting for setting in SETTINGS}
 LIMIT_KEYS = ("memory_limit", "cpu_limit", "file_size_limit", "open_files_limit")
 MIN_MEMORY_LIMIT = 256 * MiB
+RLIMIT_MAX = 2 ** 63 - 1  # the largest value setrlimit() accepts
+# A limit is a positive number: setrlimit(-1) would *remove* the limit (RLIM_INFINITY)
+# and 0 makes the kernel unusable.  RLIMIT_CPU counts whole seconds.
+LIMIT_MINIMUM = {"memory_limit": MIN_MEMORY_LIMIT, "cpu_limit": 1, "file_size_limit": 1,
+                 "open_files_limit": 1}
+LIMIT_UNITS = {"memory_limit": "256MiB (the interpreter needs it)", "cpu_limit": "1 second",
+               "file_size_limit": "1 byte", "open_files_limit": "1"}
+
+
+def check_limit(key, value):
+    """``value`` if it is a usable value for the limit ``key`` (None: no limit), else ValueError."""
+    if value is None:
+        return None
+    if value < LIMIT_MINIMUM[key]:
+        raise ValueError("must be at least %s, or none for no limit" % LIMIT_UNITS[key])
+    if value > RLIMIT_MAX:
+        raise ValueError("must be at most %d" % RLIMIT_MAX)
+    return value
 
 
 class Config:
@@ -153,7 +171,9 @@ def load_config(given, environ=None):
             values[setting.key] = setting.parse(raw)
         except (TypeError, ValueError) as exc:
             raise ValueError("%s: %s" % (source, exc)) from None
-    memory = values["memory_limit"]
-    if memory is not None and memory < MIN_MEMORY_LIMIT:
-        raise ValueError("memory_limit must be at least 256MiB (the interpreter needs it)")
+    for key in LIMIT_KEYS:
+        try:
+            check_limit(key, values[key])
+        except ValueError as exc:
+            raise ValueError("%s %s" % (key, exc)) from None
     return Config(values, token)

@@ -13,11 +13,11 @@ returning a dict or a ``Response``; ``endpoint()`` wraps them so that
 ``start_response``.
 """
 
-import json
 import logging
 import re
 import traceback
 
+from . import jsonpolicy
 from .errors import PROBLEM_JSON, HTTPError, InternalError, MethodNotAllowed, RouteNotFound
 from .params import parse_params
 
@@ -219,8 +219,8 @@ def render(environ, start_response, result, extra=None, exc_info=None):
 
 
 def encode_json(value):
-    return (json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            + "\n").encode("utf-8")
+    """One JSON body or NDJSON line, under the service's one JSON policy."""
+    return jsonpolicy.encode(value) + b"\n"
 
 
 def render_error(environ, start_response, exc, extra=()):

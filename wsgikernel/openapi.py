@@ -19,6 +19,7 @@ a configured app.
 """
 
 from . import __version__
+from .config import LIMIT_MINIMUM, RLIMIT_MAX
 
 ENV_ID_PATTERN = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
 MAX_WAIT = 3600           # seconds; longer waits are a series of polls
@@ -176,15 +177,17 @@ SCHEMAS = {
 
 # -- request bodies and parameters -----------------------------------------------
 
-RLIM_MAX = 2 ** 63 - 1  # setrlimit() takes no larger value
+# Bounds from config.check_limit, the validation that runs: one source for both.
 LIMIT_FIELDS = {
-    "memory_limit": {"type": "integer", "minimum": 268435456, "maximum": RLIM_MAX,
+    "memory_limit": {"type": "integer", "minimum": LIMIT_MINIMUM["memory_limit"],
+                     "maximum": RLIMIT_MAX,
                      "description": "bytes (at least 256 MiB); within the server's maximum"},
-    "cpu_limit": {"type": "number", "minimum": 0, "maximum": 2 ** 62,
+    "cpu_limit": {"type": "number", "minimum": LIMIT_MINIMUM["cpu_limit"], "maximum": 2 ** 62,
                   "description": "CPU seconds over the kernel's lifetime"},
-    "file_size_limit": {"type": "integer", "minimum": 0, "maximum": RLIM_MAX,
-                        "description": "bytes"},
-    "open_files_limit": {"type": "integer", "minimum": 0, "maximum": RLIM_MAX},
+    "file_size_limit": {"type": "integer", "minimum": LIMIT_MINIMUM["file_size_limit"],
+                        "maximum": RLIMIT_MAX, "description": "bytes"},
+    "open_files_limit": {"type": "integer", "minimum": LIMIT_MINIMUM["open_files_limit"],
+                         "maximum": RLIMIT_MAX},
 }
 
 

@@ -19,6 +19,7 @@ import json
 import re
 from urllib.parse import parse_qsl
 
+from .jsonpolicy import find_lone_surrogate, has_lone_surrogate
 from .errors import (InvalidContentLength, InvalidParam, LengthRequired, MalformedBody,
                      MissingParam, PayloadTooLarge, UnsupportedMediaType)
 
@@ -220,9 +221,15 @@ def _convert(name, value, convert):
 
 # Converters: each takes a JSON value or a form string and raises ValueError.
 
+LONE_SURROGATE = ("holds a lone surrogate (such as the JSON escape \\ud800), "
+                  "which is not Unicode text and cannot be encoded as UTF-8")
+
+
 def text(value):
     if not isinstance(value, str):
         raise ValueError("expected a string, got %s" % type(value).__name__)
+    if has_lone_surrogate(value):
+        raise ValueError(LONE_SURROGATE)
     return value
 
 
@@ -271,6 +278,8 @@ def json_object(value):
             raise ValueError("expected a JSON object") from None
     if not isinstance(value, dict):
         raise ValueError("expected an object, got %s" % type(value).__name__)
+    if find_lone_surrogate(value):
+        raise ValueError(LONE_SURROGATE)
     return value
 
 

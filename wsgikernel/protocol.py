@@ -1,7 +1,8 @@
 """The wire protocol between web workers and kernels, and the server-side connection.
 
-Framing: each message is a JSON object encoded as UTF-8 and prefixed by its
-length as 4 big-endian bytes.  The same framing is used between a kernel's
+Framing: each message is a JSON object (under ``jsonpolicy``: strict JSON,
+valid UTF-8, whatever user code produced) prefixed by its length as 4
+big-endian bytes.  The same framing is used between a kernel's
 supervisor and its user-code process.  Requests carry an ``op``; replies carry
 ``ok`` (and ``error`` when false); a streaming request gets any number of
 ``event`` messages and ends with one whose ``event`` is ``record``.
@@ -11,10 +12,11 @@ Every call has a timeout, so a web worker never hangs on a kernel.  Nothing
 here imports the HTTP layer: the kernel process imports this module too.
 """
 
-import json
 import socket
 import struct
 import threading
+
+from . import jsonpolicy
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">I")
@@ -30,7 +32,7 @@ class KernelGone(Exception):
 
 
 def encode(message):
-    data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    data = jsonpolicy.encode(message)
     return HEADER.pack(len(data)) + data
 
 
@@ -50,7 +52,7 @@ class FrameReader:
             end = HEADER.size + size
             if len(self.buffer) < end:
                 break
-            messages.append(json.loads(bytes(self.buffer[HEADER.size:end])))
+            messages.append(jsonpolicy.loads(bytes(self.buffer[HEADER.size:end])))
             del self.buffer[:end]
         return messages
 
@@ -71,7 +73,7 @@ def recv_message(sock):
     (size,) = HEADER.unpack(recv_exact(sock, HEADER.size))
     if size > MAX_MESSAGE:
         raise ProtocolError("frame of %d bytes" % size)
-    return json.loads(recv_exact(sock, size))
+    return jsonpolicy.loads(recv_exact(sock, size))
 
 
 def send_message(sock, message):

@@ -17,10 +17,11 @@ When the file holds more than ``history_limit`` records by half again, it is
 rewritten with the newest ``history_limit`` (same rename trick).
 """
 
-import json
 import os
 import tempfile
 from datetime import datetime, timezone
+
+from . import jsonpolicy
 
 ENV_FILE = "env.json"
 HISTORY_FILE = "history.jsonl"
@@ -37,8 +38,8 @@ def write_json_atomic(path, value):
     folder = os.path.dirname(path)
     fd, temp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(value, handle, separators=(",", ":"))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(jsonpolicy.encode(value))
         os.replace(temp, path)
     except BaseException:
         try:
@@ -51,8 +52,8 @@ def write_json_atomic(path, value):
 def read_json(path):
     """The JSON object in ``path``; None if the file is missing or unreadable."""
     try:
-        with open(path) as handle:
-            return json.load(handle)
+        with open(path, "rb") as handle:
+            return jsonpolicy.loads(handle.read())
     except (OSError, ValueError):
         return None
 
@@ -83,7 +84,7 @@ class History:
         self.count = None  # records in the file, counted lazily by the writer
 
     def append(self, record):
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        line = jsonpolicy.encode(record) + b"\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line)
@@ -100,9 +101,9 @@ class History:
         records = self.read()[-self.limit:] if self.limit else []
         folder = os.path.dirname(self.path)
         fd, temp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "wb") as handle:
             for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+                handle.write(jsonpolicy.encode(record) + b"\n")
         os.replace(temp, self.path)
         self.count = len(records)
 
@@ -116,7 +117,7 @@ class History:
         records = []
         for line in lines:
             try:
-                records.append(json.loads(line))
+                records.append(jsonpolicy.loads(line))
             except ValueError:
                 continue
         if self.limit is not None and len(records) > self.limit:

@@ -215,7 +215,9 @@ def test_dead_kernel_is_reported_the_original_way(testapp):
     body = execute(testapp, "1", "import os; os._exit(1)")
     assert set(body) == {"error"}
     assert "KernelDied" in body["error"]
-    assert execute(testapp, "1", "print(1)") == {"error": "Kernel does not exist!"}
+    # /env/create lists it, so it does not "not exist": the answer says it is dead
+    assert execute(testapp, "1", "print(1)") == {
+        "error": "Environment '1' is dead: POST /env/create with its id to start a fresh kernel"}
     # creating it again (it exists, dead) is fine and answers the ids
     assert create(testapp, "1") == {"envs": ["1"]}
 
@@ -223,7 +225,7 @@ def test_dead_kernel_is_reported_the_original_way(testapp):
 def test_create_revives_a_kernel_that_does_not_exist_any_more(testapp):
     create(testapp, "1")
     execute(testapp, "1", "import os; os._exit(1)")
-    assert execute(testapp, "1", "print(1)") == {"error": "Kernel does not exist!"}
+    assert "is dead" in execute(testapp, "1", "print(1)")["error"]
     assert create(testapp, "1") == {"envs": ["1"]}
     assert execute(testapp, "1", "print(1)") == {"message": "1\n"}
 

@@ -53,11 +53,11 @@ class CompatApi:
             env = self._id(environ)
             code = ("sorted(k for k in globals() if not (k.startswith('__') and k.endswith('__'))"
                     " and k not in ('_', '__', '___'))")  # the shell's result names
-            record = self.manager.execute(env, {"code": "", "silent": True,
-                                                "user_expressions": {"names": code}}, None)
+            record = self._execute(env, {"code": "", "silent": True,
+                                         "user_expressions": {"names": code}})
         except _Answer as answer:
             return answer.body
-        except (errors.EnvironmentNotFound, errors.EnvironmentNotRunning):
+        except errors.EnvironmentNotFound:
             return {"error": "Environment does not exist!"}
         names = record["user_expressions"].get("names", {})
         import ast
@@ -75,12 +75,24 @@ class CompatApi:
                 code = text(code)
             except ValueError as exc:
                 return {"error": "Invalid parameter code: %s" % exc}
-            record = self.manager.execute(env, {"code": code}, None)
+            record = self._execute(env, {"code": code})
         except _Answer as answer:
             return answer.body
-        except (errors.EnvironmentNotFound, errors.EnvironmentNotRunning):
+        except errors.EnvironmentNotFound:
             return {"error": "Kernel does not exist!"}
         return compat_message(record)
+
+    def _execute(self, env, request):
+        """Run ``request`` to its end; a stopped env (server restart, idle timeout) is
+        given a fresh kernel first, as PUT /envs/{id} does, since /env/create lists it."""
+        try:
+            return self.manager.execute(env, request, None)
+        except errors.EnvironmentNotRunning:
+            state = self.manager.ensure_running(env)["state"]
+            if state in ("dead", "stopped"):
+                raise _Answer({"error": "Environment %r is %s: POST /env/create with its id "
+                                        "to start a fresh kernel" % (env, state)}) from None
+        return self.manager.execute(env, request, None)
 
 
 def compat_message(record):

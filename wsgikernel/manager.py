@@ -25,15 +25,16 @@ from .launcher import LaunchError, launch_kernel, wait_ready
 from .params import ENV_ID
 from .pool import KernelPool
 from .protocol import PROTOCOL_VERSION, ConnectionPool, KernelGone
-from .statedir import ensure_private_dir, runtime_dir
+from .statedir import ensure_private_dir, file_lock, runtime_dir
 from .store import WORK_DIR, History, read_record, update_record, utcnow, write_record
 
 STATUS_TIMEOUT = 3.0    # seconds a status question may take before we answer from env.json
 LAUNCH_TIMEOUT = 30.0   # seconds a new kernel may take to report ready
 WAIT_CHUNK = 25.0       # an unbounded wait is a series of bounded ones
-REPLY_MARGIN = 10.0
-INTROSPECT_TIMEOUT = 10.0  # the kernel bounds its own work well below this     # beyond the wait asked of the kernel, before we call it gone
+REPLY_MARGIN = 10.0       # beyond the wait asked of the kernel, before we call it gone
+INTROSPECT_TIMEOUT = 10.0  # the kernel bounds its own work well below this
 ALIVE_STATES = ("starting", "idle")
+RESTART_LOCK = ".restart.lock"  # in the env dir: one revival of a stopped env at a time
 
 
 def pid_alive(pid):
@@ -236,7 +237,7 @@ class EnvironmentManager:
             os.mkdir(env_dir, 0o700)
         except FileExistsError:
             if exist_ok:
-                return self.describe(env_id), False
+                return self.ensure_running(env_id), False
             raise errors.EnvironmentExists(env_id) from None
         try:
             if self.config.max_envs is not None and self.count() > self.config.max_envs:
@@ -253,6 +254,24 @@ class EnvironmentManager:
             shutil.rmtree(env_dir, ignore_errors=True)
             raise
         return self.describe(env_id), True
+
+    def ensure_running(self, env_id):
+        """The env, with a fresh kernel (session + 1, ``restarted: true``) if it was stopped.
+
+        ``stopped`` is what a server restart or the idle timeout leaves behind:
+        nothing went wrong, so "make sure it exists" means "give me a kernel".
+        A ``dead`` env is left as it is: its exit status is what the user must see
+        before choosing to restart.  The lock makes concurrent callers (several
+        workers answering PUTs after a server restart) start one kernel, not two.
+        """
+        env = self.describe(env_id)
+        if env["state"] != "stopped":
+            return env
+        with file_lock(os.path.join(self.env_dir(env_id), RESTART_LOCK)):
+            if self.describe(env_id)["state"] != "stopped":
+                return self.describe(env_id)
+            env = self.restart(env_id)
+        return dict(env, restarted=True)
 
     def env_limits(self, requested):
         limits = self.config.limits()

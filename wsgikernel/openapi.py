@@ -86,7 +86,9 @@ SCHEMAS = {
         limits=ref("Limits"), cwd=null_or(STRING),
         exit=null_or(obj(["code", "signal"], "how the kernel ended (dead or stopped envs)",
                          code=null_or(INTEGER), signal=null_or(STRING))),
-        reason=null_or({"type": "string", "description": "why it is dead or stopped"})),
+        reason=null_or({"type": "string", "description": "why it is dead or stopped"}),
+        restarted={"type": "boolean", "description": "in a PUT answer only: true when the "
+                   "env was stopped and PUT started a fresh kernel (session + 1)"}),
     "EnvList": obj(["envs"], envs={"type": "array", "items": ref("Env")}),
     "ExecutionError": obj(["ename", "evalue", "traceback"], ename=STRING, evalue=STRING,
                           traceback={"type": "array", "items": STRING,

@@ -26,6 +26,7 @@ import threading
 
 from . import __version__
 from .protocol import PROTOCOL_VERSION, KernelGone
+from .statedir import file_lock
 from .store import WORK_DIR, read_record, utcnow
 
 
@@ -115,16 +116,8 @@ class KernelPool:
 
     def locked(self):
         """The cross-process pool lock (flock on pool/.lock), as a context manager."""
-        import contextlib
-        import fcntl
-
-        @contextlib.contextmanager
-        def holding():
-            os.makedirs(self.dir, mode=0o700, exist_ok=True)
-            with open(os.path.join(self.dir, ".lock"), "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                yield
-        return holding()
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        return file_lock(os.path.join(self.dir, ".lock"))
 
     def prune(self):
         """Remove pooled kernels that died or no longer match; the number left."""

@@ -15,6 +15,7 @@ ties up only its own thread.
 """
 
 import argparse
+import errno
 import ipaddress
 import os
 import re
@@ -141,11 +142,25 @@ def banner(url, token):
     return "\n".join(lines)
 
 
+class CannotListen(Exception):
+    """The address cannot be bound (in use, not ours, not an address): one clear line."""
+
+    def __init__(self, host, port, exc):
+        why = exc.strerror or str(exc)
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = " (another server is running there: stop it or pick another --port)"
+        super().__init__("cannot listen on %s port %d: %s%s" % (host, port, why.lower(), hint))
+
+
 def serve(app, host, port, *, quiet=False, ready=None):
     """Run ``app`` until SIGINT/SIGTERM; drain, close the app, return 0."""
     handler = type("Handler", (RequestHandler,), {"quiet": quiet})
     server_class = ThreadingWSGIServerV6 if ":" in host else ThreadingWSGIServer
-    server = make_server(host, port, app, server_class=server_class, handler_class=handler)
+    try:
+        server = make_server(host, port, app, server_class=server_class, handler_class=handler)
+    except OSError as exc:
+        raise CannotListen(host, port, exc) from None
     shown_host = "[%s]" % host if ":" in host else host
     url = "http://%s:%d/" % (shown_host, server.server_port)
 
@@ -193,4 +208,10 @@ def main(argv=None, prog="wsgikernel serve"):
     except (ValueError, OSError, UnsafeDirectory) as exc:
         print("wsgikernel: %s" % exc, file=sys.stderr)
         return 2
-    return serve(app, args.host, args.port, quiet=args.quiet)
+    try:
+        return serve(app, args.host, args.port, quiet=args.quiet)
+    except CannotListen as exc:
+        # No app.close(): that stops every kernel of the state dir, and the server
+        # already on this port may well be serving them.
+        print("wsgikernel: %s" % exc, file=sys.stderr)
+        return 2

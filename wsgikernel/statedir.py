@@ -11,6 +11,7 @@ when group/others may write to them: anyone who can write there can put a
 socket or a token in our way.
 """
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -81,3 +82,12 @@ def read_private_file(path):
                               % (path, stat.S_IMODE(info.st_mode)))
     with open(path) as handle:
         return handle.read()
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """Hold an exclusive ``flock`` on ``path`` (created if absent): one process at a time."""
+    import fcntl
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

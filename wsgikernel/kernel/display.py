@@ -1,12 +1,19 @@
 """Rich output: turn an object into a MIME bundle, the way IPython's formatters do.
 
-``mime_bundle(obj)`` always gives ``text/plain`` (the repr) and adds whatever
-the object's ``_repr_*_`` methods return.  The methods are looked up on the
-type, not the instance, so a proxy whose ``__getattr__`` answers every name
-(a mock, an RPC stub) is not mistaken for a rich object.  A ``_repr_*_``
-method that raises or returns the wrong type is skipped: the user still gets
-``text/plain`` and the cell does not fail.  Binary images are base64 text, as
-in nbformat.
+A bundle always has ``text/plain`` (the repr) and adds whatever the object's
+``_repr_*_`` methods return.  The methods are looked up on the type, not the
+instance, so a proxy whose ``__getattr__`` answers every name (a mock, an RPC
+stub) is not mistaken for a rich object.  Binary images are base64 text, as in
+nbformat.  Two entry points, differing only in what a failure does:
+
+``format_bundle(obj, report)`` -- the shell's, as IPython's DisplayFormatter:
+  Case 1: a ``_repr_*_`` method raises -> ``report(exc)`` is called and that
+          MIME type is left out (NotImplementedError is not reported: it is
+          the documented way to decline); the other types are kept.
+  Case 2: a ``_repr_*_`` method returns the wrong type -> left out, silently.
+  Case 3: ``repr()`` raises -> the exception propagates to the caller.
+``mime_bundle(obj)`` -- never fails: Cases 1 and 2 are silent and a failing
+  ``repr()`` gives a ``<T object (repr failed: ...)>`` placeholder.
 """
 
 import base64
@@ -25,15 +32,21 @@ BINARY_TYPES = frozenset(("image/png", "image/jpeg"))
 REPR_LIMIT = 1 << 20  # a text/plain repr longer than this is cut, to keep records bounded
 
 
-def plain_text(obj):
-    try:
-        text = repr(obj)
-    except Exception as exc:  # a broken __repr__ must not fail the cell
-        text = "<%s object (repr failed: %s: %s)>" % (type(obj).__name__,
-                                                     type(exc).__name__, exc)
+def _cut_repr(obj):
+    """repr(obj), cut at REPR_LIMIT; whatever repr() raises propagates."""
+    text = repr(obj)
     if len(text) > REPR_LIMIT:
         text = text[:REPR_LIMIT] + "... [repr cut at %d characters]" % REPR_LIMIT
     return text
+
+
+def plain_text(obj):
+    """The repr for callers that must never fail: a broken __repr__ gives a placeholder."""
+    try:
+        return _cut_repr(obj)
+    except Exception as exc:
+        return "<%s object (repr failed: %s: %s)>" % (type(obj).__name__,
+                                                     type(exc).__name__, exc)
 
 
 def _lookup(obj, name):
@@ -67,21 +80,46 @@ def _normalise(mime, value):
     return value, metadata if isinstance(metadata, dict) else None
 
 
+def _ignore(exc):
+    pass
+
+
 def mime_bundle(obj):
-    """(data, metadata) for ``obj``: text/plain plus every rich form it offers."""
+    """(data, metadata) for ``obj``; never raises (see the module doc)."""
+    return _bundle(obj, _ignore, plain_text)
+
+
+def format_bundle(obj, report):
+    """(data, metadata) for ``obj``; ``report(exc)`` for a failing ``_repr_*_``
+    method, and a failing ``repr()`` raises (see the module doc)."""
+    return _bundle(obj, report, _cut_repr)
+
+
+def _call(method, obj, report, *args, **kwargs):
+    """``method(obj)``, or None if it raised (then reported, as IPython's
+    catch_format_error does, unless it declined with NotImplementedError)."""
+    try:
+        return method(obj, *args, **kwargs)
+    except NotImplementedError:
+        return None
+    except Exception as exc:
+        report(exc)
+        return None
+
+
+def _bundle(obj, report, text_plain):
     data, metadata = {}, {}
     bundle_method = _lookup(obj, "_repr_mimebundle_")
     if bundle_method is not None:
-        try:
-            produced = bundle_method(obj, include=None, exclude=None)
-        except Exception:
-            produced = None
+        produced = _call(bundle_method, obj, report, include=None, exclude=None)
         if isinstance(produced, tuple) and len(produced) == 2:
             produced, extra = produced
             if isinstance(extra, dict):
                 metadata.update(extra)
         if isinstance(produced, dict):
             for mime, value in produced.items():
+                if not isinstance(mime, str):
+                    continue
                 value, meta = _normalise(mime, value)
                 if value is not None:
                     data[mime] = value
@@ -93,14 +131,11 @@ def mime_bundle(obj):
         method = _lookup(obj, name)
         if method is None:
             continue
-        try:
-            value, meta = _normalise(mime, method(obj))
-        except Exception:
-            continue
+        value, meta = _normalise(mime, _call(method, obj, report))
         if value is not None:
             data[mime] = value
             if meta:
                 metadata[mime] = meta
     if "text/plain" not in data:
-        data["text/plain"] = plain_text(obj)
+        data["text/plain"] = text_plain(obj)
     return data, metadata

@@ -10,10 +10,25 @@ Case 1: the cell does not parse -> ``status: error`` with a SyntaxError whose
 Case 2: the cell runs -> ``status: ok``; if its last statement is an
         expression whose value is not None, that value is emitted as an
         ``execute_result`` and returned as ``result`` (a MIME bundle), and
-        ``_``, ``__``, ``___`` shift.
+        ``_``, ``__``, ``___`` shift -- unless the cell ends in ``;`` (Case 2a)
+        or the user owns those names (Case 2b).  A ``_repr_*_`` method that
+        raises is left out of the bundle and its traceback written to the
+        cell's stderr; the cell stays ``ok``.
+Case 2a: the cell's last token is ``;`` (``1+1;``, ``x;  # note``) -> the
+        expression is evaluated but nothing is shown, ``result`` is None and
+        ``_`` does not move, as IPython's DisplayHook.quiet.  A ``;`` inside a
+        string or a comment, or before a final expression, does not count.
+Case 2b: ``_``, ``__`` or ``___`` in the namespace is not what the shell last
+        put there (the user assigned it), or ``_`` is a builtin (gettext) ->
+        none of the three is updated in the namespace; the shell keeps its own
+        history, so deleting the user's names brings it back (IPython's rule).
 Case 3: the cell raises (including KeyboardInterrupt from an interrupt and
-        SystemExit from ``sys.exit()``/``exit()``) -> ``status: error`` with
-        ``{ename, evalue, traceback}``, frames of this package removed.
+        SystemExit from ``sys.exit()``/``exit()``), or the repr of its result
+        does -> ``status: error`` with ``{ename, evalue, traceback}``, frames
+        of this package removed.
+
+Each cell starts with the namespace's ``__warningregistry__`` emptied, so a
+warning shows once per cell and location, not once per kernel (as IPython).
 
 Every top-level statement but the last runs in ``exec`` mode; a final
 expression runs in ``single`` mode so ``sys.displayhook`` sees it, exactly as
@@ -26,13 +41,16 @@ imports in force across cells.  Each cell's source is registered in
 
 import __future__
 import ast
+import builtins
 import codeop
+import io
 import linecache
 import os
 import sys
+import tokenize
 import traceback
 
-from .display import mime_bundle
+from .display import format_bundle
 
 TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0x2000)
 CO_COROUTINE = 0x0080
@@ -40,6 +58,11 @@ _PARSE_FLAGS = TOP_LEVEL_AWAIT
 for _feature in __future__.all_feature_names:
     _PARSE_FLAGS |= getattr(__future__, _feature).compiler_flag
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_UNDERSCORES = ("_", "__", "___")
+# Tokens after which a trailing ";" still ends the cell (IPython's list, plus the
+# layout tokens a dedent-terminated cell ends with).
+_LAYOUT_TOKENS = frozenset((tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT,
+                            tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER))
 
 
 class Shell:
@@ -52,6 +75,7 @@ class Shell:
         self._result = None
         self._execution_count = None
         self._silent_cells = 0
+        self._history = (None, None, None)  # the shell's own _, __, ___ (Case 2b)
 
     # -- the cell ------------------------------------------------------------
 
@@ -65,6 +89,7 @@ class Shell:
         linecache.cache[name] = (len(code), None, code.splitlines(True), name)
         self._result = None
         self._execution_count = execution_count
+        _reset_warning_registry(self.namespace)
         try:
             blocks = self._compile(code, name, silent)
         except (SyntaxError, ValueError, OverflowError) as exc:  # Case 1
@@ -85,7 +110,8 @@ class Shell:
         flags = ast.PyCF_ONLY_AST | (self.compiler.flags & _PARSE_FLAGS)
         tree = compile(code, name, "exec", flags, True)
         body = tree.body
-        last_expression = (not silent and body and isinstance(body[-1], ast.Expr))
+        last_expression = (not silent and body and isinstance(body[-1], ast.Expr)
+                           and not _ends_with_semicolon(code))  # Case 2a: run it in exec
         head = body[:-1] if last_expression else body
         blocks = []
         if head:
@@ -115,21 +141,44 @@ class Shell:
     # -- results ---------------------------------------------------------------
 
     def displayhook(self, value):
-        """What ``single`` mode calls with the last expression's value."""
+        """What ``single`` mode calls with the last expression's value.
+
+        A failing ``repr()`` raises from here, through the cell's frame, so the
+        cell ends in error (Case 3) with nothing shown and the history unmoved.
+        """
+        self._yield_to_builtin_underscore()
         if value is None:
             return
-        ns = self.namespace
-        ns["___"], ns["__"], ns["_"] = ns.get("__"), ns.get("_"), value
-        data, metadata = mime_bundle(value)
+        data, metadata = format_bundle(value, _report_format_error)
+        self._push_history(value)
         self._result = data
         self.emit({"output_type": "execute_result",
                    "execution_count": self._execution_count,
                    "data": data, "metadata": metadata})
 
+    def _yield_to_builtin_underscore(self):
+        # Something (gettext.install) made ``_`` a builtin: drop our own ``_`` from
+        # the namespace, or it would hide the builtin; a user's own ``_`` stays.
+        ns = self.namespace
+        if "_" in builtins.__dict__ and "_" in ns and ns["_"] is self._history[0]:
+            del ns["_"]
+
+    def _push_history(self, value):
+        ns = self.namespace
+        # By identity, as IPython: an equal value the user assigned is the user's.
+        ours = all(name not in ns or ns[name] is mine
+                   for name, mine in zip(_UNDERSCORES, self._history))
+        self._history = (value,) + self._history[:2]
+        if ours and "_" not in builtins.__dict__:
+            ns.update(zip(_UNDERSCORES, self._history))
+
     def display(self, *objs, **kwargs):
-        """The ``display()`` builtin: one display_data output per object."""
+        """The ``display()`` builtin: one display_data output per object.
+
+        A failing ``repr()`` raises into the caller's code, as any call would.
+        """
         for obj in objs:
-            data, metadata = mime_bundle(obj)
+            data, metadata = format_bundle(obj, _report_format_error)
             self.emit({"output_type": "display_data", "data": data, "metadata": metadata})
 
     def eval_expressions(self, expressions):
@@ -138,7 +187,7 @@ class Shell:
             try:
                 value = eval(compile(str(expression), "<user_expression>", "eval"),
                              self.namespace)
-                data, metadata = mime_bundle(value)
+                data, metadata = format_bundle(value, _report_format_error)
                 results[key] = {"status": "ok", "data": data, "metadata": metadata}
             except BaseException as exc:  # one failing expression spoils only its key
                 results[key] = {"status": "error", "ename": type(exc).__name__,
@@ -159,6 +208,40 @@ class Shell:
                               "traceback": text.rstrip("\n").split("\n")}}
         finally:
             exc = None  # break the frame <-> traceback cycle, as code.py does
+
+
+def _ends_with_semicolon(code):
+    """Whether the last meaningful token of ``code`` is ``;`` (Case 2a); on a
+    tokenize error, False: the result is shown rather than lost."""
+    if ";" not in code:  # the common case, without tokenizing the cell
+        return False
+    last = None
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(code).readline):
+            if token.type not in _LAYOUT_TOKENS:
+                last = token
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return False
+    return last is not None and last.type == tokenize.OP and last.string == ";"
+
+
+def _reset_warning_registry(namespace):
+    # warnings keys its once-per-location registry on (text, category, lineno) in
+    # the warning frame's globals -- this namespace for all cell code -- without
+    # the file name, so line 1 of every cell is one "location".  Emptying it in
+    # place also covers functions defined in earlier cells (same globals).  No
+    # bump of the filters version is needed: an emptied registry has no stale
+    # "version" for warnings to trust, so it starts afresh.
+    registry = namespace.get("__warningregistry__")
+    if isinstance(registry, dict):
+        registry.clear()
+
+
+def _report_format_error(exc):
+    """A ``_repr_*_`` method raised: its traceback (user frames) on the cell's
+    stderr, where IPython's formatters show it; the cell carries on."""
+    report = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    sys.stderr.write("".join(_without_kernel_frames(report).format()))
 
 
 def _evalue(exc):

@@ -4,5 +4,6 @@
 - ``supervisor``: the per-environment process web workers talk to
 - ``executor``: the forked user-code process
 - ``execute`` / ``display`` / ``capture``: cell semantics, rich output, I/O
-- ``introspect``: complete, inspect, is_complete, variables
+- ``introspect``: complete, inspect, is_complete, variables (``completion``,
+  ``scanning`` and ``variables`` hold the pieces)
 """

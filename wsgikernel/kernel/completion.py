@@ -6,13 +6,16 @@
 text before the cursor is decides what is completed:
 
 Case 1: inside a comment -> nothing.
-Case 2: inside a string literal that is a subscript (``d['ke``) -> the keys of
+Case 2: inside an f-string's replacement field (``f'{obj.me``) -> the field's
+        expression (from ``scanning.fstring_field``) is completed as code, by
+        cases 2 to 5, with ``cursor_start`` counted in the whole code.
+Case 3: inside a string literal that is a subscript (``d['ke``) -> the keys of
         a dict (or ``os.environ``); any other string -> file names relative
         to the kernel's current directory (directories end in ``/``).  Either
         way ``cursor_start`` is the start of the string's text.
-Case 3: ``import a.b`` / ``from a.b`` -> module names; ``from a import x`` ->
+Case 4: ``import a.b`` / ``from a.b`` -> module names; ``from a import x`` ->
         the names of ``a`` if it is already imported, and its submodules.
-Case 4: a dotted name ``a.b.c`` -> the attributes of ``a.b``; a plain name ->
+Case 5: a dotted name ``a.b.c`` -> the attributes of ``a.b``; a plain name ->
         the namespace, builtins and keywords (listed here rather than by
         ``rlcompleter.global_matches``, which appends ``(`` to callables and
         a space to keywords for readline).
@@ -35,12 +38,10 @@ import re
 import sys
 import types
 
+from .scanning import NAME_END, cursor_of, dotted_name, fstring_field, scan
+
 MAX_MATCHES = 1000  # beyond this the reply says metadata.truncated
-_OPEN = {")": "(", "]": "[", "}": "{"}
-_PREFIX_CHARS = "rRbBuUfF"
-_NAME_END = re.compile(r"[\w.]*$")
 _SUBSCRIPT = re.compile(r"((?:[^\W\d]\w*\.)*[^\W\d]\w*)\s*\[\s*$")
-_CALLABLE_BEFORE = re.compile(r"([\w.]+)\s*$")
 _IMPORT = re.compile(r"import\s+(?:[\w.]+(?:\s+as\s+\w+)?\s*,\s*)*([\w.]*)$")
 _FROM = re.compile(r"from\s+([\w.]*)$")
 _FROM_IMPORT = re.compile(
@@ -53,109 +54,6 @@ C_ACCESSORS = (types.GetSetDescriptorType, types.MemberDescriptorType)
 _C_METHODS = (types.MethodDescriptorType, types.WrapperDescriptorType,
               types.ClassMethodDescriptorType)
 _MISSING = object()
-
-
-# -- where the cursor is -----------------------------------------------------------
-
-class Scan:
-    """Where a tokenizer would be at the end of some text (the code before the cursor).
-
-    ``state`` is ``code``, ``string`` or ``comment``; for a string, ``quote``,
-    ``prefix`` and the offsets of its prefix and text; ``brackets`` holds the
-    unclosed ``([{`` with their offsets; ``stmt_start`` is where the current
-    statement begins (after the last newline or ``;`` outside brackets);
-    ``top_start`` where the last line that starts in column 0 begins.
-    """
-
-    def __init__(self, state, brackets, stmt_start, quote="", prefix="",
-                 string_start=0, content_start=0, comment_start=0, top_start=0):
-        self.state, self.brackets, self.stmt_start = state, brackets, stmt_start
-        self.top_start = top_start
-        self.quote, self.prefix = quote, prefix
-        self.string_start, self.content_start = string_start, content_start
-        self.comment_start = comment_start
-
-
-def scan(text):
-    """Scan ``text`` with Python's string, comment and bracket rules (never raises)."""
-    i, n, brackets, stmt_start, top_start = 0, len(text), [], 0, 0
-    while i < n:
-        c = text[i]
-        if c == "#":
-            end = text.find("\n", i)
-            if end < 0:
-                return Scan("comment", brackets, stmt_start, comment_start=i)
-            i = end
-            continue
-        if c in "'\"":
-            start = i
-            while start > 0 and i - start < 2 and text[start - 1] in _PREFIX_CHARS:
-                start -= 1
-            if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
-                start = i  # letters of a longer name, not a string prefix
-            quote = c * 3 if text.startswith(c * 3, i) else c
-            j = i + len(quote)
-            while True:
-                if j >= n:
-                    return Scan("string", brackets, stmt_start, quote, text[start:i],
-                                start, i + len(quote))
-                if text[j] == "\\":
-                    j += 2
-                elif len(quote) == 1 and text[j] == "\n":
-                    break  # unterminated one-line string: it ends at the newline
-                elif text.startswith(quote, j):
-                    j += len(quote)
-                    break
-                else:
-                    j += 1
-            i = j
-            continue
-        if c in "([{":
-            brackets.append((c, i))
-        elif c in ")]}":
-            if brackets and brackets[-1][0] == _OPEN[c]:
-                brackets.pop()
-        elif (c == "\n" and not (i and text[i - 1] == "\\") or c == ";") and not brackets:
-            stmt_start = i + 1
-            if c == "\n" and text[i + 1:i + 2] not in ("", " ", "\t", "\n", "#", "\f"):
-                top_start = i + 1
-        i += 1
-    return Scan("code", brackets, stmt_start, top_start=top_start)
-
-
-def cursor_of(message, code):
-    """cursor_pos (code points) clamped to the code; None means the end."""
-    cursor = message.get("cursor_pos")
-    return len(code) if cursor is None else max(0, min(int(cursor), len(code)))
-
-
-def dotted_name(token):
-    """``token`` if it is a dotted name of identifiers that are not keywords, else None."""
-    parts = token.split(".")
-    if all(part.isidentifier() and not keyword.iskeyword(part) for part in parts):
-        return token
-    return None
-
-
-def name_at_cursor(code, cursor):
-    """The dotted name under the cursor, else the callable of the call around it, else None."""
-    text = code[:cursor]
-    found = scan(text)
-    if found.state == "code":
-        left = _NAME_END.search(text).group(0)
-        right = re.match(r"\w*", code[cursor:]).group(0)
-        token = (left + right).rstrip(".")
-        if token and not left.startswith(".") and dotted_name(token):
-            return token
-    if found.state == "comment":
-        return None
-    for char, offset in reversed(found.brackets):
-        if char == "(":
-            before = _CALLABLE_BEFORE.search(text[:offset])
-            if before and (before.start() == 0 or text[before.start() - 1] != "."):
-                return dotted_name(before.group(1))
-            return None
-    return None
 
 
 # -- static lookups ------------------------------------------------------------------
@@ -287,15 +185,8 @@ def complete(namespace, message):
     """complete_request: the matches for the text before the cursor (see the module doc)."""
     code = message.get("code") or ""
     cursor = cursor_of(message, code)
-    text = code[:cursor]
-    found = scan(text)
-    start, matches = cursor, []
     try:
-        if found.state == "string":
-            start = found.content_start
-            matches = complete_string(namespace, text, found)
-        elif found.state == "code":
-            start, matches = complete_code(namespace, text, found)
+        start, matches = complete_text(namespace, code[:cursor])
     except Exception:  # completion is a convenience: never an error
         start, matches = cursor, []
     matches = sorted(dict(matches).items())
@@ -310,13 +201,29 @@ def complete(namespace, message):
             "cursor_end": cursor, "metadata": metadata, "status": "ok"}
 
 
+def complete_text(namespace, text):
+    """(cursor_start, [(match, kind)]) for the code before the cursor."""
+    found = scan(text)
+    if found.state == "code":
+        return complete_code(namespace, text, found)
+    if found.state != "string":
+        return len(text), []
+    prefix = found.prefix.lower()
+    field = fstring_field(text[found.content_start:], "r" in prefix) if "f" in prefix else None
+    if field is not None:  # in an f-string's {expression}: complete that code
+        offset = found.content_start + field
+        start, matches = complete_text(namespace, text[offset:])
+        return offset + start, matches
+    return found.content_start, complete_string(namespace, text, found)
+
+
 def complete_code(namespace, text, found):
     """(cursor_start, [(match, kind)]) outside strings: imports, attributes, names."""
     statement = text[found.stmt_start:].lstrip()
     if re.match(r"(import|from)\s", statement):
         prefix, matches = complete_import(statement)
         return len(text) - len(prefix), matches
-    token = _NAME_END.search(text).group(0)
+    token = NAME_END.search(text).group(0)
     token_start = len(text) - len(token)
     if token[:1].isdigit() or (token_start and text[token_start - 1] == "."):
         return len(text), []  # a number, or an attribute of an expression we will not run

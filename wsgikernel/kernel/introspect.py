@@ -27,8 +27,8 @@ import sys
 import types
 
 from . import completion
-from .completion import (class_attribute, class_dict, complete, cursor_of, is_class,
-                         name_at_cursor, resolve, scan)
+from .completion import class_attribute, class_dict, complete, is_class, resolve
+from .scanning import cursor_of, indent_of, indent_width, name_at_cursor, scan
 from .variables import REPR_LENGTH, builtin_length, short_repr, variables
 
 SOURCE_LENGTH = 200_000    # characters of source returned by inspect
@@ -235,6 +235,11 @@ def _fence(text, language):
 
 # -- is_complete -----------------------------------------------------------------------
 
+_PENDING_CONTINUATION = re.compile(r"\\\n[ \t\f]*\Z")
+_CODE_LINE = re.compile(r"[ \t\f]*[^ \t\f\n#]")
+_DEDENT = re.compile(r"(?:pass|break|continue|raise|return)(?!\w)")  # not passed, returns()
+
+
 def is_complete(namespace, message):
     """is_complete_request: complete, incomplete (with the next line's indent) or invalid.
 
@@ -243,8 +248,14 @@ def is_complete(namespace, message):
             its last line is inside an indented block not yet closed by a
             blank line, as at the interactive prompt -> incomplete + indent.
     Case 3: otherwise -> complete.
+    CRLF and CR line endings are read as LF (as ``compile`` does), and a
+    backslash continuation whose next line is still empty (``x = \\`` + newline)
+    as the same code without that newline, so every Python answers alike.
     """
-    code = message.get("code") or ""
+    code = (message.get("code") or "").replace("\r\n", "\n").replace("\r", "\n")
+    pending = _PENDING_CONTINUATION.search(code)
+    if pending and scan(code[:pending.start() + 1]).state != "comment":
+        code = code[:pending.start() + 1]
     verdict = parse_verdict(code)
     if verdict == "invalid":
         return {"status": "invalid"}
@@ -285,7 +296,7 @@ def legacy_verdict(source, flags):
             return compile(text, "<input>", "exec", flags, True), None
         except (SyntaxError, ValueError, OverflowError) as exc:
             return None, exc
-    if all(not line.strip() or line.strip().startswith("#") for line in source.split("\n")):
+    if all(line.lstrip(" \t\f")[:1] in ("", "#") for line in source.split("\n")):
         source = "pass"
     tree, _ = attempt(source)
     if tree is not None:
@@ -334,7 +345,7 @@ def in_open_block(code):
     """True if the last line belongs to an indented block not closed by a blank line."""
     import io
     import tokenize
-    if "\n" in code and not code.rsplit("\n", 1)[1].strip():
+    if not code.strip() or "\n" in code and not code.rsplit("\n", 1)[1].strip():
         return False
     depth = last = 0
     tail = code[scan(code).top_start:]  # a line in column 0 is at depth 0: start there
@@ -352,19 +363,36 @@ def in_open_block(code):
 
 
 def next_indent(code):
-    """The indent of the next line: the last line's, four more after ``:``, less after return."""
-    lines = [line for line in code.split("\n") if line.strip()]
-    if not lines or scan(code).state == "string":
+    """The indent of the next line (code with LF line endings).
+
+    Inside an unfinished statement (open bracket, ``\\`` at the end): the last
+    line's.  Else from the last logical line: four more (or a tab, if it is
+    indented with tabs) after a ``:`` header; after ``pass``, ``break``,
+    ``continue``, ``raise`` or ``return``, the indent of the line that opened
+    its block (the nearest code line above with a smaller indentation);
+    otherwise the same."""
+    found = scan(code)
+    if not code.strip() or found.state == "string":
         return ""
-    line = lines[-1]
-    indent = line[:len(line) - len(line.lstrip())]
-    ended = scan(line)
-    body = (line[:ended.comment_start] if ended.state == "comment" else line).strip()
-    step = "\t" if indent.endswith("\t") else "    "
+    if found.brackets or (found.state == "code" and code.endswith("\\")):
+        return indent_of(code.rstrip().rsplit("\n", 1)[-1])  # the last non-blank line's
+    ends = found.line_starts[1:] + [len(code)]
+    lines = [(start, end) for start, end in zip(found.line_starts, ends)
+             if _CODE_LINE.match(code, start)]  # neither blank nor only a comment
+    if not lines:
+        return ""
+    logical = code[lines[-1][0]:lines[-1][1]].rstrip()
+    ended = scan(logical)
+    body = (logical[:ended.comment_start] if ended.state == "comment" else logical).strip()
+    indent = indent_of(logical)
     if body.endswith(":"):
-        return indent + step
-    if body.split(None, 1)[:1] in (["return"], ["pass"], ["raise"], ["break"], ["continue"]):
-        return indent[:-len(step)] if indent.endswith(step) else ""
+        return indent + ("\t" if indent.endswith("\t") else "    ")
+    if _DEDENT.match(body):
+        for start, _ in reversed(lines[:-1]):
+            outer = indent_of(_CODE_LINE.match(code, start).group(0))
+            if indent_width(outer) < indent_width(indent):
+                return outer
+        return ""
     return indent
 
 

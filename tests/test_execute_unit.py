@@ -549,10 +549,14 @@ def test_completed_with_an_error_appends_the_error_output():
     assert record["outputs"] == [dict(outcome["error"], output_type="error")]
 
 
-def test_completed_keyboard_interrupt_is_an_interrupted_error():
-    record = finish(make_execution(), error_outcome("KeyboardInterrupt"))
+def test_completed_keyboard_interrupt_is_interrupted_only_when_requested():
+    execution = make_execution()
+    execution.interrupt_requested = True
+    record = finish(execution, error_outcome("KeyboardInterrupt"))
     assert (record["status"], record["reason"]) == ("error", "interrupted")
     assert record["error"]["ename"] == "KeyboardInterrupt"
+    record = finish(make_execution(), error_outcome("KeyboardInterrupt"))  # the user's own
+    assert (record["status"], record["reason"]) == ("error", None)
 
 
 def test_completed_keyboard_interrupt_after_a_timeout_is_aborted():

@@ -86,6 +86,11 @@ class Api:
         """Interrupt the running cell (KeyboardInterrupt); the namespace survives."""
         return self.manager.interrupt(require(environ["params"], "id", env_id_param))
 
+    def late_output(self, environ):
+        """Output that came after its execution's record was final (threads, fd writes)."""
+        return {"late_output": self.manager.late_output(
+            require(environ["params"], "id", env_id_param))}
+
     # -- executions ------------------------------------------------------------
 
     def execute_code(self, environ):
@@ -207,7 +212,8 @@ def execution_request(params, config):
     request = {"code": require(params, "code", text), "silent": silent,
                "store_history": optional(params, "store_history", boolean, not silent),
                "user_expressions": optional(params, "user_expressions", json_object, {}),
-               "stdin": optional(params, "stdin", text, ""), "timeout": timeout}
+               "stdin": optional(params, "stdin", text, ""), "timeout": timeout,
+               "stop_on_error": optional(params, "stop_on_error", boolean, False)}
     if silent:
         return request, None
     return request, config.default_wait if wait is None else wait

@@ -29,6 +29,7 @@ ROUTES = (
     ("DELETE", "/envs/{id}", "delete_environment", False),
     ("POST", "/envs/{id}/restart", "restart_environment", False),
     ("POST", "/envs/{id}/interrupt", "interrupt_environment", False),
+    ("GET", "/envs/{id}/late_output", "late_output", False),
     ("POST", "/envs/{id}/execute", "execute_code", False),
     ("GET", "/envs/{id}/executions", "list_executions", False),
     ("GET", "/envs/{id}/executions/{n}", "get_execution", False),

@@ -29,6 +29,7 @@ from .statedir import ensure_private_dir, file_lock, runtime_dir
 from .store import WORK_DIR, History, read_record, update_record, utcnow, write_record
 
 STATUS_TIMEOUT = 3.0    # seconds a status question may take before we answer from env.json
+INTERRUPT_TIMEOUT = STATUS_TIMEOUT + 2.0  # the kernel answers an interrupt within 2 s
 LAUNCH_TIMEOUT = 30.0   # seconds a new kernel may take to report ready
 WAIT_CHUNK = 25.0       # an unbounded wait is a series of bounded ones
 REPLY_MARGIN = 10.0       # beyond the wait asked of the kernel, before we call it gone
@@ -321,10 +322,24 @@ class EnvironmentManager:
     def interrupt(self, env_id):
         record = self.live_record(env_id)
         try:
-            self.check_reply(env_id, self.call(record, {"op": "interrupt"}))
+            self.check_reply(env_id, self.call(record, {"op": "interrupt"},
+                                               timeout=INTERRUPT_TIMEOUT))
         except KernelGone:
             raise self.gone(env_id, record) from None
         return self.describe(env_id)
+
+    def late_output(self, env_id):
+        """Output that came after its execution's record was final; [] with no kernel."""
+        record = self.read(env_id)
+        if not record.get("socket") or not supervisor_alive(record.get("supervisor_pid")):
+            return []
+        try:
+            reply = self.call(record, {"op": "late_output"})
+        except KernelGone:
+            raise self.gone(env_id, record) from None
+        if reply.get("error") == "unknown_op":  # a kernel started by an older version
+            return []
+        return self.check_reply(env_id, reply).get("late_output", [])
 
     def delete(self, env_id):
         """Stop the kernel (no descendant survives) and remove the env's directory."""

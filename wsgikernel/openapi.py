@@ -122,7 +122,8 @@ SCHEMAS = {
         env=ref("EnvId"), session={"type": "integer", "minimum": 0},
         execution_count=null_or(COUNT), code=STRING,
         status={"enum": EXECUTION_STATES},
-        reason={"enum": [None, "interrupted", "timeout", "cancelled", "kernel_died"]},
+        reason={"enum": [None, "interrupted", "timeout", "cancelled", "kernel_died",
+                         "previous_error"]},
         stdout=STRING, stderr=STRING, result=null_or(MIME_BUNDLE),
         outputs={"type": "array", "items": ref("Output")},
         error=null_or(ref("ExecutionError")),
@@ -158,6 +159,15 @@ SCHEMAS = {
                     repr={"type": "string", "description": "cut to a bounded length"},
                     len=COUNT),
     "Variables": obj(["variables"], variables={"type": "array", "items": ref("Variable")}),
+    "LateOutput": obj(
+        ["late_output"], "Output that came after its execution's record was final: the "
+        "newest 64 KiB of text, oldest first.",
+        late_output={"type": "array", "items": obj(
+            ["execution_count", "name", "text", "time"],
+            execution_count=null_or(dict(COUNT, description="the execution whose thread "
+                                         "wrote it; null: unknown (fd writes, silent cells)")),
+            name={"enum": ["stdout", "stderr", "display_data"]}, text=STRING,
+            time=TIMESTAMP)}),
     "Notebook": obj(["nbformat", "nbformat_minor", "metadata", "cells"],
                     "An nbformat v4 notebook (.ipynb) of the env's history.",
                     nbformat={"const": 4}, nbformat_minor=INTEGER,
@@ -229,7 +239,10 @@ def request_bodies(config):
                               "description": "name -> expression evaluated after the cell"},
             stdin={"type": "string", "description": "text fed to input()"},
             timeout=_timeout(config), wait=WAIT,
-            stream={"type": "boolean", "description": "answer application/x-ndjson events"}),
+            stream={"type": "boolean", "description": "answer application/x-ndjson events"},
+            stop_on_error={"type": "boolean", "description": "if this cell ends with status "
+                           "error, the executions queued behind it then end aborted "
+                           "(reason previous_error) without running"}),
         "complete": obj(["code"], code=code, cursor_pos=cursor),
         "inspect": obj(["code"], code=code, cursor_pos=cursor,
                        detail_level={"enum": [0, 1]}),
@@ -319,6 +332,8 @@ OPERATIONS = {
                            "responses": {"204": None}},
     "restart_environment": {"tags": ["environments"], "errors": ("404", "409", "422", "503"),
                             "responses": {"200": "Env"}},
+    "late_output": {"tags": ["executions"], "errors": ("404", "422", "503"),
+                    "responses": {"200": "LateOutput"}},
     "interrupt_environment": {"tags": ["environments"],
                               "errors": ("404", "409", "422", "503"),
                               "responses": {"200": "Env"}},

@@ -13,12 +13,26 @@ Each execution may send at most ``cap`` UTF-8 bytes of Python-level output;
 past that the writer sends one ``truncated`` message and drops the rest, so a
 cell printing 200 MB costs neither process memory.
 
+Writes from threads: each ``stream`` message names the execution its writer
+belongs to (the executor tags threads, see executor.py); only writes of the
+running execution (or of no known one) count against its ``cap``.
+
 stdin is the request's ``stdin`` text; when it runs out, ``input()`` raises an
 EOFError that says where input comes from, instead of blocking.
+
+Capture cannot be broken by a cell: ``guarded_open`` (the user-code process's
+``builtins.open``) refuses fds 0, 1 and 2, as IPython does, and
+``CaptureFds`` keeps duplicates of the descriptors the supervisor set up and
+puts them back on 0, 1 and 2 at the start of every cell if a cell closed or
+replaced them (``os.close(1)``, ``io.open(1).close()``, ``os.dup2``).  The
+duplicates also keep the pipes open, so the supervisor never sees end of file
+on them while the process lives.
 """
 
 import fcntl
+import functools
 import io
+import os
 import struct
 import termios
 import time
@@ -54,14 +68,20 @@ class OutputBudget:
 
 
 class OutStream(io.TextIOBase):
-    """A text stream that forwards each write to the supervisor."""
+    """A text stream that forwards each write to the supervisor.
 
-    def __init__(self, name, fd, send, budget):
+    ``tag()``, if given, says whose write it is: ``(execution id, counted)``;
+    the id goes in the message, and only a counted write is charged to (and
+    cut by) the budget of the running execution.
+    """
+
+    def __init__(self, name, fd, send, budget, tag=None):
         super().__init__()
         self.name = name
         self._fd = fd
         self._send = send
         self._budget = budget
+        self._tag = tag
 
     encoding = "utf-8"
     errors = "replace"
@@ -82,11 +102,13 @@ class OutStream(io.TextIOBase):
         if not isinstance(text, str):
             raise TypeError("write() argument must be str, not %s" % type(text).__name__)
         if text:
-            kept, truncated = self._budget.take(text)
+            key, counted = self._tag() if self._tag is not None else (None, True)
+            kept, truncated = self._budget.take(text) if counted else (text, False)
+            tagged = {} if self._tag is None else {"id": key}
             if kept:
-                self._send({"ev": "stream", "name": self.name, "text": kept})
+                self._send(dict({"ev": "stream", "name": self.name, "text": kept}, **tagged))
             if truncated:
-                self._send({"ev": "truncated"})
+                self._send(dict({"ev": "truncated"}, **tagged))
         return len(text)
 
     @property
@@ -148,7 +170,12 @@ def _unread(fd):
 
 
 def wait_for_pipes_drained(fds=(1, 2)):
-    """Wait until fds 1 and 2 hold no unread bytes (a writer that never stops is bounded)."""
+    """Wait until the pipes hold no unread bytes (a writer that never stops is bounded).
+
+    ``fds`` are descriptors of the two pipes (either end: FIONREAD counts what
+    the pipe holds); the executor passes its own duplicates, which a cell
+    cannot close or replace.
+    """
     if not (_unread(fds[0]) or _unread(fds[1])):
         return
     deadline = time.monotonic() + DRAIN_WAIT
@@ -156,3 +183,54 @@ def wait_for_pipes_drained(fds=(1, 2)):
     while (_unread(fds[0]) or _unread(fds[1])) and time.monotonic() < deadline:
         time.sleep(pause)
         pause = min(pause * 2, 0.005)
+
+
+# -- output capture a cell cannot break ------------------------------------------------
+
+STD_NAMES = {0: "stdin", 1: "stdout", 2: "stderr"}
+REFUSED_OPEN = ("open(%d) is refused: fd %d is the kernel's %s, which captures the output of "
+                "every cell; closing the file object would close it for good. Use sys.%s "
+                "instead (or io.open(%d, closefd=False) if you know what you are doing).")
+
+
+def guarded_open(real_open):
+    """``builtins.open`` for the user-code process: fds 0, 1 and 2 are refused (as IPython)."""
+    @functools.wraps(real_open)
+    def open(file, *args, **kwargs):
+        if isinstance(file, int) and file in STD_NAMES:
+            name = STD_NAMES[file]
+            raise ValueError(REFUSED_OPEN % (file, file, name, name, file))
+        return real_open(file, *args, **kwargs)
+    return open
+
+
+class CaptureFds:
+    """Duplicates of fds 0, 1 and 2 as the supervisor set them up, to put them back."""
+
+    def __init__(self, fds=(0, 1, 2)):
+        self.saved = {}
+        for fd in fds:
+            copy = os.dup(fd)  # not inheritable: subprocesses do not hold the pipes open
+            self.saved[fd] = (copy, self._identity(copy))
+
+    @staticmethod
+    def _identity(fd):
+        info = os.fstat(fd)
+        return info.st_dev, info.st_ino
+
+    def copy_of(self, fd):
+        return self.saved[fd][0]
+
+    def restore(self):
+        """Put back each of fds 0, 1, 2 that no longer refers to what it did (closed,
+        or replaced); returns the fds restored."""
+        restored = []
+        for fd, (copy, identity) in self.saved.items():
+            try:
+                if self._identity(fd) == identity:
+                    continue
+            except OSError:
+                pass  # closed
+            os.dup2(copy, fd)
+            restored.append(fd)
+        return restored

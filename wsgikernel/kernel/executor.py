@@ -5,8 +5,18 @@ pipes to it and one control socket.  ``run()`` never returns.  Messages:
 
   in:  execute {id, n, code, silent, user_expressions, stdin, cap}
        complete / inspect / is_complete / variables {id, ...}
-  out: ready {pid}; stream {name, text}; output {output}; truncated;
+  out: ready {pid}; stream {name, text, id}; output {output, id}; truncated {id};
        done {id, status, result, error, user_expressions}; reply {id, ...}
+
+``id`` on output messages is the execution the writing thread belongs to
+(None if none is known): as ipykernel 6+ does, every ``threading.Thread`` is
+tagged when it is created with the execution of the thread creating it (the
+running cell for the main thread, the creator's own tag for any other thread),
+so a thread a cell started, and the threads it starts, write for that cell
+even after it ended.  The supervisor puts such output in that execution's
+record while it is open, else in the env's late output, never in another
+execution's record.  Thread pools reuse their threads: a pool's workers belong
+to the cell that created them.
 
 Cells run on the main thread, one at a time, in the order received, so SIGINT
 (interrupt) lands in the running cell as KeyboardInterrupt; outside a cell it
@@ -25,18 +35,21 @@ import threading
 import types
 
 from ..protocol import encode, recv_message
-from .capture import OutputBudget, OutStream, StdinText, make_input, wait_for_pipes_drained
+from .capture import (CaptureFds, OutputBudget, OutStream, StdinText, guarded_open, make_input,
+                      wait_for_pipes_drained)
 from .execute import Shell
 
 INTROSPECTION = ("complete", "inspect", "is_complete", "variables")
+THREAD_TAG = "_wsgikernel_execution"  # attribute of a Thread: the execution it belongs to
 
 
 class Channel:
     """The control socket, shared by the main thread and the helper threads."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, pipe_fds=(1, 2)):
         self.sock = sock
         self.lock = threading.Lock()
+        self.pipe_fds = pipe_fds
 
     def send(self, message):
         data = encode(message)
@@ -45,17 +58,20 @@ class Channel:
 
     def send_in_order(self, message):
         """Send after the supervisor has read what fds 1 and 2 hold (see capture.py)."""
-        wait_for_pipes_drained()
+        wait_for_pipes_drained(self.pipe_fds)
         self.send(message)
 
 
 class Executor:
-    def __init__(self, sock, work_dir):
+    def __init__(self, sock, work_dir, fds=None):
         self.work_dir = work_dir
-        self.channel = Channel(sock)
+        self.fds = fds if fds is not None else CaptureFds()
+        self.channel = Channel(sock, (self.fds.copy_of(1), self.fds.copy_of(2)))
         self.sock = sock
         self.inbox = queue.Queue()
         self.executing = False
+        self.current = None      # id of the execution the main thread runs, None between cells
+        self.main_ident = threading.get_ident()
         self.budget = OutputBudget()
         self.stdin = StdinText("")
         main = types.ModuleType("__main__")
@@ -63,11 +79,48 @@ class Executor:
         sys.modules["__main__"] = main  # so pickle finds classes defined in cells
         self.namespace = main.__dict__
         self.shell = Shell(self.namespace, self.emit_output)
-        self.stdout = OutStream("stdout", 1, self.channel.send_in_order, self.budget)
-        self.stderr = OutStream("stderr", 2, self.channel.send_in_order, self.budget)
+        self.stdout = OutStream("stdout", 1, self.channel.send_in_order, self.budget,
+                                self.write_tag)
+        self.stderr = OutStream("stderr", 2, self.channel.send_in_order, self.budget,
+                                self.write_tag)
+
+    # -- whose output is it --------------------------------------------------
+
+    def thread_execution(self):
+        """The execution the calling thread belongs to (None: none known).
+
+        Never creates a Thread object (``threading.current_thread()`` would, for a
+        thread started with ``_thread``, and that runs the creation hook again).
+        """
+        ident = threading.get_ident()
+        if ident == self.main_ident:
+            return self.current
+        thread = getattr(threading, "_active", {}).get(ident)
+        return getattr(thread, THREAD_TAG, None)
+
+    def tag_threads(self):
+        """Tag every Thread at creation with the execution of the thread creating it."""
+        executor = self
+        original = threading.Thread.__init__
+
+        def __init__(thread, *args, **kwargs):
+            original(thread, *args, **kwargs)
+            setattr(thread, THREAD_TAG, executor.thread_execution())
+
+        __init__.__wrapped__ = original
+        __init__.__doc__ = original.__doc__
+        threading.Thread.__init__ = __init__
+
+    def write_tag(self):
+        """(execution, counted) of a sys.stdout/sys.stderr write: only writes for the
+        running execution (or for none known) count against its cap; a thread of an
+        execution that ended is kept bounded by the supervisor instead."""
+        key = self.thread_execution()
+        return key, key is None or key == self.current
 
     def emit_output(self, output):
-        self.channel.send_in_order({"ev": "output", "output": output})
+        self.channel.send_in_order({"ev": "output", "output": output,
+                                    "id": self.thread_execution()})
 
     def install(self):
         """Make this process look like an interactive interpreter's, with our I/O."""
@@ -75,6 +128,8 @@ class Executor:
         sys.argv = [""]
         builtins.input = make_input(self.stdout.write, lambda: self.stdin)
         builtins.display = self.shell.display
+        builtins.open = guarded_open(builtins.open)
+        self.tag_threads()
         signal.signal(signal.SIGINT, self.on_sigint)
 
     def on_sigint(self, signum, frame):
@@ -131,9 +186,11 @@ class Executor:
             self.channel.send_in_order(outcome)
 
     def execute(self, message):
+        self.fds.restore()  # a cell before may have closed or replaced fd 0, 1 or 2
         self.stdin = StdinText(message.get("stdin") or "")
         sys.stdout, sys.stderr, sys.stdin = self.stdout, self.stderr, self.stdin
         self.budget.reset(message.get("cap"))
+        self.current = message["id"]
         try:
             self.executing = True
             try:
@@ -142,6 +199,7 @@ class Executor:
                                            user_expressions=message.get("user_expressions"))
             finally:
                 self.executing = False
+                self.current = None
         except KeyboardInterrupt:  # landed outside the cell's own frames
             return {"status": "error", "result": None, "user_expressions": {},
                     "error": {"ename": "KeyboardInterrupt", "evalue": "",
@@ -172,8 +230,9 @@ def run(sock, work_dir, limits, preload=()):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.chdir(work_dir)
         sys.path[0:1] = [work_dir]  # like `python` started in the work dir
+        fds = CaptureFds()  # before the limits: open_files_limit may leave no room
         apply_limits(limits)
-        executor = Executor(sock, work_dir)
+        executor = Executor(sock, work_dir, fds)
         executor.install()
         for module in preload or ():
             try:

@@ -6,6 +6,13 @@ client on an execution (to be answered when it finishes, at a wait deadline,
 or event by event for a stream).  Replies are plain dicts with ``ok``; errors
 carry a short code (``not_running``, ``queue_full``, ``unknown_execution``) that
 the manager turns into HTTP errors.
+
+``interrupt`` answers once the interrupted execution has ended (its record is
+final), or after ``INTERRUPT_ANSWER_WAIT`` seconds or ``kill_grace``, whichever
+is smaller, if it has not (a cell that ignores SIGINT); the answer is the
+env's status at that moment, so an execution queued behind the interrupted one
+may be running already.  The bound is a timer of the supervisor's loop: it
+never sleeps.
 """
 
 import os
@@ -16,10 +23,13 @@ from ..protocol import PROTOCOL_VERSION
 from ..store import WORK_DIR, History
 from .records import Execution
 
+INTERRUPT_ANSWER_WAIT = 2.0  # seconds an interrupt's answer waits for the cell to end, at most
+
 
 class Operations:
     OPS = ("status", "execute", "wait", "attach", "cancel", "interrupt", "restart",
-           "shutdown", "live", "bind", "complete", "inspect", "is_complete", "variables")
+           "shutdown", "live", "bind", "late_output", "complete", "inspect", "is_complete",
+           "variables")
 
     def status(self):
         return {"ok": True, "state": self.public_state(), "session": self.session,
@@ -56,6 +66,7 @@ class Operations:
         if n is not None:
             self.by_count[n] = execution
         self.by_key[execution.key] = execution
+        self.remember_count(execution)
         self.queue.append(execution)
         self.park(client, execution, message)
         self.pump()
@@ -136,9 +147,20 @@ class Operations:
             return True
 
     def op_interrupt(self, client, message):
-        if self.running is not None:
-            self.signal_child(signal.SIGINT)
-        self.send(client, self.status())
+        """SIGINT for the running execution; answered when it has ended (bounded)."""
+        execution = self.running
+        if execution is None:
+            self.send(client, self.status())
+            return
+        execution.interrupt_requested = True
+        self.signal_child(signal.SIGINT)
+        deadline = time.monotonic() + max(0.0, min(INTERRUPT_ANSWER_WAIT, self.kill_grace))
+        self.interrupt_waiters.append((client, execution, deadline))
+
+    def op_late_output(self, client, message):
+        """Output that arrived after its execution's record was final (bounded, oldest
+        dropped): threads of finished cells, fd writes while no cell ran."""
+        self.send(client, {"ok": True, "late_output": [dict(e) for e in self.late_output]})
 
     def op_restart(self, client, message):
         self.stop_child()

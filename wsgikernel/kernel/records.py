@@ -6,6 +6,12 @@ queued or running, ``snapshot()`` gives it so far; ``completed()`` and
 (``output_cap`` UTF-8 bytes over all outputs): past the cap, one visible marker
 is added, ``truncated`` becomes true and the rest is dropped, so memory stays
 bounded whatever the cell prints.
+
+``reason: interrupted`` needs an interrupt that was asked for: a cell ending
+with KeyboardInterrupt is ``interrupted`` only if ``interrupt_requested`` was
+set (POST /envs/{id}/interrupt while it ran), ``aborted``/``timeout`` or
+``aborted``/``cancelled`` if the service sent the SIGINT for those; a
+KeyboardInterrupt the code raised itself is an ordinary error.
 """
 
 import time
@@ -38,6 +44,7 @@ class Execution:
         self.size = 0
         self.done = False
         self.stop_reason = None  # "timeout" / "cancelled" when the service stops it
+        self.interrupt_requested = False  # POST /interrupt sent SIGINT while it ran
         self.deadline = None
         self.kill_at = None
         self.timeout = None
@@ -145,15 +152,16 @@ class Execution:
         self.record["user_expressions"] = outcome.get("user_expressions") or {}
         if outcome.get("status") == "ok":
             return self._final("ok", None, None)
-        interrupted = error is not None and error.get("ename") == "KeyboardInterrupt"
-        if interrupted and self.stop_reason == "timeout":
+        keyboard = error is not None and error.get("ename") == "KeyboardInterrupt"
+        if keyboard and self.stop_reason == "timeout":
             error = dict(error, ename="ExecutionTimeout",
                          evalue=self.timeout_message(None))
             return self._final("aborted", "timeout", error)
-        if interrupted and self.stop_reason == "cancelled":
+        if keyboard and self.stop_reason == "cancelled":
             error = dict(error, ename="ExecutionCancelled",
                          evalue="the execution was cancelled while it ran")
             return self._final("aborted", "cancelled", error)
+        interrupted = keyboard and self.interrupt_requested
         return self._final("error", "interrupted" if interrupted else None, error)
 
     def aborted(self, reason, ename, evalue):

@@ -17,9 +17,22 @@ bytes (see capture.py), so a subprocess's output lands where it happened
 relative to the prints around it; across the two pipes the order is best
 effort.
 
+Output of threads: each message from the child names the execution its
+writer belongs to (the thread that started it, see executor.py).  It goes
+into that execution's record while the record is open -- from the start of
+the execution until the child reports it ``done``; there is no grace period
+after that, so what a thread wrote before the cell ended is in the record --
+and otherwise into the env's ``late_output``: the last ``LATE_OUTPUT_LIMIT``
+bytes of text (oldest dropped), each entry with the execution_count, stream
+name, text and time (GET /envs/{id}/late_output).  It never goes into another
+execution's record.  Bytes on fds 1 and 2 cannot be attributed to a thread:
+they go to the running execution, or to late_output (execution_count null)
+when none runs.
+
 Timers (no threads): an execution's timeout (SIGINT, then SIGKILL after
-``kill_grace``), the idle timeout, and a once-a-second check that the env
-directory still exists (a kernel whose directory is gone exits).
+``kill_grace``), the idle timeout, the bound on an interrupt's answer, and a
+once-a-second check that the env directory still exists (a kernel whose
+directory is gone exits).
 """
 
 import collections
@@ -38,6 +51,8 @@ from .records import exit_description
 
 RECENT_KEPT = 32       # finished executions kept in memory for polling
 DIR_CHECK_EVERY = 1.0  # seconds between checks that the env directory exists
+LATE_OUTPUT_LIMIT = 64 * 1024  # UTF-8 bytes of late output kept (the newest)
+COUNTS_KEPT = 4096     # execution keys whose execution_count late output can still name
 
 
 class Supervisor(Operations):
@@ -64,6 +79,10 @@ class Supervisor(Operations):
         self.by_count = collections.OrderedDict()  # execution_count -> Execution
         self.by_key = collections.OrderedDict()    # internal key -> Execution (also silent)
         self.outbox = []          # (execution, output) waiting to reach followers
+        self.late_output = collections.deque()  # output that came after its record closed
+        self.late_size = 0        # UTF-8 bytes of text in late_output
+        self.counts = collections.OrderedDict()  # execution key -> execution_count
+        self.interrupt_waiters = []  # (client, execution, deadline): answered at its end
         self.pending = {}         # introspection request id -> client
         self.on_ready = []        # clients waiting for a (re)started child
         self.child = None         # the user-code process (child.Child)
@@ -140,6 +159,7 @@ class Supervisor(Operations):
         for client, execution, deadline in self.waiters():
             if deadline is not None:
                 deadlines.append(deadline)
+        deadlines += [deadline for _, _, deadline in self.interrupt_waiters]
         if self.is_idle():
             deadlines.append(self.last_request + self.idle_timeout)
         return max(0.0, min(deadlines) - now)
@@ -156,6 +176,7 @@ class Supervisor(Operations):
 
     def check_timers(self):
         now = time.monotonic()
+        self.answer_interrupts(now)
         if self.terminate:
             self.stop(state="stopped", reason="terminated")
             return
@@ -213,6 +234,7 @@ class Supervisor(Operations):
             if client in execution.subscribers:
                 execution.subscribers.remove(client)
         self.on_ready = [c for c in self.on_ready if c is not client]
+        self.interrupt_waiters = [w for w in self.interrupt_waiters if w[0] is not client]
         for key in [k for k, c in self.pending.items() if c is client]:
             del self.pending[key]
 
@@ -250,20 +272,25 @@ class Supervisor(Operations):
         kind = message.get("ev")
         execution = self.running
         if kind == "stream" or kind == "output" or kind == "truncated":
-            if execution is None:
-                return
-            if kind == "stream":
-                self.publish(execution, execution.add_stream(message["name"], message["text"]))
+            target = self.output_owner(message.get("id"))
+            if target is None:
+                self.add_late_output(message)
+            elif kind == "stream":
+                self.publish(target, target.add_stream(message["name"], message["text"]))
             elif kind == "output":
-                self.publish(execution, execution.add_output(message["output"]))
+                self.publish(target, target.add_output(message["output"]))
             else:
-                self.publish(execution, execution.truncate())
+                self.publish(target, target.truncate())
         elif kind == "done":
             if execution is not None and execution.key == message.get("id"):
                 self.flush_decoders(execution)
                 self.running = None
                 self.last_request = time.monotonic()  # idle time counts from the cell's end
-                self.finish(execution, execution.completed(message))
+                record = execution.completed(message)
+                ended = [(execution, record)]
+                if record["status"] == "error" and execution.request.get("stop_on_error"):
+                    ended += self.abort_after_error(execution)
+                self.finish_all(ended)
                 self.pump()
         elif kind == "reply":
             client = self.pending.pop(message.get("id"), None)
@@ -295,10 +322,73 @@ class Supervisor(Operations):
         name, text, at_end = self.child.read_pipe(fd)
         if text and self.running is not None:
             self.publish(self.running, self.running.add_stream(name, text))
-        elif text:
-            self.log.write("[%s outside any execution] %s" % (name, text))
+        elif text:  # fd writes cannot name their thread: late output of no execution
+            self.add_late_output({"ev": "stream", "name": name, "text": text})
         if at_end:
             self.close_pipe(fd)
+
+    # -- output of threads, and output that came too late ---------------------------
+
+    def output_owner(self, key):
+        """The open execution an output message belongs to, or None (late output).
+
+        ``key`` None (a writer that belongs to no execution we know) means the
+        running execution, if any."""
+        if key is None:
+            return self.running
+        execution = self.by_key.get(key)
+        return execution if execution is not None and execution is self.running else None
+
+    def add_late_output(self, message):
+        """Keep output whose execution's record is final (or that has none) in late_output."""
+        kind = message.get("ev")
+        if kind == "stream":
+            name, text = message.get("name"), message.get("text") or ""
+        elif kind == "output":  # display() from a thread: its text/plain
+            output = message.get("output") or {}
+            name = output.get("output_type") or "display_data"
+            text = str((output.get("data") or {}).get("text/plain", ""))
+            text += "" if text.endswith("\n") else "\n"
+        else:
+            return  # truncated: late output has its own bound
+        if not text:
+            return
+        key = message.get("id")
+        n = self.counts.get(key) if key is not None else None
+        last = self.late_output[-1] if self.late_output else None
+        if (last is not None and last["execution_count"] == n and last["name"] == name
+                and not last["text"].endswith("\n")):
+            last["text"] += text  # print() writes the text and the newline apart: one entry
+        else:
+            self.late_output.append({"execution_count": n, "name": name, "text": text,
+                                     "time": utcnow()})
+        self.late_size += len(text.encode("utf-8", "replace"))
+        while self.late_size > LATE_OUTPUT_LIMIT and self.late_output:
+            oldest = self.late_output[0]
+            data = oldest["text"].encode("utf-8", "replace")
+            excess = self.late_size - LATE_OUTPUT_LIMIT
+            if len(data) <= excess:
+                self.late_output.popleft()
+                self.late_size -= len(data)
+            else:  # keep the newest part of the oldest entry
+                kept = data[excess:].decode("utf-8", "ignore")
+                oldest["text"] = kept
+                self.late_size -= len(data) - len(kept.encode("utf-8"))
+
+    def remember_count(self, execution):
+        self.counts[execution.key] = execution.n
+        while len(self.counts) > COUNTS_KEPT:
+            self.counts.popitem(last=False)
+
+    # -- interrupts --------------------------------------------------------------
+
+    def answer_interrupts(self, now):
+        """Answer POST /interrupt once its execution ended, or at its deadline."""
+        for waiter in list(self.interrupt_waiters):
+            client, execution, deadline = waiter
+            if execution.done or now >= deadline:
+                self.interrupt_waiters.remove(waiter)
+                self.send(client, self.status())
 
     def close_pipes(self):
         for fd in list(self.child.pipes):
@@ -333,8 +423,25 @@ class Supervisor(Operations):
                 self.send(client, dict(output, event="output"))
 
     def finish(self, execution, record):
-        self.persist(execution, record)
-        self.notify(execution, record)
+        self.finish_all([(execution, record)])
+
+    def finish_all(self, ended):
+        """Persist every (execution, final record), then answer: whoever is answered
+        may read the history at once."""
+        for execution, record in ended:
+            self.persist(execution, record)
+        for execution, record in ended:
+            self.notify(execution, record)
+
+    def abort_after_error(self, failed):
+        """stop_on_error: the executions queued now behind ``failed`` end unrun."""
+        which = ("execution %d" % failed.n) if failed.n is not None else "a silent execution"
+        evalue = "not run: %s failed and was submitted with stop_on_error" % which
+        ended = []
+        while self.queue:
+            queued = self.queue.popleft()
+            ended.append((queued, queued.aborted("previous_error", "ExecutionAborted", evalue)))
+        return ended
 
     def persist(self, execution, record):
         """Durable before anyone is told: a client may read history next."""
@@ -448,6 +555,7 @@ class Supervisor(Operations):
             self.record.update(state=state, reason=reason, pid=None,
                                exit={"code": code, "signal": signal_name(signum)})
             self.save()
+        self.answer_interrupts(float("inf"))
 
     # -- bookkeeping -----------------------------------------------------------
 

@@ -5,7 +5,7 @@ The tutorial's Flask app kept one dict per environment id in the server process
 and ran code in it with ``exec``, stdout redirected to a ``StringIO`` by
 ``contextlib.redirect_stdout``.  This is that app ported to plain WSGI and
 served by the SAME server class as ``scripts/serve.py``
-(``wsgikernel.server.ThreadingWSGIServer`` with its request handler, access log
+(``wsgikernel.httpserver.HTTP11Server`` with its request handler, access log
 off), so the benchmark compares process isolation against no isolation and
 nothing else.
 
@@ -46,7 +46,8 @@ from wsgiref.simple_server import make_server
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from wsgikernel.server import RequestHandler, ThreadingWSGIServer  # noqa: E402
+from wsgikernel.httpserver import HTTP11Server  # noqa: E402
+from wsgikernel.server import RequestHandler  # noqa: E402
 
 MAX_BODY = 10 * 1024 * 1024
 
@@ -165,7 +166,7 @@ def main(argv=None):
                         help="serve a trivial app answering 'ok' (the HTTP floor)")
     args = parser.parse_args(argv)
     app = floor_app if args.floor else TutorialApp()
-    server = make_server("127.0.0.1", args.port, app, server_class=ThreadingWSGIServer,
+    server = make_server("127.0.0.1", args.port, app, server_class=HTTP11Server,
                          handler_class=QuietHandler)
 
     def stop(signum, frame):

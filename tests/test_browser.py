@@ -528,13 +528,14 @@ class Mounted:
 
 def test_the_page_works_under_a_mount_prefix(driver):
     from wsgikernel import make_app
-    from wsgikernel.server import RequestHandler, ThreadingWSGIServer
+    from wsgikernel.httpserver import HTTP11Server
+    from wsgikernel.server import RequestHandler
 
     state = tempfile.mkdtemp(prefix="wk-")
     app = make_app(state_dir=state, token=TOKEN, pool_size=0, kill_grace=1)
     handler = type("QuietHandler", (RequestHandler,), {"quiet": True})
     httpd = make_server("127.0.0.1", 0, Mounted(app, "/tools/kernel"),
-                        server_class=ThreadingWSGIServer, handler_class=handler)
+                        server_class=HTTP11Server, handler_class=handler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
                               daemon=True)
     thread.start()

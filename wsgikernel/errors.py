@@ -155,7 +155,7 @@ class EnvironmentNotRunning(Conflict):
                          % (env_id, state, env_id), env_id=env_id, state=state)
 
 
-# 411, 413, 415, 422, 429 ------------------------------------------------------
+# 411, 413, 414, 415, 422, 429, 431 ------------------------------------------------------
 
 class LengthRequired(HTTPError):
     status = 411
@@ -202,6 +202,18 @@ class QuotaExceeded(HTTPError):
                          headers=[("Retry-After", str(retry_after))], quota=name, limit=limit)
 
 
+class URITooLong(HTTPError):
+    status = 414
+    type = "urn:wsgikernel:uri-too-long"
+    title = "URI Too Long"
+
+
+class HeadersTooLarge(HTTPError):
+    status = 431
+    type = "urn:wsgikernel:headers-too-large"
+    title = "Request Header Fields Too Large"
+
+
 # 5xx -----------------------------------------------------------------------
 
 class InternalError(HTTPError):
@@ -219,3 +231,9 @@ class KernelUnavailable(HTTPError):
     def __init__(self, env_id, why):
         super().__init__("the kernel of environment %r is unavailable: %s" % (env_id, why),
                          env_id=env_id, headers=[("Retry-After", "1")])
+
+
+class VersionNotSupported(HTTPError):
+    status = 505
+    type = "urn:wsgikernel:http-version-not-supported"
+    title = "HTTP Version Not Supported"

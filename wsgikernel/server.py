@@ -7,11 +7,10 @@ anyone wants), prints where it listens and how to authenticate, and on SIGINT
 or SIGTERM stops accepting, gives in-flight requests a short drain, stops every
 kernel of its state dir (their envs stay listed as ``stopped``) and exits 0.
 
-A plain ``WSGIServer`` handles one request at a time, which would make every
-environment wait behind one long execution; ``ThreadingWSGIServer`` runs each
-connection in its own daemon thread, with a listen backlog of 128 (the default
-5 stalls connections under load) and a socket timeout so an idle or slow client
-ties up only its own thread.
+The server class is ``httpserver.HTTP11Server``: wsgiref's ``WSGIServer``
+speaking HTTP/1.1 (keep-alive, chunked streams) with a growing pool of
+pre-started threads, so one long execution, stream or long-poll never makes
+another request wait (a plain ``WSGIServer`` answers one request at a time).
 """
 
 import argparse
@@ -24,52 +23,20 @@ import socket
 import sys
 import threading
 import time
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import make_server
 
 from . import __version__
 from .config import SETTINGS
+from .httpserver import HTTP11RequestHandler, HTTP11Server, HTTP11ServerV6
 from .statedir import UnsafeDirectory
 
-SOCKET_TIMEOUT = 30.0  # an idle or stalled client is dropped after this long
 DRAIN_SECONDS = 3.0    # in-flight requests get this long after a stop signal
 _TOKEN_IN_QUERY = re.compile(r"(?<=[?&])token=[^&\s]*")
 
 
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    request_queue_size = 128
-    allow_reuse_address = True
+class RequestHandler(HTTP11RequestHandler):
+    """The HTTP/1.1 handler with a common-log-format access log, ``?token=`` redacted."""
 
-    def __init__(self, *args, **kwargs):
-        self._in_flight = 0
-        self._idle = threading.Condition()
-        super().__init__(*args, **kwargs)
-
-    def process_request_thread(self, request, client_address):
-        with self._idle:
-            self._in_flight += 1
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._idle:
-                self._in_flight -= 1
-                self._idle.notify_all()
-
-    def wait_idle(self, timeout):
-        """Wait up to ``timeout`` seconds for in-flight requests; True if none are left."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
-
-
-class ThreadingWSGIServerV6(ThreadingWSGIServer):
-    address_family = socket.AF_INET6
-
-
-class RequestHandler(WSGIRequestHandler):
-    """wsgiref's handler with a socket timeout and a common-log-format access log."""
-
-    timeout = SOCKET_TIMEOUT
     quiet = False
 
     def log_message(self, format, *args):
@@ -156,7 +123,7 @@ class CannotListen(Exception):
 def serve(app, host, port, *, quiet=False, ready=None):
     """Run ``app`` until SIGINT/SIGTERM; drain, close the app, return 0."""
     handler = type("Handler", (RequestHandler,), {"quiet": quiet})
-    server_class = ThreadingWSGIServerV6 if ":" in host else ThreadingWSGIServer
+    server_class = HTTP11ServerV6 if ":" in host else HTTP11Server
     try:
         server = make_server(host, port, app, server_class=server_class, handler_class=handler)
     except OSError as exc:

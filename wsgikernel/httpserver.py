@@ -16,13 +16,16 @@ builds it) and ``HTTP11RequestHandler`` a ``WSGIRequestHandler`` whose
   connection is closed (request smuggling); a chunked request body reaches the
   app as ``HTTP_TRANSFER_ENCODING`` with an empty input (the app answers 411)
   and the connection is closed after the answer, since its body was not read.
-- **Threads.** A pool of pre-started worker threads takes connections from a
-  queue and grows, up to ``max_threads``, when every thread is busy, so
-  long-polls and streams (each holds its thread) never starve a short request;
-  threads above ``min_threads`` retire when idle.  Between requests a worker
-  lingers a few milliseconds for the next one on its connection, then parks
-  the connection in the acceptor's selector, where idle keep-alive
-  connections cost no thread at all and are closed after ``keepalive_timeout``.
+- **Threads.** Pre-started threads block in ``accept()`` and answer what
+  they accept themselves, without a hand-off (``Acceptors``); one that
+  accepts while no other waits in ``accept()`` starts another first, up to
+  ``max_threads``, so long-polls and streams (each holds its thread) never
+  starve a short request.  Between requests a thread lingers a few
+  milliseconds for the next one on its connection, then parks the connection
+  in a selector, where an idle keep-alive connection costs no thread; when
+  it speaks again a small pool (``WorkerPool``) serves it, and it is closed
+  after ``keepalive_timeout`` of silence.  Threads beyond the minimum retire
+  when idle.
 - **Few syscalls.** The request head is parsed from bytes (no
   ``email.parser``); the response head and a small body go out in one
   ``sendall``; the access log line is written after the answer is sent.
@@ -32,7 +35,6 @@ that stalls mid-request is dropped after ``request_timeout``.  Errors found
 before the app runs are answered as problem+json, like the app's own.
 """
 
-import collections
 import re
 import select
 import selectors
@@ -44,6 +46,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from .dispatch import encode_json
 from .errors import HeadersTooLarge, HTTPError, URITooLong
+from .httpthreads import Acceptors, Stopped, WorkerPool
 from .httpwire import (MAX_LINE, SERVER_NAME, Body, ClientGone, Connection, Response,
                        http_date, parse_head)
 
@@ -208,59 +211,8 @@ class HTTP11RequestHandler(WSGIRequestHandler):
         self.log_request(exc.status, len(body))
 
 
-class WorkerPool:
-    """Pre-started threads taking jobs from a queue; grows when all are busy (see module doc)."""
-
-    def __init__(self, work, min_threads, max_threads, idle_timeout=30.0):
-        self.work = work
-        self.min_threads = min_threads
-        self.max_threads = max_threads
-        self.idle_timeout = idle_timeout
-        self.jobs = collections.deque()
-        self.cond = threading.Condition()
-        self.threads = 0
-        self.idle = 0
-        self.closed = False
-        with self.cond:
-            for _ in range(min_threads):
-                self._start()
-
-    def _start(self):
-        self.threads += 1
-        threading.Thread(target=self._run, name="http-worker", daemon=True).start()
-
-    def submit(self, job):
-        with self.cond:
-            self.jobs.append(job)
-            if self.idle < len(self.jobs) and self.threads < self.max_threads:
-                self._start()
-            else:
-                self.cond.notify()
-
-    def _run(self):
-        while True:
-            with self.cond:
-                while not self.jobs:
-                    if self.closed:
-                        self.threads -= 1
-                        return
-                    self.idle += 1
-                    woken = self.cond.wait(self.idle_timeout)
-                    self.idle -= 1
-                    if not woken and not self.jobs and self.threads > self.min_threads:
-                        self.threads -= 1
-                        return
-                job = self.jobs.popleft()
-            self.work(job)
-
-    def close(self):
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
-
-
 class HTTP11Server(WSGIServer):
-    """wsgiref's WSGIServer with an acceptor loop, parked keep-alive sockets and a pool."""
+    """wsgiref's WSGIServer with acceptor threads, parked keep-alive sockets and a pool."""
 
     request_queue_size = 1024  # the default 5 drops SYNs under 8+ concurrent clients
     allow_reuse_address = True
@@ -282,21 +234,22 @@ class HTTP11Server(WSGIServer):
         self._wake_r.setblocking(False)
         super().__init__(*args, **kwargs)
         self.selector = selectors.DefaultSelector()
-        self.pool = WorkerPool(self._serve_connection, self.min_threads, self.max_threads)
+        # Parked keep-alive connections that speak again are served by this pool;
+        # new connections by the acceptor threads (see Acceptors).
+        self.pool = WorkerPool(self._serve_connection, 2, self.max_threads)
 
     # -- the acceptor loop -------------------------------------------------------
 
     def serve_forever(self, poll_interval=0.5):
-        self.socket.setblocking(False)
-        self.selector.register(self.socket, selectors.EVENT_READ, None)
+        """Start the acceptor threads, then watch parked connections until shutdown()."""
+        self.socket.settimeout(poll_interval)  # acceptors look at ``stopping`` this often
+        self.acceptors = Acceptors(self._accept_one, self.min_threads, self.max_threads)
         self.selector.register(self._wake_r, selectors.EVENT_READ, None)
         next_expiry = 0.0
         try:
             while not self.stopping:
                 for key, _ in self.selector.select(poll_interval):
-                    if key.fileobj is self.socket:
-                        self._accept()
-                    elif key.fileobj is self._wake_r:
+                    if key.fileobj is self._wake_r:
                         self._drain_wake()
                     else:
                         self.selector.unregister(key.fileobj)
@@ -307,6 +260,7 @@ class HTTP11Server(WSGIServer):
                     next_expiry = now + 1.0
                     self._expire_idle(now)
         finally:
+            self.acceptors.close()
             self._close_parked()
             self.pool.close()
             self._stopped.set()
@@ -316,19 +270,23 @@ class HTTP11Server(WSGIServer):
         self._wake()
         self._stopped.wait()
 
-    def _accept(self):
-        for _ in range(64):  # bounded: parked connections get their turn too
-            try:
-                sock, address = self.socket.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            sock.setblocking(True)
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                # Several small writes (stream lines) must not wait for delayed ACKs.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.pool.submit(Connection(sock, address))
+    def _accept_one(self):
+        """Accept one connection (None after a quiet poll_interval) for an acceptor thread."""
+        try:
+            sock, address = self.socket.accept()
+        except (socket.timeout, BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            if self.stopping:
+                raise Stopped() from None
+            return None
+        if self.stopping:
+            sock.close()
+            raise Stopped()
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Several small writes (stream lines) must not wait for delayed ACKs.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return Connection(sock, address), self._serve_connection
 
     def _wake(self):
         try:

@@ -278,6 +278,144 @@ def uwsgi(state_dir, *args, token=TOKEN, env=None, **kwargs):
                   token=token, **kwargs)
 
 
+# -- the uWSGI recipes of docs/deploy.md, run as they are written there -------------
+
+
+def _recipe_env(state_dir):
+    """server_env() without WSGIKERNEL_STATE_DIR: the recipe itself must set it.  Should it
+    not reach the app, the default state dir is still under ``state_dir`` (kill_kernels()
+    finds those kernels) and the test fails instead of leaving kernels in ~/.local/state."""
+    env = server_env(state_dir)
+    del env["WSGIKERNEL_STATE_DIR"]
+    env["XDG_STATE_HOME"] = os.path.join(str(state_dir), "default-state-home")
+    return env
+
+
+def kill_recipe_kernels(state_dir, pids=()):
+    """kill_kernels() of ``state_dir`` and of the default state dir _recipe_env() sets."""
+    kill_kernels(state_dir, pids)
+    kill_kernels(os.path.join(str(state_dir), "default-state-home", "wsgikernel"))
+
+
+def _replace_once(text, replacements):
+    for old, new in replacements:
+        assert text.count(old) == 1, "expected %r once in the recipe:\n%s" % (old, text)
+        text = text.replace(old, new)
+    return text
+
+
+def uwsgi_ini_recipe(state_dir, folder):
+    """A Server on the ini of docs/deploy.md; only its port, python and state dir changed."""
+    ini = doc_block("uwsgi-ini")
+
+    def command(port):
+        text = _replace_once(ini, (("http = 127.0.0.1:8080", "http = 127.0.0.1:%d" % port),
+                                   ("/opt/wsgikernel/venv/bin/python", sys.executable),
+                                   ("/var/lib/wsgikernel", str(state_dir))))
+        path = os.path.join(str(folder), "uwsgi.ini")
+        with open(path, "w") as handle:
+            handle.write(text)
+        return uwsgi_executable() + ["--ini", path]
+
+    return Server(command, _recipe_env(state_dir), name="uwsgi-ini")
+
+
+def uwsgi_command_recipe(state_dir):
+    """A Server on the shell lines of docs/deploy.md, run by bash as they are written;
+    only the port and the state dir changed.  ``uwsgi`` and ``python3`` are this test's,
+    first on PATH as in an activated venv; bash ``exec``s uwsgi, so the pid is the master."""
+    script = doc_block("uwsgi-command")
+    assert script.count("\nuwsgi ") == 1, script  # one uwsgi command, at the start of a line
+    uwsgi_bin = uwsgi_executable()[0]
+    bindir = os.path.dirname(uwsgi_bin if os.path.basename(uwsgi_bin) == "uwsgi"
+                             else sys.executable)
+    env = _recipe_env(state_dir)
+    env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH")) if p)
+    assert shutil.which("uwsgi", path=env["PATH"]), "no uwsgi command on " + env["PATH"]
+    assert shutil.which("python3", path=env["PATH"]), "no python3 on " + env["PATH"]
+
+    def command(port):
+        text = _replace_once(script, (("127.0.0.1:8080", "127.0.0.1:%d" % port),
+                                      ("/var/lib/wsgikernel", str(state_dir)),
+                                      ("\nuwsgi ", "\nexec uwsgi ")))
+        return ["bash", "-c", "set -e\n" + text]
+
+    return Server(command, env, name="uwsgi-command")
+
+
+def check_keepalive(server, rounds=5, session_requests=30):
+    """Requests over one ``http.client.HTTPConnection`` and over one ``requests.Session``:
+    every one answered, on the connection the first one opened.  Only an answer that says
+    ``Connection: close`` (an NDJSON stream, which has no length) may end its connection."""
+    import http.client
+
+    import requests
+
+    auth = {"Authorization": "Bearer " + server.token}
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=HANG_GUARD)
+    try:
+        def ask(method, path, body=None, headers=auth):
+            sent = dict(headers)
+            data = None
+            if body is not None:
+                data = json.dumps(body)
+                sent["Content-Type"] = "application/json"
+            conn.request(method, path, body=data, headers=sent)
+            res = conn.getresponse()
+            raw = res.read()
+            return res, raw
+
+        plan = [("GET", "/healthz", None, auth, 200), ("PUT", "/envs/keepalive", None, auth, 201),
+                ("POST", "/envs/keepalive/execute", {"code": "n = 0"}, auth, 200)]
+        plan += [("POST", "/envs/keepalive/execute", {"code": "n += 1; n"}, auth, 200),
+                 ("GET", "/envs", None, auth, 200),
+                 ("GET", "/envs/no-such-env", None, auth, 404),
+                 ("GET", "/envs", None, {"Authorization": "Bearer not-the-token"}, 401)] * rounds
+        first_socket = None
+        for number, (method, path, body, headers, expected) in enumerate(plan):
+            res, raw = ask(method, path, body, headers)
+            assert res.status == expected, (number, method, path, res.status, raw[:300])
+            assert not res.will_close, (number, method, path, res.getheaders())
+            first_socket = first_socket or conn.sock
+            assert conn.sock is first_socket, (number, method, path)  # never reconnected
+        res, raw = ask("POST", "/envs/keepalive/execute", {"code": "n"})
+        assert res.status == 200 and json.loads(raw)["result"]["text/plain"] == str(rounds), raw
+        assert conn.sock is first_socket
+
+        # a stream has no length: uWSGI ends it by closing, and says so
+        res, raw = ask("POST", "/envs/keepalive/execute",
+                       {"code": "for i in range(3): print(i)", "stream": True})
+        lines = [json.loads(line) for line in raw.splitlines()]
+        assert res.status == 200 and lines[-1]["status"] == "ok", raw[:500]
+        if res.will_close:
+            assert res.getheader("Connection", "").lower() == "close", res.getheaders()
+        res, raw = ask("GET", "/envs")  # http.client reconnects after an announced close
+        assert res.status == 200, raw[:300]
+    finally:
+        conn.close()
+
+    with requests.Session() as session:
+        session.headers.update(auth)
+        for number in range(session_requests):
+            res = session.get(server.url + "/envs", timeout=HANG_GUARD)
+            assert res.status_code == 200, (number, res.status_code, res.text[:300])
+        pools = session.get_adapter(server.url).poolmanager.pools
+        opened = sum(pools[key].num_connections for key in pools.keys())
+        assert opened == 1, "requests.Session opened %d connections for %d requests" % (
+            opened, session_requests)
+
+
+def check_token_not_logged(server, path="/envs/token-check"):
+    """A request with ``?token=`` reaches uWSGI's access log without the token."""
+    status, _, problem = server.request("GET", "%s?token=%s" % (path, server.token), token=False)
+    assert status == 404, problem  # authenticated by the query token, then: no such env
+    # uWSGI writes the access log line once the answer is out: it may come after the answer
+    line = wait_for(lambda: next((line for line in server.log().splitlines()
+                                  if "GET %s" % path in line), None),
+                    message="the access log line of GET %s" % path)
+    assert server.token not in server.log(), line
+
+
 # -- kernels ---------------------------------------------------------------------
 
 

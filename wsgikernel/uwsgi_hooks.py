@@ -5,11 +5,17 @@ module run in the workers only, and a worker must not stop the kernels: workers
 are recycled while the service goes on).  What the master does run at exit is
 an *as-user-atexit hook*, so the recipe is a command::
 
-    uwsgi --master --die-on-term --http 127.0.0.1:8080 --processes 2 --threads 8 \\
+    uwsgi --master --die-on-term --need-app --http 127.0.0.1:8080 --http-keepalive \\
+          --http-timeout 120 --processes 2 --threads 8 \\
           --module wsgikernel.wsgi:application \\
-          --hook-as-user-atexit "exec:/path/to/venv/bin/python -m wsgikernel.uwsgi_hooks"
+          --hook-as-user-atexit "exec:/path/to/venv/bin/python -m wsgikernel.uwsgi_hooks" \\
+          --log-format '%(addr) [%(ltime)] "%(method) %(var.PATH_INFO) %(proto)" %(status) %(size) pid=%(pid)'
 
-(``exec-as-user-atexit = ...`` in an ini file is the same.)  The command runs in
+(``hook-as-user-atexit = exec:...`` in an ini file is the same; docs/deploy.md has
+the whole recipe, ini and command line, each run by a test.)  ``--http-keepalive``
+keeps HTTP/1.1 connections open between requests (without it the router closes
+them though it answered as keep-alive), and the ``--log-format`` keeps query
+strings, so ``?token=``, out of the access log.  The hook command runs in
 the master after the workers are gone, with the master's environment, so it
 finds the same ``WSGIKERNEL_STATE_DIR``; it stops every kernel (pooled ones
 too) and leaves the environments listed as ``stopped`` with their history, as a

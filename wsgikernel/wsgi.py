@@ -2,7 +2,8 @@
 
 For servers that take a module path::
 
-    uwsgi --master --die-on-term --http 127.0.0.1:8080 --module wsgikernel.wsgi:application
+    uwsgi --master --die-on-term --http 127.0.0.1:8080 --http-keepalive \
+          --module wsgikernel.wsgi:application    # docs/deploy.md has the whole recipe
     gunicorn wsgikernel.wsgi
     # mod_wsgi: WSGIScriptAlias /kernel /path/to/site-packages/wsgikernel/wsgi.py
 

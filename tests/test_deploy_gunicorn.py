@@ -19,6 +19,7 @@ import tempfile
 import pytest
 
 from deploy_helpers import (Server, alive, assert_all_stopped, check_concurrent_increments,
+                            check_keepalive,
                             check_workers_share_envs_and_token_file, client_tls_context,
                             doc_block, execute, free_port, gunicorn, kernel_pids, kill_kernels,
                             self_signed_cert, server_env, start_busy_and_idle_envs, text_result,
@@ -114,6 +115,18 @@ def test_config_module_stops_every_kernel_on_exit(state_dir, make_test_app):
         server.close()
         kill_kernels(state_dir, pids)
     assert_all_stopped(make_test_app(), ("idle-env", "busy-env"))
+
+
+def test_config_module_keeps_connections_alive(state_dir):
+    """The config module's gthread workers (keepalive 5): http.client and requests.Session
+    clients send every request on one connection, streams included (chunked)."""
+    server = gunicorn(state_dir, config=CONFIG)
+    try:
+        server.start()
+        check_keepalive(server)
+    finally:
+        server.close()
+        kill_kernels(state_dir)
 
 
 def test_on_exit_leaves_kernels_to_a_new_master(state_dir, make_test_app, monkeypatch):

@@ -400,3 +400,15 @@ def test_a_hundred_long_polls_do_not_starve_a_short_request(live, tmp_path):
             thread.join(HANG_GUARD)
         live.request("DELETE", "/envs/sleepy")
     assert results == [200] * 100
+
+
+def test_keep_alive_clients_on_every_route_kind(live):
+    """The check the gunicorn and uWSGI recipes pass, against scripts/serve.py itself."""
+    import types
+    pytest.importorskip("requests")
+    from deploy_helpers import check_keepalive
+    try:
+        check_keepalive(types.SimpleNamespace(port=urlsplit(live.url).port, token=live.token,
+                                              url=live.url.rstrip("/")))
+    finally:
+        live.request("DELETE", "/envs/keepalive")

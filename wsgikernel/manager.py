@@ -193,6 +193,12 @@ class EnvironmentManager:
         record = read_record(self.env_dir(env_id)) or record  # it may have recorded its end
         if record.get("state") in ALIVE_STATES and os.path.isdir(self.env_dir(env_id)):
             kill_group(record.get("pid"), signal.SIGKILL)
+            # History before env.json: a reader that sees "dead" finds the lost records.
+            history = self.history(env_id)
+            why = ("the kernel's supervisor (pid %s) is gone (killed, or the machine "
+                   "restarted); POST /envs/%s/restart" % (record.get("supervisor_pid"), env_id))
+            for unfinished in history.unfinished():
+                history.append(lost_record(unfinished, why))
             record.update(state="dead", reason="kernel_lost", pid=None,
                           exit=record.get("exit") or {"code": None, "signal": None})
             update_record(self.env_dir(env_id), state="dead", reason="kernel_lost", pid=None,
@@ -393,7 +399,8 @@ class EnvironmentManager:
         """Submit a cell; the record when done within ``wait`` s (None: however long)."""
         record = self.live_record(env_id)
         chunk = WAIT_CHUNK if wait is None else wait
-        message = dict(request, op="execute", wait=chunk)
+        request_id = secrets.token_hex(8)
+        message = dict(request, op="execute", wait=chunk, request=request_id)
         try:
             reply = self.check_reply(env_id, self.call(record, message, chunk + REPLY_MARGIN))
             result = reply["record"]
@@ -404,8 +411,39 @@ class EnvironmentManager:
                     WAIT_CHUNK + REPLY_MARGIN))
                 result = reply["record"]
         except KernelGone:
-            raise self.gone(env_id, record) from None
+            return self.lost(env_id, record, lambda: self.lost_request(env_id, request_id,
+                                                                        request))
         return result
+
+    def lost(self, env_id, record, find):
+        """A kernel stopped answering mid-execution: the execution's record if its
+        supervisor is gone (``find()``: from history, where mark_dead left it), else
+        the error that says why it is unavailable."""
+        error = self.gone(env_id, record)
+        found = find() if isinstance(error, errors.EnvironmentNotRunning) else None
+        if found is None:
+            raise error from None
+        return found
+
+    def lost_request(self, env_id, request_id, request):
+        if request.get("silent") or not request.get("store_history", True):
+            # never in history: the record it would have had
+            return lost_record({"env": env_id, "session": None, "execution_count": None,
+                                "code": request.get("code", ""), "status": "running",
+                                "stdout": "", "stderr": "", "outputs": [], "result": None,
+                                "user_expressions": {}, "truncated": False,
+                                "queued_at": None, "started": None, "duration": None},
+                               "the kernel's supervisor is gone")
+        return self.history(env_id).find_request(request_id)
+
+    def _follow(self, env_id, record, events, find):
+        """``events``; a kernel lost mid-stream ends it with its record from history."""
+        try:
+            yield from events
+        except KernelGone:
+            yield dict(self.lost(env_id, record, find), event="record")
+        finally:
+            events.close()
 
     def introspect(self, env_id, message):
         """complete / inspect / is_complete / variables, answered beside a running cell."""
@@ -451,8 +489,11 @@ class EnvironmentManager:
         if record is not None:
             try:
                 for live in self.call(record, {"op": "live", "touch": False}).get("executions", ()):
-                    if live["execution_count"] >= since:
-                        records.setdefault(live["execution_count"], live)
+                    known = records.get(live["execution_count"])
+                    # history's own line of a live execution is its queued record: stale
+                    if live["execution_count"] >= since and (
+                            known is None or known.get("status") in ("queued", "running")):
+                        records[live["execution_count"]] = live
             except KernelGone:
                 pass
         ordered = [records[n] for n in sorted(records)]
@@ -482,7 +523,13 @@ class EnvironmentManager:
             self.alive_record(env_id)
         if record is None:  # attaching to an env whose kernel is gone: replay history
             return replay(self.execution(env_id, message["n"], 0))
-        events = self.stream(record, message, heartbeat)
+        if message["op"] == "execute":
+            request_id = secrets.token_hex(8)
+            message = dict(message, request=request_id)
+            find = lambda: self.lost_request(env_id, request_id, message)  # noqa: E731
+        else:
+            find = lambda: self.history(env_id).find(message["n"])  # noqa: E731
+        events = self._follow(env_id, record, self.stream(record, message, heartbeat), find)
         try:
             first = next(events)
         except KernelGone:
@@ -493,6 +540,17 @@ class EnvironmentManager:
                 return replay(self.execution(env_id, message["n"], 0))
             self.check_reply(env_id, first or {"ok": False, "error": "no answer"})
         return _prepend(first, events)
+
+
+def lost_record(line, why):
+    """The final record of an execution whose supervisor was lost before it ended."""
+    error = {"ename": "KernelLost", "evalue": why, "traceback": ["KernelLost: " + why]}
+    record = {key: value for key, value in line.items() if key != "request"}
+    record.update(status="aborted", reason="kernel_lost", error=error, finished=utcnow(),
+                  outputs=list(record.get("outputs") or ()) + [
+                      {"output_type": "error", "ename": error["ename"],
+                       "evalue": why, "traceback": error["traceback"]}])
+    return record
 
 
 def _prepend(first, events):

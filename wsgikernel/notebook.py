@@ -46,6 +46,8 @@ def _restart_cell(session, index):
 def build_notebook(env_id, records):
     cells, session = [], None
     for index, record in enumerate(records):
+        if record.get("status") in ("queued", "running"):
+            continue  # not finished yet: history holds only its queued record
         if session is not None and record.get("session") != session:
             cells.append(_restart_cell(record.get("session") or 0, index))
         session = record.get("session")

@@ -123,7 +123,7 @@ SCHEMAS = {
         execution_count=null_or(COUNT), code=STRING,
         status={"enum": EXECUTION_STATES},
         reason={"enum": [None, "interrupted", "timeout", "cancelled", "kernel_died",
-                         "previous_error"]},
+                         "previous_error", "kernel_lost"]},
         stdout=STRING, stderr=STRING, result=null_or(MIME_BUNDLE),
         outputs={"type": "array", "items": ref("Output")},
         error=null_or(ref("ExecutionError")),

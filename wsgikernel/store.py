@@ -13,8 +13,12 @@ of one.  History is append-only JSON lines rather than sqlite3: one
 ``O_APPEND`` write per record is atomic enough for a single writer (the
 kernel's supervisor), a torn last line after a crash is skipped by readers, it
 needs no locking across processes, and it costs nothing to import in a kernel.
-When the file holds more than ``history_limit`` records by half again, it is
-rewritten with the newest ``history_limit`` (same rename trick).
+An execution has up to two lines: its queued record when the supervisor
+accepts it (which makes its execution count durable without rewriting
+env.json), then its final record; readers take the last line of each
+execution.  When the file holds more than three times ``history_limit``
+lines, it is rewritten with the newest ``history_limit`` records (same rename
+trick).
 """
 
 import os
@@ -76,29 +80,42 @@ def update_record(env_dir, **changes):
 
 
 class History:
-    """Append-only execution records of one environment, bounded by ``limit``."""
+    """Execution records of one environment, append-only, bounded by ``limit``.
+
+    Each execution may have two lines: ``accepted()`` writes its record as
+    queued when the supervisor takes it (that line is what makes an
+    execution count durable, so env.json is not rewritten per execute, and
+    what a manager turns into an ``aborted`` record if the supervisor is
+    lost before the end), ``append()`` writes the final record.  Readers take
+    the last line of each execution_count.
+    """
 
     def __init__(self, env_dir, limit):
         self.path = os.path.join(env_dir, HISTORY_FILE)
         self.limit = limit
-        self.count = None  # records in the file, counted lazily by the writer
+        self.count = None  # lines in the file, counted lazily by the writer
 
     def append(self, record):
-        line = jsonpolicy.encode(record) + b"\n"
+        """Write a record (final, or an ``accepted`` one); compact when the file is long."""
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line)
+            os.write(fd, jsonpolicy.encode(record) + b"\n")
         finally:
             os.close(fd)
         if self.count is None:
-            self.count = sum(1 for _ in self.read())
+            self.count = len(self._lines())
         else:
             self.count += 1
-        if self.limit is not None and self.count > self.limit * 1.5 + 10:
+        # Up to two lines per record: compact past three times the limit.
+        if self.limit is not None and self.count > self.limit * 3 + 10:
             self.compact()
 
+    def accepted(self, record, request_id=None):
+        """The queued record of an execution just taken, tagged with the request's id."""
+        self.append(dict(record, request=request_id) if request_id else record)
+
     def compact(self):
-        records = self.read()[-self.limit:] if self.limit else []
+        records = self.read()
         folder = os.path.dirname(self.path)
         fd, temp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         with os.fdopen(fd, "wb") as handle:
@@ -107,29 +124,59 @@ class History:
         os.replace(temp, self.path)
         self.count = len(records)
 
-    def read(self):
-        """Every readable record, oldest first (a torn or corrupt line is skipped)."""
+    def _lines(self):
+        """Every readable line's object, in file order (a torn or corrupt line is skipped)."""
         try:
             with open(self.path, encoding="utf-8", errors="replace") as handle:
                 lines = handle.readlines()
         except FileNotFoundError:
             return []
-        records = []
+        parsed = []
         for line in lines:
             try:
-                records.append(jsonpolicy.loads(line))
+                value = jsonpolicy.loads(line)
             except ValueError:
                 continue
+            if isinstance(value, dict):
+                parsed.append(value)
+        return parsed
+
+    def _latest(self):
+        """{execution_count: its last line}, in order of execution_count."""
+        latest = {}
+        for line in self._lines():
+            latest[line.get("execution_count") or 0] = line
+        return {n: latest[n] for n in sorted(latest)}
+
+    def read(self):
+        """The newest ``limit`` records, oldest first, each as its last line says."""
+        records = [_public(line) for line in self._latest().values()]
         if self.limit is not None and len(records) > self.limit:
             records = records[-self.limit:]
         return records
 
     def find(self, execution_count):
-        for record in reversed(self.read()):
-            if record.get("execution_count") == execution_count:
-                return record
-        return None
+        line = self._latest().get(execution_count)
+        return None if line is None else _public(line)
+
+    def find_request(self, request_id):
+        """The record (as its last line says) of the execution a request submitted."""
+        counts = [line.get("execution_count") for line in self._lines()
+                  if line.get("request") == request_id]
+        return self.find(counts[-1]) if counts else None
+
+    def unfinished(self):
+        """Records whose last line is not final: their supervisor never finished them."""
+        return [line for line in self._latest().values()
+                if line.get("status") in ("queued", "running")]
 
     def last_count(self):
-        records = self.read()
-        return max((r.get("execution_count") or 0 for r in records), default=0)
+        return max((line.get("execution_count") or 0 for line in self._lines()), default=0)
+
+
+def _public(line):
+    """A history line as the API shows it: the request id is bookkeeping."""
+    if "request" in line:
+        line = dict(line)
+        del line["request"]
+    return line

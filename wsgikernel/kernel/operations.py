@@ -59,9 +59,10 @@ class Operations:
         if not silent:
             self.execution_count += 1
             n = self.execution_count
-            self.save()  # a count is never handed out twice, even if this process is killed
         execution = Execution(next(self.keys), n, message, self.record["id"], self.session,
                               self.output_cap)
+        if n is not None:
+            self.record_accepted(execution)
         self.record["last_activity"] = execution.record["queued_at"]
         if n is not None:
             self.by_count[n] = execution

@@ -443,6 +443,23 @@ class Supervisor(Operations):
             ended.append((queued, queued.aborted("previous_error", "ExecutionAborted", evalue)))
         return ended
 
+    def record_accepted(self, execution):
+        """Make a new execution count durable before anyone hears of it.
+
+        A count is never handed out twice, even if this process is killed: its
+        queued record goes to history (one O_APPEND write), which is also what a
+        manager turns into an ``aborted`` record if this supervisor is lost
+        mid-way.  Only ``store_history: false`` executions, which stay out of
+        history, pay for an env.json rewrite.
+        """
+        if execution.request.get("store_history", True):
+            try:
+                self.history.accepted(execution.snapshot(), execution.request.get("request"))
+                return
+            except OSError:
+                self.log_exception("could not write history")
+        self.save()
+
     def persist(self, execution, record):
         """Durable before anyone is told: a client may read history next."""
         if execution.n is not None and execution.request.get("store_history", True):

@@ -8,50 +8,43 @@
     python3 scripts/bench.py --profile       # cProfile of the server's request threads
 
 Standard library only (jupyter_client + ipykernel are used for one comparison
-when importable).  It starts, on loopback with free ports and private temporary
-state dirs, ``scripts/serve.py`` (pool as configured by default), a second
-``scripts/serve.py`` with ``--pool-size 0`` (cold creation), the tutorial's
-in-process server ``scripts/baseline_server.py`` and its ``--floor`` (a trivial
-app on the same server class), and stops every one of them, and every kernel
-they started, before it exits.  Every loop is bounded by a count and a
-deadline.  Figures drift +-30% from run to run on a small machine: compare the
-ratios, which are measured in the same run.  See docs/benchmarks.md.
+when importable; the tutorial's Flask app, ``scripts/flask_tutorial.py``, when
+``--flask-python`` -- by default this interpreter -- can import Flask: a
+bench-only extra, skipped with a note when absent).  It starts, on loopback
+with free ports and private temporary state dirs, ``scripts/serve.py`` (pool as
+configured by default), a second ``scripts/serve.py`` with ``--pool-size 0``
+(cold creation), the tutorial's in-process server ``scripts/baseline_server.py``
+and its ``--floor`` (a trivial app on the same server class) and the Flask app,
+and stops every one of them, and every kernel they started, before it exits.
+The HTTP side (servers, clients, the HTTP front end figures of issue 14) is
+``scripts/bench_http.py``.  Every loop is bounded by a count and a deadline.
+Figures drift +-30% from run to run on a small machine: compare the ratios,
+which are measured in the same run.  See docs/benchmarks.md.
 """
 
 import argparse
-import datetime
-import http.client
 import json
 import os
-import platform
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVE = os.path.join(ROOT, "scripts", "serve.py")
-BASELINE = os.path.join(ROOT, "scripts", "baseline_server.py")
-PYTHON = sys.executable  # one interpreter for everything (a PATH python3 may be a slow shim)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-FLASK_REFERENCE_MS = 1.35  # DESIGN.md section 7: the tutorial's Flask app, threaded wsgiref
-TRIVIAL = "x=1+1"
+from bench_http import (  # noqa: E402 - the HTTP side: servers, clients, runs, table
+    COUNTS as HTTP_COUNTS, PHASE_DEADLINE, PYTHON, ROOT, TRIVIAL, BenchError, Deadline,
+    Fleet, Server, call, concurrent, create_envs, execute_path, figure, flask_note,
+    flask_version, front_end_figures, interleaved, kill_processes_of, log, machine, met_if,
+    now, p50, table, timed)
+
 CPU_CELL = "sum(range(300_000))"
 MB_CELL = "print('x' * 1_000_000)"
-START_TIMEOUT = 30.0   # seconds a server may take to print its URL
-STOP_TIMEOUT = 120.0   # seconds a server may take to stop (it stops every kernel first)
-REQUEST_TIMEOUT = 60.0
 POOL_WAIT = 15.0       # seconds to wait for the kernel pool to be full again
-PHASE_DEADLINE = 300.0  # no phase runs longer than this
 
 COUNTS = {
-    # name: (full, quick)
-    "warmup": (30, 5),
-    "execute": (400, 30),
+    # name: (full, quick); warmup, execute, concurrent, longpolls: bench_http.COUNTS
     "create": (20, 3),
     "jupyter": (3, 1),
     "memory_envs": (3, 1),
@@ -62,108 +55,8 @@ COUNTS = {
     "scale_probe_create": (8, 2),
     "scale_probe_list": (20, 3),
     "scale_probe_execute": (100, 10),
+    **HTTP_COUNTS,
 }
-
-
-class BenchError(RuntimeError):
-    pass
-
-
-# -- processes ------------------------------------------------------------------
-
-
-class Server:
-    """One server process we started: its URL line, its port, how to stop it."""
-
-    def __init__(self, name, cmd, state_dir=None):
-        self.name, self.cmd, self.state_dir = name, cmd, state_dir
-        self.proc = None
-        self.port = None
-        self.log = tempfile.TemporaryFile()
-
-    def launch(self):
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self.log, cwd=ROOT)
-        return self
-
-    def wait_url(self, timeout=START_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        line = b""
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in line:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            readable, _, _ = select.select([fd], [], [], left)
-            if not readable:
-                continue
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break
-            line += chunk
-        first = line.split(b"\n", 1)[0].decode("utf-8", "replace")
-        if " serving on http://" not in first:
-            raise BenchError("%s did not start: %r\n%s" % (self.name, first, self.stderr()))
-        self.port = int(first.rsplit(":", 1)[1].strip().rstrip("/"))
-        # Keep draining stdout (the rest of the banner; whatever the baseline prints).
-        threading.Thread(target=_drain, args=(self.proc.stdout,), daemon=True).start()
-        return self
-
-    def stderr(self):
-        self.log.seek(0)
-        return self.log.read()[-4000:].decode("utf-8", "replace")
-
-    def stop(self, timeout=STOP_TIMEOUT):
-        """SIGTERM (the server stops its kernels), then SIGKILL; then sweep its kernels."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.state_dir:
-            kill_processes_of(self.state_dir)
-        self.log.close()
-
-
-def _drain(stream):
-    try:
-        while stream.read(65536):
-            pass
-    except (OSError, ValueError):
-        pass
-
-
-def processes_mentioning(marker):
-    """Pids of processes whose command line contains ``marker`` (kernels carry their dir)."""
-    found = []
-    needle = marker.encode()
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % name, "rb") as handle:
-                if needle in handle.read():
-                    found.append(int(name))
-        except OSError:
-            continue
-    return found
-
-
-def kill_processes_of(state_dir):
-    """SIGKILL whatever is left of the kernels of ``state_dir`` (their groups too)."""
-    for _ in range(5):
-        pids = processes_mentioning(state_dir)
-        if not pids:
-            return
-        for pid in pids:
-            for kill in (os.killpg, os.kill):
-                try:
-                    kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        time.sleep(0.1)
 
 
 def memory_kb(pid):
@@ -213,118 +106,6 @@ def pool_ready(state_dir):
         return 0
     return sum(1 for n in names
                if (read_json(os.path.join(pool, n, "env.json")) or {}).get("state") == "idle")
-
-
-# -- HTTP -------------------------------------------------------------------------
-
-
-def call(port, method, path, body=None, expect=(200,)):
-    """One request on a NEW connection; (status, body bytes).  BenchError if unexpected."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
-    try:
-        headers = {}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
-        conn.request(method, path, body=data, headers=headers)
-        response = conn.getresponse()
-        payload = response.read()
-    finally:
-        conn.close()
-    if expect and response.status not in expect:
-        raise BenchError("%s %s on port %d: %d %s" % (method, path, port, response.status,
-                                                      payload[:300]))
-    return response.status, payload
-
-
-def timed(port, method, path, body=None, expect=(200,)):
-    start = time.perf_counter()
-    call(port, method, path, body, expect)
-    return (time.perf_counter() - start) * 1000.0
-
-
-def execute_path(env_id):
-    return "/envs/%s/execute" % env_id
-
-
-def percentile(values, q):
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))  # nearest rank
-    return ordered[min(len(ordered), int(rank)) - 1]
-
-
-def p50(values):
-    return percentile(values, 50)
-
-
-class Deadline:
-    def __init__(self, seconds, what):
-        self.end = time.monotonic() + seconds
-        self.what = what
-
-    def check(self):
-        if time.monotonic() > self.end:
-            raise BenchError("%s ran past its deadline" % self.what)
-
-
-# -- figures ------------------------------------------------------------------------
-
-
-def interleaved(targets, n, warmup):
-    """Latencies (ms) of each target's request, the targets taking turns.
-
-    ``targets``: name -> (port, method, path, body).  Taking turns (and rotating
-    who goes first) spreads machine noise evenly over the targets.
-    """
-    deadline = Deadline(PHASE_DEADLINE, "latency run")
-    names = list(targets)
-    for name in names:
-        for _ in range(warmup):
-            call(*targets[name])
-    samples = {name: [] for name in names}
-    for i in range(n):
-        deadline.check()
-        k = i % len(names)
-        for name in names[k:] + names[:k]:
-            samples[name].append(timed(*targets[name]))
-    return samples
-
-
-def throughput(port, env_ids, code, total, threads=8, seconds=PHASE_DEADLINE):
-    """Requests/s of ``threads`` clients sharing ``total`` requests over ``env_ids``."""
-    lock = threading.Lock()
-    state = {"issued": 0, "done": 0, "errors": []}
-    end = time.monotonic() + seconds
-
-    def client(index):
-        path = execute_path(env_ids[index % len(env_ids)])
-        while True:
-            with lock:
-                if state["issued"] >= total or time.monotonic() > end or state["errors"]:
-                    return
-                state["issued"] += 1
-            try:
-                call(port, "POST", path, {"code": code})
-            except Exception as exc:  # noqa: BLE001 - reported below
-                with lock:
-                    state["errors"].append(repr(exc))
-                return
-            with lock:
-                state["done"] += 1
-
-    workers = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(threads)]
-    start = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(seconds + REQUEST_TIMEOUT)
-    elapsed = time.perf_counter() - start
-    if state["errors"]:
-        raise BenchError("throughput run failed: %s" % state["errors"][0])
-    return state["done"] / elapsed
 
 
 def create_series(server, prefix, n, pool_size):
@@ -446,18 +227,6 @@ def scale_point(server, env_total, counts, prefix, made, pool_size):
 # -- the run --------------------------------------------------------------------------
 
 
-def figure(value, baseline=None, unit="ms", target=None, met=None, label="", ratio=None,
-           note=None):
-    if ratio is None and value is not None and baseline:
-        ratio = value / baseline
-    return {"label": label, "value": value, "baseline": baseline, "ratio": ratio,
-            "unit": unit, "target": target, "met": met, "note": note}
-
-
-def met_if(condition, *values):
-    return None if any(v is None for v in values) else bool(condition)
-
-
 def run(args):
     counts = {k: v[1] if args.quick else v[0] for k, v in COUNTS.items()}
     load_before = os.getloadavg()[0]
@@ -468,65 +237,36 @@ def run(args):
     warm_dir = os.path.join(state_root, "warm")
     cold_dir = os.path.join(state_root, "cold")
     scale_dir = os.path.join(state_root, "scale")
-    servers = []
-    launched_pids = []
-    info = {"state_root": state_root, "pids": launched_pids}
-
-    def serve(name, state_dir, *extra):
-        os.mkdir(state_dir, 0o700)
-        cmd = [PYTHON, SERVE, "--port", "0", "--state-dir", state_dir, "--no-auth", "--quiet",
-               "--max-envs", "300", "--kill-grace", "1"] + list(extra)
-        server = Server(name, cmd, state_dir)
-        servers.append(server)
-        server.launch()
-        launched_pids.append(server.proc.pid)
-        return server
-
-    def baseline(name, *extra):
-        server = Server(name, [PYTHON, BASELINE, "--port", "0"] + list(extra))
-        servers.append(server)
-        server.launch()
-        launched_pids.append(server.proc.pid)
-        return server
+    fleet = Fleet()
+    info = {"state_root": state_root, "pids": fleet.pids,
+            "flask": flask_version(args.flask_python)}
 
     try:
         pool_args = () if args.pool_size is None else ("--pool-size", str(args.pool_size))
-        wk = serve("wsgikernel", warm_dir, *pool_args)
-        cold = serve("wsgikernel --pool-size 0", cold_dir, "--pool-size", "0")
-        base = baseline("baseline")
-        floor = baseline("floor", "--floor")
-        for server in servers:
+        wk = fleet.wsgikernel("wsgikernel", warm_dir, *pool_args)
+        cold = fleet.wsgikernel("wsgikernel --pool-size 0", cold_dir, "--pool-size", "0")
+        base = fleet.baseline("baseline")
+        floor = fleet.baseline("floor", "--floor")
+        flask = fleet.flask(args.flask_python) if info["flask"] else None
+        notes.append(flask_note(args.flask_python, info["flask"]))
+        for server in fleet.servers:
             server.wait_url()
         pool_size = args.pool_size if args.pool_size is not None else 2
         info["pool_size"] = pool_size
 
-        # Environments for the latency and throughput figures (pool filling starts now).
-        for port in (wk.port, base.port):
-            for env_id in ("e0", "t0", "t1", "t2", "t3"):
-                call(port, "PUT", "/envs/" + env_id, expect=(201,))
+        # Environments for the latency, throughput and long-poll figures (pool filling
+        # starts now).
+        create_envs(wk.port, ("e0", "t0", "t1", "t2", "t3", "lp"))
+        for server in (base, flask) if flask else (base,):
+            create_envs(server.port, ("e0", "t0", "t1", "t2", "t3"))
 
-        # (1) execute round trip, new connection per request (pool refills finished first:
+        # (1) execute round trip, new connection and keep-alive; the HTTP front end
+        # with 8 and 32 clients, and with long-polls open (pool refills finished first:
         # starting kernels in the background would compete for the CPU).
         settle(wk, pool_size)
-        log(args, "execute round trip x%d" % counts["execute"])
-        lat = interleaved({
-            "wsgikernel": (wk.port, "POST", execute_path("e0"), {"code": TRIVIAL}),
-            "baseline": (base.port, "POST", execute_path("e0"), {"code": TRIVIAL}),
-            "floor": (floor.port, "POST", execute_path("e0"), {"code": TRIVIAL}),
-        }, counts["execute"], counts["warmup"])
-        w50, b50, f50 = p50(lat["wsgikernel"]), p50(lat["baseline"]), p50(lat["floor"])
-        w99, b99, f99 = (percentile(lat[k], 99) for k in ("wsgikernel", "baseline", "floor"))
-        figures["execute_p50_ms"] = figure(
-            w50, b50, label="execute x=1+1 p50, new connection", target="<= 1.25x baseline",
-            met=met_if(w50 <= 1.25 * b50, w50, b50))
-        figures["execute_p99_ms"] = figure(
-            w99, b99, label="execute x=1+1 p99, new connection", target="<= 1.5x baseline",
-            met=met_if(w99 <= 1.5 * b99, w99, b99))
-        figures["execute_vs_flask_p50_ms"] = figure(
-            w50, FLASK_REFERENCE_MS, label="execute p50 vs tutorial Flask (DESIGN 7, not this run)",
-            target="<= 1.35 ms", met=met_if(w50 <= FLASK_REFERENCE_MS, w50))
-        figures["floor_p50_ms"] = figure(f50, b50, label="HTTP floor p50 (trivial app) vs baseline")
-        figures["floor_p99_ms"] = figure(f99, b99, label="HTTP floor p99 (trivial app) vs baseline")
+        figures.update(front_end_figures(
+            args, {"wsgikernel": wk.port, "baseline": base.port, "floor": floor.port},
+            flask.port if flask else None, counts, notes, info))
 
         # (2) environment creation: warm pool, cold, jupyter_client.
         log(args, "creation x%d warm, x%d cold" % (counts["create"], counts["create"]))
@@ -596,7 +336,10 @@ def run(args):
             for name, server in (("wsgikernel", wk), ("baseline", base)):
                 for env_id in tenvs:
                     call(server.port, "POST", execute_path(env_id), {"code": code})
-                rps[kind, name] = throughput(server.port, tenvs, code, total)
+                result = concurrent(server.port, tenvs, 8, total, False, code=code)
+                if result["failed"]:
+                    raise BenchError("throughput run failed: %s" % result["errors"][0])
+                rps[kind, name] = result["rps"]
         figures["throughput_trivial_rps"] = figure(
             rps["trivial", "wsgikernel"], rps["trivial", "baseline"], unit="req/s",
             label="throughput x=1+1, 8 clients / 4 envs", target=">= 1.0x baseline",
@@ -624,14 +367,14 @@ def run(args):
             m50, mb50, label="1 MB output round trip p50", target="<= 1.5x baseline",
             met=m50 <= 1.5 * mb50)
 
-        wk.stop()
-        base.stop()
-        floor.stop()
+        for server in (wk, base, floor, flask):
+            if server:
+                server.stop()
 
         # (6) scale: up to 200 idle envs on one server.
         if not args.skip_scale:
             log(args, "scale to %d envs" % counts["scale_envs"])
-            scale = serve("wsgikernel scale", scale_dir, *pool_args)
+            scale = fleet.wsgikernel("wsgikernel scale", scale_dir, *pool_args)
             scale.wait_url()
             call(scale.port, "GET", "/envs")  # starts the pool filling
             made = []
@@ -667,70 +410,14 @@ def run(args):
                 label="scale: RSS per env at %d envs vs bare python" % n_envs)
             scale.stop()
     finally:
-        for server in servers:
-            try:
-                server.stop()
-            except Exception as exc:  # noqa: BLE001 - keep stopping the others
-                print("bench: could not stop %s: %r" % (server.name, exc), file=sys.stderr)
+        fleet.stop_all()
         kill_processes_of(state_root)
         shutil.rmtree(state_root, ignore_errors=True)
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"python": platform.python_version(), "executable": PYTHON,
-                    "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_before": round(load_before, 2),
-                    "load_after": round(os.getloadavg()[0], 2)},
+        "date": now(), "machine": machine(load_before),
         "quick": bool(args.quick), "counts": counts, "figures": figures, "notes": notes,
         "info": info, "skipped": ["scale"] if args.skip_scale else [],
     }
-
-
-def log(args, text):
-    if not args.json:
-        print("... %s" % text, file=sys.stderr, flush=True)
-
-
-def fmt(value, unit):
-    if value is None:
-        return "n/a"
-    if unit == "x":
-        return "%.0fx" % value
-    if unit in ("req/s",):
-        return "%.0f" % value
-    if unit == "MB":
-        return "%.1f" % value
-    if value >= 100:
-        return "%.0f" % value
-    if value >= 10:
-        return "%.1f" % value
-    return "%.2f" % value
-
-
-def table(result):
-    rows = [("figure", "unit", "wsgikernel", "baseline", "ratio", "target", "met?")]
-    for fig in result["figures"].values():
-        unit = fig["unit"]
-        rows.append((fig["label"], unit, fmt(fig["value"], unit), fmt(fig["baseline"], unit),
-                     "n/a" if fig["ratio"] is None else "%.2fx" % fig["ratio"],
-                     fig["target"] or "-",
-                     {True: "yes", False: "NO", None: "-" if not fig["target"] else "n/a"}
-                     [fig["met"]]))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [str(c).ljust(w) if i in (0, 1, 5) else str(c).rjust(w)
-                 for i, (c, w) in enumerate(zip(row, widths))]
-        lines.append("| " + " | ".join(cells) + " |")
-        if n == 0:
-            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    machine = result["machine"]
-    head = "wsgikernel bench, %s, Python %s, %d CPUs, load average %.2f before, %.2f after%s" % (
-        result["date"], machine["python"], machine["cpus"], machine["load_before"],
-        machine["load_after"], " (--quick)" if result["quick"] else "")
-    out = [head, ""] + lines
-    if result["notes"]:
-        out += [""] + ["note: " + note for note in result["notes"]]
-    return "\n".join(out)
 
 
 # -- profile -----------------------------------------------------------------------
@@ -741,17 +428,17 @@ sys.path.insert(0, sys.argv.pop(1))
 out = sys.argv.pop(1)
 from wsgikernel import server
 profiles, lock = [], threading.Lock()
-base = server.ThreadingWSGIServer.process_request_thread
-def process_request_thread(self, request, client_address):
+base = server.RequestHandler.handle  # one connection's requests, on a worker thread
+def handle(self):
     profile = cProfile.Profile()
     profile.enable()
     try:
-        base(self, request, client_address)
+        return base(self)
     finally:
         profile.disable()
         with lock:
             profiles.append(profile)
-server.ThreadingWSGIServer.process_request_thread = process_request_thread
+server.RequestHandler.handle = handle
 try:
     code = server.main(sys.argv[1:], prog="serve.py")
 finally:
@@ -826,6 +513,9 @@ def main(argv=None):
     parser.add_argument("--skip-scale", action="store_true", help="skip the 200-env part")
     parser.add_argument("--no-jupyter", action="store_true",
                         help="skip the jupyter_client + ipykernel comparison")
+    parser.add_argument("--flask-python", default=PYTHON,
+                        help="interpreter that runs the tutorial's Flask app (default: this "
+                             "one; without Flask the Flask rows fall back or are n/a)")
     parser.add_argument("--pool-size", type=int, default=None,
                         help="pool_size of the main server (default: the server's default)")
     parser.add_argument("--profile", type=int, nargs="?", const=500, default=None, metavar="N",

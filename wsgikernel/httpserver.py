@@ -242,7 +242,7 @@ class HTTP11Server(WSGIServer):
 
     def serve_forever(self, poll_interval=0.5):
         """Start the acceptor threads, then watch parked connections until shutdown()."""
-        self.socket.settimeout(poll_interval)  # acceptors look at ``stopping`` this often
+        self.socket.settimeout(None)  # blocking accept(): see Acceptors; shutdown() wakes them
         self.acceptors = Acceptors(self._accept_one, self.min_threads, self.max_threads)
         self.selector.register(self._wake_r, selectors.EVENT_READ, None)
         next_expiry = 0.0
@@ -267,11 +267,15 @@ class HTTP11Server(WSGIServer):
 
     def shutdown(self):
         self.stopping = True
+        try:  # wakes every thread blocked in accept() (Linux: EINVAL); they see ``stopping``
+            self.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._wake()
         self._stopped.wait()
 
     def _accept_one(self):
-        """Accept one connection (None after a quiet poll_interval) for an acceptor thread."""
+        """Accept one connection for an acceptor thread (None: nothing usable came)."""
         try:
             sock, address = self.socket.accept()
         except (socket.timeout, BlockingIOError, InterruptedError):
@@ -284,8 +288,10 @@ class HTTP11Server(WSGIServer):
             sock.close()
             raise Stopped()
         if sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Several small writes (stream lines) must not wait for delayed ACKs.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:  # several small writes (stream lines) must not wait for delayed ACKs
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # reset already: the first read will say so
+                pass
         return Connection(sock, address), self._serve_connection
 
     def _wake(self):

@@ -6,8 +6,7 @@ acceptor if no other was waiting, so the listening socket is always watched
 however many long requests hold threads.  ``WorkerPool``: pre-started threads
 taking jobs from a queue, growing when all are busy; ``httpserver`` gives it
 the parked keep-alive connections that speak again.  Both cap their threads
-at ``max_threads`` and retire those above ``min_threads`` after
-``idle_timeout`` seconds without work.
+at ``max_threads`` and retire those the load added above ``min_threads``.
 """
 
 import collections
@@ -58,7 +57,10 @@ class WorkerPool:
                         self.threads -= 1
                         return
                 job = self.jobs.popleft()
-            self.work(job)
+            try:
+                self.work(job)
+            except Exception:  # the work reports its own errors; never lose the thread
+                pass
 
     def close(self):
         with self.cond:
@@ -76,15 +78,16 @@ class Acceptors:
     No hand-off on the hot path: the thread that accepts a connection answers
     it.  So that a thread held by a long-poll or a stream never leaves the
     listening socket unwatched, a thread that accepts while no other is
-    waiting in accept() starts one more first (up to ``max_threads``); threads
-    beyond ``min_threads`` retire after ``idle_timeout`` seconds without work.
+    waiting in accept() starts one more first (up to ``max_threads``); a thread
+    beyond ``min_threads`` retires when it finishes while ``min_threads``
+    others are waiting.  accept() blocks (no timeout): Linux wakes one thread
+    per connection, where threads polling the socket would all wake for each.
     """
 
-    def __init__(self, accept, min_threads, max_threads, idle_timeout=30.0):
+    def __init__(self, accept, min_threads, max_threads):
         self.accept = accept          # () -> (job, handler) or None; raises Stopped
         self.max_threads = max_threads
         self.min_threads = min_threads
-        self.idle_timeout = idle_timeout
         self.lock = threading.Lock()
         self.total = 0
         self.waiting = 0
@@ -98,7 +101,6 @@ class Acceptors:
         threading.Thread(target=self._run, name="http-acceptor", daemon=True).start()
 
     def _run(self):
-        idle_since = time.monotonic()
         while True:
             with self.lock:
                 self.waiting += 1
@@ -106,22 +108,27 @@ class Acceptors:
                 accepted = self.accept()
             except Stopped:
                 accepted = Stopped
+            except Exception:  # a connection that failed while accepted: the thread goes on
+                accepted = None
             with self.lock:
                 self.waiting -= 1
                 if accepted is Stopped or self.closed:
                     self.total -= 1
                     return
                 if accepted is None:
-                    if (self.total > self.min_threads
-                            and time.monotonic() - idle_since > self.idle_timeout):
-                        self.total -= 1
-                        return
                     continue
                 if self.waiting == 0 and self.total < self.max_threads:
                     self._start()  # someone must be in accept() while we work
             job, handler = accepted
-            handler(job)
-            idle_since = time.monotonic()
+            try:
+                handler(job)
+            except Exception:  # the handler reports its own errors; never lose the thread
+                pass
+            with self.lock:
+                # Enough others wait in accept(): a thread the load added retires.
+                if self.total > self.min_threads and self.waiting >= self.min_threads:
+                    self.total -= 1
+                    return
 
     def close(self):
         with self.lock:

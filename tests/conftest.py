@@ -67,3 +67,51 @@ def live():
             yield server
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# -- no kernel left behind -----------------------------------------------------------
+
+def _leftover_kernels():
+    """(pid, cmdline) of kernel processes whose env dir is a test's temporary one."""
+    temp = tempfile.gettempdir()
+    found = []
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        text = [arg.decode("utf-8", "replace") for arg in argv if arg]
+        if any("wsgikernel.kernel" in arg for arg in text) and any(
+                arg.startswith(os.path.join(temp, "wk")) for arg in text):
+            found.append((int(name), " ".join(text)[:200]))
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """After the whole run (the xdist controller, once every worker is done): every kernel
+    a test started must be gone.  Any left is killed, listed, and fails the run."""
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: others may still be running tests
+    import signal
+    import time
+    deadline = time.monotonic() + 10  # kernels stopped in a test's finally may still be exiting
+    left = _leftover_kernels()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _leftover_kernels()
+    if not left:
+        return
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = ["kernel processes left behind by the test run (now killed):"]
+    lines += ["  %d %s" % item for item in left]
+    if reporter is not None:
+        reporter.write_line("\n".join(lines), red=True)
+    session.exitstatus = 1

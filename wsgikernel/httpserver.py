@@ -39,6 +39,7 @@ import re
 import select
 import selectors
 import socket
+import struct
 import sys
 import threading
 import time
@@ -73,7 +74,6 @@ class HTTP11RequestHandler(WSGIRequestHandler):
     def handle(self):
         """Serve requests while they come; True to park the connection, False to close it."""
         conn = self.conn
-        conn.sock.settimeout(self.server.request_timeout)
         while True:
             try:
                 keep = self.handle_one()
@@ -287,11 +287,20 @@ class HTTP11Server(WSGIServer):
         if self.stopping:
             sock.close()
             raise Stopped()
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:  # several small writes (stream lines) must not wait for delayed ACKs
+        try:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                # several small writes (stream lines) must not wait for delayed ACKs
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # reset already: the first read will say so
-                pass
+            # A blocking socket with kernel timeouts, not Python's settimeout(): that
+            # makes every recv and send a poll() plus the call.  A stall past the
+            # timeout fails the call (EAGAIN), which ends the connection.
+            sock.settimeout(None)
+            timeval = struct.pack("ll", int(self.request_timeout),
+                                  int(self.request_timeout % 1 * 1e6))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        except OSError:  # reset already: the first read will say so
+            pass
         return Connection(sock, address), self._serve_connection
 
     def _wake(self):

@@ -118,43 +118,53 @@ class Request:
                  "keep_alive", "expect_continue")
 
 
+_HEADERS = re.compile(r"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\n]*(?:\n|\Z))*\Z")
+
+
 def parse_head(head):
     """A Request from the head's bytes (no final blank line); HTTPError if malformed."""
-    lines = head.split(b"\n")
-    line = lines[0].rstrip(b"\r")
+    text = head.decode("latin-1").replace("\r\n", "\n")
+    line, _, block = text.partition("\n")
     if len(line) > MAX_LINE:
         raise URITooLong("the request line is longer than %d bytes" % MAX_LINE)
-    parts = line.split(b" ")
-    if len(parts) != 3 or not _TOKEN.match(parts[0]) or not parts[1]:
-        raise BadRequest("malformed request line %r" % line[:100].decode("latin-1"))
-    version = _VERSION.match(parts[2])
+    parts = line.split(" ")
+    if len(parts) != 3 or not _TOKEN.match(parts[0].encode("latin-1")) or not parts[1]:
+        raise BadRequest("malformed request line %r" % line[:100])
+    version = _VERSION.match(parts[2].encode("latin-1"))
     if version is None:
-        raise BadRequest("malformed HTTP version %r" % parts[2][:20].decode("latin-1"))
+        raise BadRequest("malformed HTTP version %r" % parts[2][:20])
     if version.group(1) != b"1":
         raise VersionNotSupported("this server speaks HTTP/1.0 and HTTP/1.1")
+    # One match checks every header line: a token, a colon, no folding, no bare CR.
+    if block and (not _HEADERS.match(block) or "\r" in block):
+        for raw in block.split("\n"):
+            if raw[:1] in (" ", "\t"):
+                raise BadRequest("obsolete line folding in the request head")
+        raise BadRequest("malformed header line in the request head")
     request = Request()
-    request.method = parts[0].decode("ascii")
-    request.target = parts[1].decode("latin-1")
+    request.method, request.target = parts[0], parts[1]
     request.version = (1, int(version.group(2)))
-    request.line = line.decode("latin-1")
-    headers = []
-    for raw in lines[1:]:
-        raw = raw.rstrip(b"\r")
-        if raw[:1] in (b" ", b"\t"):
-            raise BadRequest("obsolete line folding in the request head")
-        name, colon, value = raw.partition(b":")
-        if not colon or not _TOKEN.match(name):
-            raise BadRequest("malformed header line %r" % raw[:100].decode("latin-1"))
-        headers.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
-    request.headers = headers
-    _framing(request)
+    request.line = line
+    headers = request.headers = []
+    lengths, chunked, connection, expect = set(), False, "", False
+    for raw in block.split("\n") if block else ():
+        name, _, value = raw.partition(":")
+        name, value = name.lower(), value.strip(" \t")
+        headers.append((name, value))
+        if name == "content-length":
+            lengths.add(value)
+        elif name == "transfer-encoding":
+            chunked = True
+        elif name == "connection":
+            connection += "," + value.lower()
+        elif name == "expect":
+            expect = expect or value.lower() == "100-continue"
+    _framing(request, lengths, chunked, connection, expect)
     return request
 
 
-def _framing(request):
-    lengths = {value for name, value in request.headers if name == "content-length"}
-    encodings = [value for name, value in request.headers if name == "transfer-encoding"]
-    if encodings and lengths:
+def _framing(request, lengths, chunked, connection, expect):
+    if chunked and lengths:
         raise BadRequest("a request may not carry both Content-Length and Transfer-Encoding")
     if len(lengths) > 1:
         raise BadRequest("conflicting Content-Length headers")
@@ -164,15 +174,13 @@ def _framing(request):
         if not value.isdigit() or not value.isascii() or len(value) > 19:
             raise BadRequest("Content-Length must be a non-negative integer")
         request.length = int(value)
-    request.chunked = bool(encodings)
-    tokens = {token.strip().lower() for name, value in request.headers
-              if name == "connection" for token in value.split(",")}
+    request.chunked = chunked
+    tokens = {token.strip() for token in connection.split(",")}
     if request.version >= (1, 1):
         request.keep_alive = "close" not in tokens
     else:
         request.keep_alive = "keep-alive" in tokens
-    request.expect_continue = request.version >= (1, 1) and any(
-        name == "expect" and value.lower() == "100-continue" for name, value in request.headers)
+    request.expect_continue = request.version >= (1, 1) and expect
 
 
 _date_cache = [0, ""]

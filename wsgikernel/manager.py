@@ -24,6 +24,7 @@ from . import errors
 from .launcher import LaunchError, launch_kernel, wait_ready
 from .params import ENV_ID
 from .pool import KernelPool
+from .processes import kill_group, pid_alive, supervisor_alive
 from .protocol import PROTOCOL_VERSION, ConnectionPool, KernelGone
 from .statedir import ensure_private_dir, file_lock, runtime_dir
 from .store import WORK_DIR, History, read_record, update_record, utcnow, write_record
@@ -36,42 +37,6 @@ REPLY_MARGIN = 10.0       # beyond the wait asked of the kernel, before we call 
 INTROSPECT_TIMEOUT = 10.0  # the kernel bounds its own work well below this
 ALIVE_STATES = ("starting", "idle")
 RESTART_LOCK = ".restart.lock"  # in the env dir: one revival of a stopped env at a time
-
-
-def pid_alive(pid):
-    """True if ``pid`` runs and is not a zombie."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return True  # no /proc: trust kill(0)
-
-
-def supervisor_alive(pid):
-    """True if ``pid`` runs and is one of our kernels (after a reboot a pid may be reused)."""
-    if not pid_alive(pid):
-        return False
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return b"wsgikernel" in handle.read()
-    except OSError:
-        return True  # no /proc: trust the pid
-
-
-def kill_group(pid, signum):
-    if pid:
-        try:
-            os.killpg(pid, signum)
-        except OSError:
-            pass
 
 
 class EnvironmentManager:

@@ -25,6 +25,7 @@ import sys
 import threading
 
 from . import __version__
+from .processes import supervisor_alive
 from .protocol import PROTOCOL_VERSION, KernelGone
 from .statedir import file_lock
 from .store import WORK_DIR, read_record, utcnow
@@ -125,7 +126,6 @@ class KernelPool:
         for name in self.names():
             path = os.path.join(self.dir, name)
             record = read_record(path)
-            from .manager import supervisor_alive
             if (record and record.get("signature") == signature
                     and record.get("state") == "idle"
                     and supervisor_alive(record.get("supervisor_pid"))):

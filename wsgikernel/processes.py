@@ -1,0 +1,45 @@
+"""Local processes by pid: alive, one of our kernels, signal a whole group.
+
+The local provisioner's view of a kernel (issue 15 generalises it): a pid is
+only meaningful on this host, so nothing outside the control layer's local
+pieces (manager, pool) should call these.  A pid can be reused after a
+reboot, hence ``supervisor_alive`` also checks the command line.
+"""
+
+import os
+
+
+def pid_alive(pid):
+    """True if ``pid`` runs and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return True  # no /proc: trust kill(0)
+
+
+def supervisor_alive(pid):
+    """True if ``pid`` runs and is one of our kernels (after a reboot a pid may be reused)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            return b"wsgikernel" in handle.read()
+    except OSError:
+        return True  # no /proc: trust the pid
+
+
+def kill_group(pid, signum):
+    if pid:
+        try:
+            os.killpg(pid, signum)
+        except OSError:
+            pass

@@ -5,7 +5,14 @@ PATH, which may be a slow version-manager shim) running
 ``wsgikernel.kernel.__main__`` for that env directory, in a new session, with a
 clean environment: no ``WSGIKERNEL_*`` variable (the token must not reach user
 code) and ``PYTHONIOENCODING=utf-8``.  Its stdout is a pipe on which the kernel
-says ``ready`` (or ``error: ...``); ``wait_ready()`` reads it with a timeout.
+says ``pid N`` (its supervisor's pid, as soon as it is forked), then ``ready``
+(or ``error: ...``); ``wait_ready()`` reads it with a timeout and, past it,
+kills what was started, so a start that hangs leaves nothing behind.
+
+Nothing in the env directory can break the start: its cwd is the env dir, but
+the boot command *replaces* the ``''`` that ``python -c`` puts first on
+``sys.path`` (it does not add to it), so no file there, or in the work dir,
+shadows a module the kernel imports (see ``executor.run`` for the work dir).
 
 A sandbox wrapper (bubblewrap), ssh or a batch scheduler would replace
 ``kernel_command``; the rest of the service only needs the env directory.
@@ -20,7 +27,9 @@ from .store import LOG_FILE
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # -c rather than -m: the package may not be installed (scripts/serve.py from a checkout).
-BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+# The package root takes the place of the '' (the cwd) that -c puts first on sys.path;
+# with PYTHONSAFEPATH (3.11+) there is none and it goes first.
+BOOT = ("import sys; root = sys.argv.pop(1); sys.path[0:sys.path[:1] == ['']] = [root]; "
         "from wsgikernel.kernel.__main__ import main; main()")
 
 
@@ -51,20 +60,39 @@ def launch_kernel(env_dir, memory_limited=False):
 
 
 def wait_ready(proc, timeout):
-    """Wait for the kernel's ``ready`` line; LaunchError with its reason otherwise."""
+    """Wait for the kernel's ``ready`` line; LaunchError with its reason otherwise.
+
+    Past ``timeout`` the kernel's supervisor (named by its ``pid`` line) is killed with
+    its process group; its user-code process, if any, sees its control socket close and
+    kills its own group.
+    """
     import time
     deadline = time.monotonic() + timeout
     output = b""
+    supervisor = None
+    line = None
     try:
-        while b"\n" not in output:
+        while line is None:
+            while b"\n" in output and line is None:
+                first, output = output.split(b"\n", 1)
+                first = first.decode("utf-8", "replace").strip()
+                if first.startswith("pid ") and first[4:].isdigit():
+                    supervisor = int(first[4:])
+                elif first:
+                    line = first
+            if line is not None:
+                break
             left = deadline - time.monotonic()
             if left <= 0:
-                raise LaunchError("the kernel did not report ready within %g s" % timeout)
+                kill_supervisor(supervisor)
+                raise LaunchError("the kernel did not report ready within %g s, and was "
+                                  "stopped" % timeout)
             readable, _, _ = select.select([proc.stdout], [], [], left)
             if not readable:
                 continue
             chunk = os.read(proc.stdout.fileno(), 4096)
             if not chunk:
+                line = output.decode("utf-8", "replace").strip()
                 break
             output += chunk
     finally:
@@ -74,7 +102,24 @@ def wait_ready(proc, timeout):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    line = output.decode("utf-8", "replace").strip()
-    if line != "ready":
-        raise LaunchError(line[len("error: "):] if line.startswith("error: ")
-                          else "the kernel exited before it was ready (see its kernel.log)")
+    if line == "ready":
+        return
+    if line.startswith("error: "):
+        raise LaunchError(line[len("error: "):])
+    if proc.returncode:  # the interpreter itself failed: what it said is in kernel.log
+        raise LaunchError("the kernel's interpreter exited with code %d before it was ready"
+                          % proc.returncode)
+    raise LaunchError("the kernel exited before it was ready")
+
+
+def kill_supervisor(pid):
+    """SIGKILL a kernel's supervisor and its process group (it is a session leader)."""
+    if pid is None:
+        return
+    import signal
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+            return
+        except OSError:
+            continue

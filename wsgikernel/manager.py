@@ -27,7 +27,8 @@ from .pool import KernelPool
 from .processes import kill_group, pid_alive, supervisor_alive
 from .protocol import PROTOCOL_VERSION, ConnectionPool, KernelGone
 from .statedir import ensure_private_dir, file_lock, runtime_dir
-from .store import WORK_DIR, History, read_record, update_record, utcnow, write_record
+from .store import (ENV_FILE, LOG_FILE, WORK_DIR, History, UnusableRecord, load_record,
+                    log_tail, read_record, update_record, utcnow, write_record)
 
 STATUS_TIMEOUT = 3.0    # seconds a status question may take before we answer from env.json
 INTERRUPT_TIMEOUT = STATUS_TIMEOUT + 2.0  # the kernel answers an interrupt within 2 s
@@ -36,6 +37,8 @@ WAIT_CHUNK = 25.0       # an unbounded wait is a series of bounded ones
 REPLY_MARGIN = 10.0       # beyond the wait asked of the kernel, before we call it gone
 INTROSPECT_TIMEOUT = 10.0  # the kernel bounds its own work well below this
 ALIVE_STATES = ("starting", "idle")
+# Reasons of a dead env whose ``detail`` (and, for start_failed, ``log``) the env shows.
+EXPLAINED = ("start_failed", "corrupt_record", "unreadable_record")
 RESTART_LOCK = ".restart.lock"  # in the env dir: one revival of a stopped env at a time
 
 
@@ -45,6 +48,10 @@ class EnvironmentManager:
         self.envs_dir = os.path.join(config.state_dir, "envs")
         self.connections = ConnectionPool()
         self._runtime = None
+        # env id -> (os.stat key of its env.json, the record parsed from it): an unchanged
+        # file is not parsed again.  Writers replace env.json by rename (a new inode), so
+        # a change always changes the key.  Entries go when an env is deleted or missing.
+        self.records = {}
         self.pool = KernelPool(self)
 
     # -- paths ---------------------------------------------------------------
@@ -71,14 +78,37 @@ class EnvironmentManager:
         return len(self.ids())
 
     def read(self, env_id):
-        """env.json of ``env_id``; EnvironmentNotFound if there is no such env."""
+        """env.json of ``env_id`` (a copy: callers may change it); EnvironmentNotFound if
+        there is no such env.  An env.json that cannot be used reads as a dead env with
+        its reason (``corrupt_record``, ``unreadable_record``) and ``detail``."""
         env_dir = self.env_dir(env_id)
-        record = read_record(env_dir)
-        if record is None:
-            if not os.path.isdir(env_dir):
-                raise errors.EnvironmentNotFound(env_id)
-            record = {"id": env_id, "state": "starting"}  # created, env.json not yet written
-        return record
+        path = os.path.join(env_dir, ENV_FILE)
+        try:
+            stat = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            stat = None
+        except OSError as exc:  # the env dir itself cannot be searched
+            return unusable_record(env_id, UnusableRecord(
+                "unreadable_record", "%s cannot be read: %s" % (ENV_FILE, exc.strerror)))
+        if stat is not None:
+            # Stat before reading: content read is at least as new as the key it is kept
+            # under, so a change between the two only costs one more parse.
+            key = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            cached = self.records.get(env_id)
+            if cached is not None and cached[0] == key:
+                return dict(cached[1])
+            try:
+                record = load_record(env_dir, stat)
+            except UnusableRecord as exc:
+                self.records.pop(env_id, None)
+                return unusable_record(env_id, exc)
+            if record is not None:
+                self.records[env_id] = (key, record)
+                return dict(record)
+        self.records.pop(env_id, None)
+        if not os.path.isdir(env_dir):
+            raise errors.EnvironmentNotFound(env_id)
+        return {"id": env_id, "state": "starting"}  # created, env.json not yet written
 
     # -- talking to a kernel ---------------------------------------------------
 
@@ -188,15 +218,21 @@ class EnvironmentManager:
                 if status.get("state") in ("dead", "stopped"):
                     # It died after we read env.json: the supervisor saved it first.
                     record = self.read(env_id)
-        return env_object(record, status)
+        env = env_object(record, status)
+        if env.get("reason") == "start_failed":
+            env["log"] = log_tail(self.env_dir(env_id))  # why, as the kernel told it
+        return env
 
     def list(self):
         envs = []
-        for env_id in self.ids():
+        ids = self.ids()
+        for env_id in ids:
             try:
                 envs.append(self.describe(env_id, touch=False))
             except errors.EnvironmentNotFound:
                 continue  # deleted while we listed
+        for gone in set(self.records).difference(ids):  # deleted by another worker
+            self.records.pop(gone, None)
         return envs
 
     def create(self, env_id=None, limits=None, exist_ok=False):
@@ -220,7 +256,10 @@ class EnvironmentManager:
             pooled = (record["limits"] == self.config.limits()
                       and self.pool.claim(env_id, env_dir, record))
             if not pooled:
-                self.launch(env_dir, record)
+                try:
+                    self.launch(env_dir, record)
+                except errors.KernelUnavailable:
+                    pass  # recorded: the env is dead (start_failed) and shows why
                 self.pool.refill_soon()
         except BaseException:
             shutil.rmtree(env_dir, ignore_errors=True)
@@ -264,31 +303,113 @@ class EnvironmentManager:
                 "preload": list(config.preload)}
 
     def launch(self, env_dir, record):
-        """Write env.json for a new kernel process and start it; 503 if it does not come up."""
+        """Write env.json for a new kernel process and start it.
+
+        A start that fails (the kernel says why, exits before it is ready, or does not
+        report ready within LAUNCH_TIMEOUT and is killed) is recorded before anyone
+        hears of it -- ``dead``, reason ``start_failed``, ``detail`` -- and raised as
+        KernelUnavailable.
+        """
         record.update(state="starting", protocol=PROTOCOL_VERSION, supervisor_pid=None, pid=None,
-                      socket=os.path.join(self.runtime(), secrets.token_hex(6) + ".sock"))
+                      socket=os.path.join(self.runtime(), secrets.token_hex(6) + ".sock"),
+                      exit=None, reason=None, detail=None)
         write_record(env_dir, record)
         memory_limited = (record.get("limits") or {}).get("memory_limit") is not None
         try:
             wait_ready(launch_kernel(env_dir, memory_limited), LAUNCH_TIMEOUT)
         except (LaunchError, OSError) as exc:
+            self.record_start_failure(env_dir, record, str(exc))
             raise errors.KernelUnavailable(record["id"], str(exc)) from None
 
+    def record_start_failure(self, env_dir, record, why):
+        """env.json (and kernel.log) of a kernel that did not come up, unless the kernel
+        recorded its failure itself (then its own detail, exit and log stand)."""
+        current = read_record(env_dir) or {}
+        if (current.get("socket") == record["socket"] and current.get("state") == "dead"
+                and current.get("reason") == "start_failed"):
+            return
+        try:  # killed, or its interpreter died: nothing of it will clean up
+            os.unlink(record["socket"])
+        except OSError:
+            pass
+        try:
+            with open(os.path.join(env_dir, LOG_FILE), "a") as log:
+                log.write("%s start failed: %s\n" % (utcnow(), why))
+            record.update(state="dead", reason="start_failed", detail=why, pid=None,
+                          supervisor_pid=None,
+                          exit=current.get("exit") or {"code": None, "signal": None})
+            write_record(env_dir, record)
+        except OSError:
+            pass  # the env was deleted meanwhile
+
     def restart(self, env_id):
+        """A fresh namespace, same id, session + 1.
+
+        A live supervisor forks a new user-code process; if there is none, or the new
+        process does not come up, a whole new kernel is started.  An env.json that was
+        unusable is rebuilt from what is known (rebuilt_record).  A start that fails
+        leaves the env ``dead``, reason ``start_failed``: the answer shows it, with
+        ``detail`` and the ``log`` that says why.
+        """
         record = self.read(env_id)
+        recorded = "settings" in record  # else a stand-in: env.json is unusable or missing
+        session = int(record.get("session") or 0) + 1
         if record.get("state") in ALIVE_STATES and supervisor_alive(record.get("supervisor_pid")):
             try:
                 reply = self.call(record, {"op": "restart"},
                                   timeout=self.config.kill_grace + LAUNCH_TIMEOUT)
-                self.check_reply(env_id, reply)
-                return self.describe(env_id)
+                if reply.get("ok") and reply.get("state") not in ("dead", "stopped"):
+                    return self.describe(env_id)
             except KernelGone:
                 pass
+        elif not recorded:  # a kernel may still run behind the record that cannot be read
+            self.stop_unrecorded_kernels(env_id)
         self.shutdown_kernel(record)  # whatever is left of an old kernel goes first
         record = self.read(env_id)
-        record.update(session=int(record.get("session") or 0) + 1, exit=None, reason=None)
-        self.launch(self.env_dir(env_id), record)
+        if "settings" not in record:
+            record = self.rebuilt_record(env_id)
+            session = record["session"] + 1
+        elif not recorded:  # that kernel, stopped, saved its own record again
+            session = int(record.get("session") or 0) + 1
+        # One more session per restart asked for, even when the supervisor's own attempt
+        # (which counted one) failed and this is the second.
+        record.update(session=max(int(record.get("session") or 0), session), exit=None,
+                      reason=None)
+        try:
+            self.launch(self.env_dir(env_id), record)
+        except errors.KernelUnavailable:
+            pass  # recorded: the env is dead (start_failed) and shows why
         return self.describe(env_id)
+
+    def stop_unrecorded_kernels(self, env_id):
+        """Stop the supervisors working in the env's directory that its record does not
+        name (it cannot be read).  SIGTERM makes one stop its user-code process and
+        save its own record, which is the env's again."""
+        grace = self.config.kill_grace + STATUS_TIMEOUT
+        for pid in supervisors_in(self.env_dir(env_id)):
+            kill_group(pid, signal.SIGTERM)
+            if not wait_until(lambda: not pid_alive(pid), grace):
+                kill_group(pid, signal.SIGKILL)
+
+    def rebuilt_record(self, env_id):
+        """A record for an env whose env.json is unusable or missing (moved aside to
+        env.json.bad): its id and work dir, the server's limits and settings, and the
+        session, execution count and creation time its history shows."""
+        env_dir = self.env_dir(env_id)
+        path = os.path.join(env_dir, ENV_FILE)
+        if os.path.lexists(path):
+            bad = path + ".bad"
+            if os.path.isdir(bad) and not os.path.islink(bad):
+                shutil.rmtree(bad, ignore_errors=True)
+            os.replace(path, bad)  # kept for whoever wants to know what happened
+        records = self.history(env_id).read()
+        sessions = [r["session"] for r in records if isinstance(r.get("session"), int)]
+        counts = [r["execution_count"] for r in records
+                  if isinstance(r.get("execution_count"), int)]
+        return {"id": env_id, "session": max(sessions, default=0),
+                "created": (records[0].get("queued_at") if records else None) or utcnow(),
+                "limits": self.env_limits(None), "settings": self.kernel_settings(),
+                "cwd": os.path.join(env_dir, WORK_DIR), "execution_count": max(counts, default=0)}
 
     def interrupt(self, env_id):
         record = self.live_record(env_id)
@@ -322,6 +443,8 @@ class EnvironmentManager:
             os.rename(env_dir, trash)  # the id is free at once, for every worker
         except FileNotFoundError:
             raise errors.EnvironmentNotFound(env_id) from None
+        finally:
+            self.records.pop(env_id, None)
         shutil.rmtree(trash, ignore_errors=True)
 
     def shutdown_kernel(self, record, state="stopped", reason="shutdown"):
@@ -329,9 +452,9 @@ class EnvironmentManager:
         supervisor, child = record.get("supervisor_pid"), record.get("pid")
         grace = self.config.kill_grace
         if supervisor_alive(supervisor):
-            try:
+            try:  # answered once the kernel's tree is gone: up to kill_grace
                 self.call(record, {"op": "shutdown", "state": state, "reason": reason},
-                          timeout=STATUS_TIMEOUT)
+                          timeout=grace + STATUS_TIMEOUT)
             except KernelGone:
                 pass
             if not wait_until(lambda: not pid_alive(supervisor), grace + STATUS_TIMEOUT):
@@ -564,4 +687,34 @@ def env_object(record, status):
         env["exit"] = record.get("exit") or {"code": None, "signal": None}
         env["reason"] = record.get("reason")
         env["pid"] = None
+        if env["reason"] in EXPLAINED and record.get("detail"):
+            env["detail"] = record["detail"]
     return env
+
+
+def unusable_record(env_id, problem):
+    """What an env whose env.json cannot be used reads as: dead, with the reason."""
+    return {"id": env_id, "state": "dead", "reason": problem.reason, "detail": problem.detail,
+            "exit": None, "pid": None, "supervisor_pid": None}
+
+
+def supervisors_in(env_dir):
+    """pids of our supervisors whose working directory is ``env_dir`` (the launcher's cwd;
+    a claimed pool kernel's follows its directory's rename).  Linux /proc; [] elsewhere."""
+    target = os.path.realpath(env_dir)
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            if os.readlink("/proc/%s/cwd" % name) != target:
+                continue
+        except OSError:
+            continue
+        if supervisor_alive(int(name)):
+            found.append(int(name))
+    return found

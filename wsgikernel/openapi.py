@@ -87,6 +87,10 @@ SCHEMAS = {
         exit=null_or(obj(["code", "signal"], "how the kernel ended (dead or stopped envs)",
                          code=null_or(INTEGER), signal=null_or(STRING))),
         reason=null_or({"type": "string", "description": "why it is dead or stopped"}),
+        detail={"type": "string", "description": "dead envs with reason start_failed, "
+                "corrupt_record or unreadable_record only: what went wrong, in one line"},
+        log={"type": "string", "description": "reason start_failed only: the last lines "
+             "of the kernel's log (kernel.log), which say why it could not start"},
         restarted={"type": "boolean", "description": "in a PUT answer only: true when the "
                    "env was stopped and PUT started a fresh kernel (session + 1)"}),
     "EnvList": obj(["envs"], envs={"type": "array", "items": ref("Env")}),

@@ -9,7 +9,10 @@ Layout of ``<state_dir>/envs/<id>/``::
 
 env.json is replaced atomically (write a temporary file, then rename), so a
 reader in another worker process sees the old record or the new one, never half
-of one.  History is append-only JSON lines rather than sqlite3: one
+of one (and each write is a new inode, which the manager's cache relies on).
+One that cannot be used anyway (truncated by a crash, a directory, unreadable)
+is reported as such by ``load_record`` (``UnusableRecord``), never taken for a
+record not written yet.  History is append-only JSON lines rather than sqlite3: one
 ``O_APPEND`` write per record is atomic enough for a single writer (the
 kernel's supervisor), a torn last line after a crash is skipped by readers, it
 needs no locking across processes, and it costs nothing to import in a kernel.
@@ -24,6 +27,7 @@ trick).
 import os
 import tempfile
 from datetime import datetime, timezone
+from stat import S_ISREG
 
 from . import jsonpolicy
 
@@ -31,6 +35,8 @@ ENV_FILE = "env.json"
 HISTORY_FILE = "history.jsonl"
 LOG_FILE = "kernel.log"
 WORK_DIR = "work"
+LOG_TAIL_LINES = 20    # lines of kernel.log a start_failed env shows
+LOG_TAIL_BYTES = 4096  # ... in at most this many bytes
 
 
 def utcnow():
@@ -53,17 +59,80 @@ def write_json_atomic(path, value):
         raise
 
 
-def read_json(path):
-    """The JSON object in ``path``; None if the file is missing or unreadable."""
+class UnusableRecord(Exception):
+    """A JSON file that is there but cannot be used.
+
+    ``reason`` is ``unreadable_record`` (not a regular file, permission denied, an
+    I/O error) or ``corrupt_record`` (not one JSON object: truncated, empty, a list);
+    ``detail`` says which.
+    """
+
+    def __init__(self, reason, detail):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def load_json_object(path, stat=None):
+    """The JSON object in ``path``; None if there is no such file; UnusableRecord if the
+    file cannot be read or does not hold one JSON object.  ``stat``: its os.stat, if
+    the caller has it."""
+    name = os.path.basename(path)
     try:
+        if stat is None:
+            stat = os.stat(path)
+        if not S_ISREG(stat.st_mode):  # a directory, or a FIFO that would block open()
+            raise UnusableRecord("unreadable_record", "%s is not a regular file" % name)
         with open(path, "rb") as handle:
-            return jsonpolicy.loads(handle.read())
-    except (OSError, ValueError):
+            data = handle.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise UnusableRecord("unreadable_record", "%s cannot be read: %s"
+                             % (name, exc.strerror or exc)) from None
+    try:
+        value = jsonpolicy.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise UnusableRecord("corrupt_record", "%s is not valid JSON (%d bytes): %s"
+                             % (name, len(data), exc)) from None
+    if not isinstance(value, dict):
+        raise UnusableRecord("corrupt_record", "%s holds %s, not a JSON object"
+                             % (name, type(value).__name__ if value is not None else "null"))
+    return value
+
+
+def read_json(path):
+    """The JSON object in ``path``; None if the file is missing, unreadable or holds
+    anything but one JSON object."""
+    try:
+        return load_json_object(path)
+    except UnusableRecord:
         return None
 
 
 def read_record(env_dir):
+    """env.json of ``env_dir`` (None if missing or unusable: see load_record)."""
     return read_json(os.path.join(env_dir, ENV_FILE))
+
+
+def load_record(env_dir, stat=None):
+    """env.json of ``env_dir``; None if missing; UnusableRecord if it cannot be used."""
+    return load_json_object(os.path.join(env_dir, ENV_FILE), stat)
+
+
+def log_tail(env_dir, lines=LOG_TAIL_LINES, limit=LOG_TAIL_BYTES):
+    """The last ``lines`` lines of the env's kernel.log (at most ``limit`` bytes); "" if none."""
+    try:
+        with open(os.path.join(env_dir, LOG_FILE), "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - limit))
+            data = handle.read(limit)
+    except OSError:
+        return ""
+    if len(data) == limit and b"\n" in data:  # the first line is cut: drop it
+        data = data.split(b"\n", 1)[1]
+    text = data.decode("utf-8", "replace")
+    kept = text.splitlines(True)[-lines:]
+    return "".join(kept)
 
 
 def write_record(env_dir, record):

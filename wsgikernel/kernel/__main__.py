@@ -3,23 +3,40 @@
 Launched by ``wsgikernel.launcher`` with stdout a pipe to the launcher.  It
 forks once more and the first process exits at once, so the supervisor is
 nobody's child (a web worker never holds it as a zombie, and the worker's exit
-or recycling does not touch it), then starts a new session.  The supervisor
-writes ``ready`` to that pipe when its user-code process can execute, or
-``error: ...`` if it could not start.
+or recycling does not touch it), then starts a new session.  The first process
+writes ``pid N`` (the supervisor's) to that pipe, so a launcher can stop a
+start that hangs; the supervisor writes ``ready`` when its user-code process
+can execute, or ``error: ...`` if it could not start (with the traceback on
+stderr, which the launcher points at kernel.log).
 """
 
 import os
 import sys
 
+# What the interpreter had loaded before any of the kernel's imports: a ``python``
+# started in a directory holding an ``os.py`` still has the real ``os``, so the
+# user-code process lets the work dir shadow every module but these (executor.run).
+INTERPRETER_MODULES = frozenset(sys.modules)
+
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     env_dir = os.path.abspath(argv[0])
-    if os.fork() > 0:
-        os._exit(0)
+    pid = os.fork()
+    if pid > 0:
+        try:
+            os.write(1, b"pid %d\n" % pid)
+        finally:
+            os._exit(0)
     os.setsid()
     try:
-        from .supervisor import supervise
+        try:
+            from .supervisor import supervise
+        except BaseException:
+            import traceback
+            traceback.print_exc()  # stderr is the env's kernel.log; supervise() logs its own
+            sys.stderr.flush()
+            raise
         code = supervise(env_dir, ready_fd=1)
     except BaseException as exc:
         try:

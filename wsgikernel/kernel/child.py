@@ -4,18 +4,32 @@
 safe), puts the child in its own process group (so SIGINT and the final
 SIGKILL reach whatever it started, and never the supervisor), gives it
 ``/dev/null`` as stdin and pipes as fds 1 and 2, and hands it to
-``executor.run``.  ``stop()`` escalates SIGTERM -> ``grace`` -> SIGKILL to the
-whole group and reaps, so no descendant survives (a process that made itself a
-new session escapes: documented in docs/security.md).
+``executor.run``.
 
-The supervisor keeps the selector; this class only owns the descriptors and
-turns pipe bytes into text (UTF-8, invalid bytes replaced).
+Death is seen from the process itself, never only from end of file on the
+control socket (a helper the child forked may hold that open): a pidfd
+(``os.pidfd_open``, Linux >= 5.3) the supervisor's selector watches, and
+SIGCHLD through the supervisor's wakeup fd either way.  The supervisor is a
+child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``, Linux), so whatever the
+child leaves behind -- ``setsid()`` daemons included -- is re-parented to the
+supervisor instead of init: ``descendants()`` finds them by walking the
+``/proc/*/stat`` parent links from the supervisor's pid, ``signal_tree()``
+signals them with the child's process group, and ``reap_children()`` waits
+for every child that ended so no zombie stays.  Without ``/proc`` or prctl
+(not Linux) only the process group is signalled.
+
+The supervisor keeps the selector and the timers (a stop does not block its
+loop: SIGTERM, then SIGKILL after ``kill_grace`` from a timer); ``stop()``
+here is the blocking form, for when that loop no longer runs.  This class
+only owns the descriptors and turns pipe bytes into text (UTF-8, invalid
+bytes replaced).
 """
 
 import codecs
 import os
 import signal
 import socket
+import sys
 import time
 
 from ..protocol import FrameReader, encode
@@ -23,13 +37,110 @@ from ..protocol import FrameReader, encode
 # its supervisor instead of importing (and owning) them itself.
 from . import executor
 
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+KILL_WAIT = 5.0  # seconds SIGKILLed descendants may take to go before we give up on them
+
+
+def become_subreaper():
+    """Make orphaned descendants re-parent to this process (Linux); False if not possible."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def descendants(root):
+    """Pids of every process whose chain of parents leads to ``root`` ([] without /proc)."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    children = {}
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            fd = os.open("/proc/%s/stat" % name, os.O_RDONLY)
+            try:
+                data = os.read(fd, 1024)
+            finally:
+                os.close(fd)
+            ppid = int(data.rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(name))
+    found, todo = [], [root]
+    while todo:
+        for pid in children.get(todo.pop(), ()):
+            found.append(pid)
+            todo.append(pid)
+    return found
+
+
+def signal_tree(pgid, signum):
+    """Signal process group ``pgid`` and every descendant of this process; the pids found.
+
+    The supervisor's only children are its user-code process and what was
+    re-parented to it, so "every descendant" is exactly that child's tree."""
+    if pgid:
+        try:
+            os.killpg(pgid, signum)
+        except OSError:
+            pass
+    found = descendants(os.getpid())
+    for pid in found:
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+    return found
+
+
+def decode_status(status):
+    """(code, signal) of a waitpid status."""
+    if os.WIFSIGNALED(status):
+        return (None, os.WTERMSIG(status))
+    return (os.WEXITSTATUS(status), None)
+
+
+def reap_children():
+    """[(pid, (code, signal))] of every child of this process that ended (never blocks)."""
+    reaped = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        if pid == 0:
+            return reaped
+        reaped.append((pid, decode_status(status)))
+
+
+def open_pidfd(pid):
+    """A descriptor that becomes readable when ``pid`` exits; None where there is none."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return opener(pid)
+    except OSError:  # Linux < 5.3, or a seccomp filter: SIGCHLD does the job
+        return None
+
 
 class Child:
-    def __init__(self, pid, sock, pipes):
+    def __init__(self, pid, sock, pipes, pidfd=None):
         self.pid = pid
         self.sock = sock            # the control socket (non-blocking), None once detached
         self.reader = FrameReader()
         self.pipes = pipes          # fd -> (stream name, incremental decoder)
+        self.pidfd = pidfd          # readable once the child exited; None: SIGCHLD only
+        self.status = None          # (code, signal) once reaped
+        self.terminating = False    # SIGTERM sent by a stop
+        self.kill_at = None         # monotonic time to SIGKILL the tree (a stop's grace)
 
     @classmethod
     def spawn(cls, work_dir, limits, preload, close_inherited):
@@ -42,6 +153,7 @@ class Child:
         if pid == 0:
             try:
                 signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 os.setpgid(0, 0)
                 close_inherited()
                 parent_sock.close()
@@ -60,6 +172,7 @@ class Child:
             os.setpgid(pid, pid)  # here too, so killpg(pid) works before the child ran
         except OSError:
             pass
+        pidfd = open_pidfd(pid)
         child_sock.close()
         os.close(out_w)
         os.close(err_w)
@@ -68,7 +181,7 @@ class Child:
         for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
             os.set_blocking(fd, False)
             pipes[fd] = (name, codecs.getincrementaldecoder("utf-8")("replace"))
-        return cls(pid, parent_sock, pipes)
+        return cls(pid, parent_sock, pipes, pidfd)
 
     def send(self, message):
         """Send one message; messages to the child are small and its reader never stalls."""
@@ -89,28 +202,47 @@ class Child:
         except OSError:
             pass
 
-    def reap(self, block):
-        """(code, signal) once the child exited; None while it runs."""
-        try:
-            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            return (None, None)
-        if pid == 0:
-            return None
-        if os.WIFSIGNALED(status):
-            return (None, os.WTERMSIG(status))
-        return (os.WEXITSTATUS(status), None)
+    def signal_tree(self, signum):
+        """Signal its group and every descendant (``setsid()`` ones too, see signal_tree)."""
+        return signal_tree(self.pid, signum)
+
+    def poll(self):
+        """(code, signal) once the child exited (reaped now if it was not); None while it runs."""
+        if self.status is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already, status unknown
+                self.status = (None, None)
+            else:
+                if pid:
+                    self.status = decode_status(status)
+        return self.status
 
     def stop(self, grace):
-        """SIGTERM the group, SIGKILL after ``grace``, reap; returns (code, signal)."""
-        self.signal(signal.SIGTERM)
+        """Blocking stop, for when the supervisor's loop no longer runs: SIGTERM the tree,
+        SIGKILL after ``grace``, reap it all; returns (code, signal)."""
+        self.signal_tree(signal.SIGTERM)
         deadline = time.monotonic() + grace
-        status = self.reap(block=False)
-        while status is None and time.monotonic() < deadline:
+        while self.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-            status = self.reap(block=False)
-        self.signal(signal.SIGKILL)  # stragglers of the group, even if the child is gone
-        return status if status is not None else self.reap(block=True)
+        self.signal_tree(signal.SIGKILL)  # stragglers of the tree, even if the child is gone
+        if self.status is None:
+            try:
+                self.status = decode_status(os.waitpid(self.pid, 0)[1])
+            except ChildProcessError:
+                self.status = (None, None)
+        deadline = time.monotonic() + KILL_WAIT
+        while time.monotonic() < deadline:
+            reap_children()
+            if not self.signal_tree(signal.SIGKILL):
+                break
+            time.sleep(0.01)
+        return self.status
+
+    def close_pidfd(self):
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
     def flush_decoders(self):
         """(name, text) of bytes held back as an incomplete UTF-8 sequence; resets them."""

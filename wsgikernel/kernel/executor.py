@@ -223,27 +223,68 @@ def apply_limits(limits):
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
-def run(sock, work_dir, limits, preload=()):
-    """Entry point of the forked user-code process; never returns."""
-    status = 1
+def unshadow(work_dir, machinery, kept):
+    """Forget the modules the kernel imported that a file in ``work_dir`` shadows.
+
+    A cell's ``import resource`` then finds the user's ``resource.py``, as in a
+    ``python`` started there, while the kernel keeps the references it took
+    (module globals).  Not forgotten, as Python would not replace them either:
+    what the interpreter had loaded before the kernel's imports (``kept``), builtin
+    and frozen modules, ``__main__`` and the kernel's own package.
+    """
     try:
+        present = {entry.partition(".")[0] for entry in os.listdir(work_dir)}
+    except OSError:
+        return
+    ours = {"__main__", __name__.partition(".")[0]}
+    for name in {key.partition(".")[0] for key in sys.modules} & present - ours:
+        if (name in kept or machinery.BuiltinImporter.find_spec(name) is not None
+                or machinery.FrozenImporter.find_spec(name) is not None):
+            continue
+        try:
+            spec = machinery.PathFinder.find_spec(name, [work_dir])
+        except (ImportError, OSError, ValueError):
+            continue
+        if spec is None or spec.loader is None:  # none there, or a namespace portion
+            continue
+        for key in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
+            del sys.modules[key]
+
+
+def run(sock, work_dir, limits, preload=()):
+    """Entry point of the forked user-code process; never returns.
+
+    Everything the kernel needs is imported before the work dir goes on sys.path
+    (most of it by the supervisor, before the fork), so no file of the user's can
+    break the start; a start that fails anyway prints its traceback on fd 2, which
+    the supervisor copies to kernel.log (``Supervisor.announce_failure``).
+    """
+    status = 1
+    import traceback
+    try:
+        import importlib.machinery
+        entry = sys.modules.get(__name__.rpartition(".")[0] + ".__main__")
+        kept = getattr(entry, "INTERPRETER_MODULES", None)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.chdir(work_dir)
-        sys.path[0:1] = [work_dir]  # like `python` started in the work dir
         fds = CaptureFds()  # before the limits: open_files_limit may leave no room
         apply_limits(limits)
+        sys.path[0:1] = [work_dir]  # like `python` started in the work dir
+        if kept is not None:  # started by the launcher (else: nothing is forgotten)
+            unshadow(work_dir, importlib.machinery, kept)
         executor = Executor(sock, work_dir, fds)
         executor.install()
+        # Before preload: a preload that hangs still dies with its supervisor.
+        threading.Thread(target=executor.read_forever, name="kernel-reader",
+                         daemon=True).start()
         for module in preload or ():
             try:
                 __import__(module)
             except Exception as exc:
                 print("preload of %s failed: %s" % (module, exc), file=sys.__stderr__)
-        threading.Thread(target=executor.read_forever, name="kernel-reader",
-                         daemon=True).start()
         executor.run_forever()
     except BaseException:
-        import traceback
         traceback.print_exc(file=sys.__stderr__)
+        sys.__stderr__.flush()
     finally:
         os._exit(status)

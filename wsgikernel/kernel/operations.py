@@ -164,20 +164,24 @@ class Operations:
         self.send(client, {"ok": True, "late_output": [dict(e) for e in self.late_output]})
 
     def op_restart(self, client, message):
-        self.stop_child()
+        """Answered once the fresh child is ready; the loop goes on meanwhile (the old
+        tree's stop is timers, see Supervisor.begin_stop), so status is answered at once."""
+        self.on_ready.append(client)
+        if self.stop_goal in ("restart", "final"):
+            return  # under way already: answered with it
         self.abort_all("cancelled", "ExecutionCancelled",
                        "the environment was restarted before the execution finished")
-        self.session += 1
-        self.record.update(session=self.session, exit=None, reason=None)
-        self.spawn_child()
-        self.on_ready.append(client)
+        self.state = "starting"  # executions submitted now wait for the fresh child
+        self.begin_stop("restart")
 
     def op_shutdown(self, client, message):
-        self.send(client, {"ok": True})
+        """Answered once the child's whole tree is gone, right before the supervisor exits."""
+        self.shutdown_waiters.append(client)
         self.stop(state=message.get("state", "stopped"), reason=message.get("reason"))
 
     def forward(self, client, message):
-        if self.child is None or self.state not in ("idle", "starting"):
+        if (self.child is None or self.stop_goal is not None
+                or self.state not in ("idle", "starting")):
             self.send(client, {"ok": False, "error": "not_running", "state": self.state})
             return
         key = next(self.keys)

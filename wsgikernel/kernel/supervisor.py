@@ -33,6 +33,15 @@ Timers (no threads): an execution's timeout (SIGINT, then SIGKILL after
 ``kill_grace``), the idle timeout, the bound on an interrupt's answer, and a
 once-a-second check that the env directory still exists (a kernel whose
 directory is gone exits).
+
+Supervision (see child.py): the child's death is seen from the process itself
+(its pidfd in the selector, SIGCHLD through the wakeup fd), never only from
+end of file on the control socket.  This process is a child subreaper, so
+what the child leaves behind is re-parented here; after the child's death
+(or a stop) every descendant is SIGKILLed, again until none is left, and
+reaped.  Stopping never blocks the loop: SIGTERM to the tree, a timer
+SIGKILLs it after ``kill_grace``, and what waited on the stop (restart,
+shutdown) is answered once the tree is gone; status is answered meanwhile.
 """
 
 import collections
@@ -43,7 +52,7 @@ import signal
 import time
 
 from ..protocol import PROTOCOL_VERSION
-from .child import Child
+from .child import KILL_WAIT, Child, become_subreaper, reap_children, signal_tree
 from .hub import Hub
 from .operations import Operations
 from ..store import LOG_FILE, WORK_DIR, History, read_record, utcnow, write_record
@@ -53,6 +62,9 @@ RECENT_KEPT = 32       # finished executions kept in memory for polling
 DIR_CHECK_EVERY = 1.0  # seconds between checks that the env directory exists
 LATE_OUTPUT_LIMIT = 64 * 1024  # UTF-8 bytes of late output kept (the newest)
 COUNTS_KEPT = 4096     # execution keys whose execution_count late output can still name
+START_OUTPUT_KEPT = 8192  # characters of a child's output before it died starting, logged
+EOF_KILL_AFTER = 1.0   # seconds a child whose control socket closed may take to exit
+REAP_POLL = 0.02       # seconds between sweeps of a dead child's tree
 
 
 class Supervisor(Operations):
@@ -86,6 +98,12 @@ class Supervisor(Operations):
         self.pending = {}         # introspection request id -> client
         self.on_ready = []        # clients waiting for a (re)started child
         self.child = None         # the user-code process (child.Child)
+        self.stop_goal = None     # a stop in progress: "cleanup", "restart" or "final"
+        self.final = (None, None)  # (state, reason) of the final stop
+        self.stop_status = None   # (code, signal) of the child a stop ended
+        self.stopped_group = None  # process group of the child whose tree is being swept
+        self.reap_until = None    # give up on a tree that will not die after this
+        self.shutdown_waiters = []  # clients answered when the final stop is done
         self.state = "starting"
         self.alive = True
         self.last_request = time.monotonic()
@@ -105,8 +123,10 @@ class Supervisor(Operations):
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.selector.register(self.wake_r, selectors.EVENT_READ, self.on_wake)
-        signal.set_wakeup_fd(self.wake_w)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         self.terminate = False
+        self.subreaper = become_subreaper()
+        signal.signal(signal.SIGCHLD, self.on_sigchld)  # the wakeup fd wakes the loop
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -114,12 +134,17 @@ class Supervisor(Operations):
     def on_signal(self, signum, frame):
         self.terminate = True
 
+    def on_sigchld(self, signum, frame):
+        pass  # reaped by on_wake(), in the loop
+
     def spawn_child(self):
         """Fork the user-code process; it reports ``ready`` over the control socket."""
         work_dir = self.record.get("cwd") or os.path.join(self.env_dir, WORK_DIR)
         self.child = Child.spawn(work_dir, self.record.get("limits") or {},
                                  self.settings.get("preload") or (), self.close_in_child)
         self.selector.register(self.child.sock, selectors.EVENT_READ, self.on_child_readable)
+        if self.child.pidfd is not None:
+            self.selector.register(self.child.pidfd, selectors.EVENT_READ, self.on_child_pidfd)
         for fd in self.child.pipes:
             self.selector.register(fd, selectors.EVENT_READ, self.on_pipe_readable)
         self.state = "starting"
@@ -162,6 +187,10 @@ class Supervisor(Operations):
         deadlines += [deadline for _, _, deadline in self.interrupt_waiters]
         if self.is_idle():
             deadlines.append(self.last_request + self.idle_timeout)
+        if self.child is not None and self.child.kill_at is not None:
+            deadlines.append(self.child.kill_at)
+        if self.stop_goal is not None and self.child is None:
+            deadlines.append(now + REAP_POLL)  # sweeping the dead child's tree
         return max(0.0, min(deadlines) - now)
 
     def waiters(self):
@@ -177,7 +206,10 @@ class Supervisor(Operations):
     def check_timers(self):
         now = time.monotonic()
         self.answer_interrupts(now)
-        if self.terminate:
+        self.check_stop(now)
+        if not self.alive:
+            return
+        if self.terminate and self.stop_goal != "final":
             self.stop(state="stopped", reason="terminated")
             return
         execution = self.running
@@ -256,17 +288,26 @@ class Supervisor(Operations):
     def on_child_readable(self, sock, mask):
         if self.child is None or sock is not self.child.sock:
             return  # a stale event of this select() batch: that child is gone
-        try:
-            data = sock.recv(1 << 18)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.child_exited()
-            return
-        for message in self.child.reader.feed(data):
-            self.on_child_message(message)
+        if not self.read_control(reads=1):
+            self.control_closed()
+
+    def read_control(self, reads):
+        """Handle what the control socket holds, ``reads`` recv() at most; False at its end."""
+        child = self.child
+        for _ in range(reads):
+            if self.child is not child or child.sock is None:
+                return True
+            try:
+                data = child.sock.recv(1 << 18)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                data = b""
+            if not data:
+                return False
+            for message in child.reader.feed(data):
+                self.on_child_message(message)
+        return True
 
     def on_child_message(self, message):
         kind = message.get("ev")
@@ -299,6 +340,8 @@ class Supervisor(Operations):
                 message.pop("id", None)
                 self.send(client, message)
         elif kind == "ready":
+            if self.stop_goal is not None:
+                return  # a child being stopped (a restart while it started)
             self.state = "idle"
             self.record.update(pid=self.child.pid, state="idle", started=utcnow(),
                                session=self.session, exit=None, reason=None)
@@ -497,21 +540,69 @@ class Supervisor(Operations):
             self.child.sock.close()
             self.child.sock = None
 
-    def child_exited(self):
-        """The control socket closed: the child died on its own (or was killed)."""
+    def close_pidfd(self):
+        if self.child.pidfd is not None:
+            self.selector.unregister(self.child.pidfd)
+            self.child.close_pidfd()
+
+    def control_closed(self):
+        """End of file on the control socket: the child is exiting, or lost its channel.
+
+        Never the only sign of death (a helper the child forked may hold the socket):
+        the death itself comes through the pidfd or SIGCHLD.  A child that cannot be
+        driven any more is SIGKILLed unless it exits by itself first."""
         self.detach_child()
-        code, signum = self.child.reap(block=True)
-        self.child.signal(signal.SIGKILL)  # no stragglers of its process group
+        if self.child.poll() is not None:
+            self.child_exited()
+            return
+        deadline = time.monotonic() + EOF_KILL_AFTER
+        if self.child.kill_at is None or self.child.kill_at > deadline:
+            self.child.kill_at = deadline
+
+    def on_child_pidfd(self, fd, mask):
+        self.reap()
+
+    def reap(self):
+        """waitpid every child that ended -- the user-code process (its status is kept)
+        and whatever was re-parented to us, so no zombie stays -- and handle the
+        user-code process's death."""
+        child = self.child
+        for pid, status in reap_children():
+            if child is not None and pid == child.pid:
+                child.status = status
+        if child is not None and self.child is child and child.status is not None:
+            self.child_exited()
+
+    def child_exited(self):
+        """The child is gone (reaped): what it sent first, then its end, then its tree."""
+        child = self.child
+        self.read_control(reads=64)  # what it sent before it died, as if we had read to EOF
+        self.detach_child()
         self.close_pipes()
+        self.close_pidfd()
+        code, signum = child.status
+        self.child = None
+        # Whatever it left behind: its group now, then check_stop() (this loop iteration)
+        # SIGKILLs and reaps every descendant (setsid() daemons re-parented to us) until
+        # nothing is left.
+        self.stopped_group = child.pid
+        self.reap_until = time.monotonic() + KILL_WAIT
+        child.signal(signal.SIGKILL)
+        if self.stop_goal in ("restart", "final"):  # the end of a stop we asked for
+            self.stop_status = (code, signum)
+            self.drop_pending()
+            self.check_stop(time.monotonic())
+            return
+        self.stop_goal = "cleanup"
         if self.ready_fd is not None:  # it never became ready: tell the launcher now
-            self.announce_failure(exit_description(code, signum) + " before it was ready")
+            self.announce_failure(exit_description(code, signum) + " before it was ready",
+                                  (code, signum))
             return
         description = exit_description(code, signum)
         execution = self.running
         reason = "kernel_died"
         if execution is not None and execution.stop_reason == "timeout":
             reason = "timeout"
-        self.child = None
         self.running = None
         ended = []
         if execution is not None:
@@ -538,15 +629,71 @@ class Supervisor(Operations):
         for client in self.on_ready:
             self.send(client, self.status())
         self.on_ready = []
+        self.drop_pending()
+
+    def drop_pending(self):
+        """Introspection requests the gone child will never answer."""
+        for client in self.pending.values():
+            self.send(client, {"ok": False, "error": "not_running", "state": self.public_state()})
+        self.pending = {}
+
+    def begin_stop(self, goal):
+        """Stop the child and its whole tree without blocking the loop: SIGTERM now, SIGKILL
+        after ``kill_grace`` (check_stop), its death seen through the pidfd or SIGCHLD,
+        then the tree swept; ``goal`` ("restart", "final") is reached when nothing is left."""
+        if self.stop_goal not in ("restart", "final"):
+            self.stop_status = None
+        self.stop_goal = goal
+        now = time.monotonic()
+        child = self.child
+        if child is None:  # nothing runs: only what is left of a dead child's tree
+            self.reap_until = now + KILL_WAIT
+            self.check_stop(now)
+        elif not child.terminating:
+            child.terminating = True
+            child.signal_tree(signal.SIGTERM)
+            deadline = now + self.kill_grace
+            child.kill_at = deadline if child.kill_at is None else min(child.kill_at, deadline)
+
+    def check_stop(self, now):
+        """The stop's timers: SIGKILL at the end of the grace, then sweep the dead child's
+        tree (SIGKILL, reap) until no descendant is left or KILL_WAIT has passed."""
+        child = self.child
+        if child is not None:
+            if child.kill_at is not None and now >= child.kill_at:
+                child.kill_at = None
+                child.signal_tree(signal.SIGKILL)  # its death comes through pidfd / SIGCHLD
+            return
+        if self.stop_goal is None:
+            return
+        reap_children()
+        left = signal_tree(self.stopped_group, signal.SIGKILL)
+        if left and now < self.reap_until:
+            return  # swept again after REAP_POLL
+        if left:
+            self.log.write("%s %d descendants would not die: %s\n" % (utcnow(), len(left), left))
+        goal, self.stop_goal = self.stop_goal, None
+        self.stopped_group = None
+        if goal == "restart":
+            self.finish_restart()
+        elif goal == "final":
+            self.finish_stop()
+
+    def finish_restart(self):
+        """The old tree is gone: a fresh child; the restart is answered when it is ready."""
+        self.session += 1
+        self.record.update(session=self.session, exit=None, reason=None)
+        self.spawn_child()
 
     def stop_child(self):
-        """Stop the child (no descendant survives); its (code, signal), None if none ran."""
+        """Blocking stop, only where the loop no longer runs (the supervisor failed);
+        the child's (code, signal), None if none ran."""
         if self.child is None:
             return None
         exit_status = self.child.stop(self.kill_grace)
-        # Only now: on EOF the child SIGKILLs its own group, which would cut the grace short.
         self.detach_child()
         self.close_pipes()
+        self.close_pidfd()
         self.child = None
         return exit_status
 
@@ -562,17 +709,32 @@ class Supervisor(Operations):
         self.abort_queue(reason, ename, evalue)
 
     def stop(self, state, reason):
-        """Stop the child and leave the loop; ``state=None`` means the env dir is gone."""
-        exit_status = self.stop_child() or (None, None)
+        """Stop the child and its tree, then leave the loop (finish_stop), without blocking
+        it (begin_stop); ``state=None`` means the env dir is gone."""
+        if self.stop_goal == "final":
+            return
+        self.final = (state, reason)
         self.abort_all("cancelled", "ExecutionCancelled", "the environment was stopped (%s)"
                        % reason)
+        self.state = "stopped"  # from now on: no new executions, no introspection
+        self.begin_stop("final")
+
+    def finish_stop(self):
+        """The tree is gone: record how the env ended, answer who waited, leave the loop."""
         self.alive = False
+        state, reason = self.final
         if state is not None and not self.directory_removed():
-            code, signum = exit_status
+            code, signum = self.stop_status or (None, None)
             self.record.update(state=state, reason=reason, pid=None,
                                exit={"code": code, "signal": signal_name(signum)})
             self.save()
         self.answer_interrupts(float("inf"))
+        for client in self.on_ready:
+            self.send(client, self.status())
+        self.on_ready = []
+        for client in self.shutdown_waiters:
+            self.send(client, {"ok": True})
+        self.shutdown_waiters = []
 
     # -- bookkeeping -----------------------------------------------------------
 
@@ -598,8 +760,30 @@ class Supervisor(Operations):
         os.dup2(log_fd, self.ready_fd)  # closes the pipe: the launcher sees EOF
         self.ready_fd = None
 
-    def announce_failure(self, why):
-        """Report a failed start through the launcher's pipe, and leave the loop."""
+    def announce_failure(self, why, status=None):
+        """Report a failed start, and leave the loop.
+
+        First kernel.log (``why``, then what the child printed before it died: its
+        traceback) and env.json (``dead``, reason ``start_failed``, ``detail: why``,
+        ``exit`` from ``status``, the child's (code, signal)), then the launcher's
+        pipe: whoever hears of the failure finds it recorded.
+        """
+        printed = "".join(entry["text"] for entry in self.late_output
+                          if entry.get("execution_count") is None)[-START_OUTPUT_KEPT:]
+        if printed and not printed.endswith("\n"):
+            printed += "\n"
+        try:
+            self.log.write("%s start failed: %s\n%s" % (utcnow(), why, printed))
+        except (OSError, ValueError):
+            pass
+        code, signum = status or getattr(self.child, "status", None) or (None, None)
+        self.state = "dead"
+        self.record.update(state="dead", reason="start_failed", detail=why, pid=None,
+                           exit={"code": code, "signal": signal_name(signum)})
+        try:
+            self.save()
+        except OSError:
+            pass
         try:
             os.write(self.ready_fd, ("error: %s\n" % why).encode())
         except OSError:
@@ -614,6 +798,7 @@ class Supervisor(Operations):
                 pass
         except OSError:
             pass
+        self.reap()  # SIGCHLD, or any other signal: waitpid(WNOHANG) costs nothing
 
     def log_exception(self, message):
         import traceback
@@ -633,14 +818,28 @@ def signal_name(signum):
 
 
 def supervise(env_dir, ready_fd):
-    supervisor = Supervisor(env_dir, ready_fd)
+    """Serve one env until it stops.  A failure is logged in kernel.log, recorded in
+    env.json -- ``dead``, reason ``start_failed`` (with ``detail``) if the kernel was not
+    ready yet, ``supervisor_failed`` after -- and raised."""
+    try:
+        supervisor = Supervisor(env_dir, ready_fd)
+    except Exception:
+        import traceback
+        os.write(2, ("%s the supervisor could not start\n%s" % (
+            utcnow(), traceback.format_exc())).encode("utf-8", "replace"))  # kernel.log
+        raise
     try:
         supervisor.run()
-    except Exception:
+    except Exception as exc:
         supervisor.log_exception("supervisor failed")
         supervisor.stop_child()
         if os.path.isdir(env_dir):
-            supervisor.record.update(state="dead", reason="supervisor_failed", pid=None)
+            if supervisor.ready_fd is not None:
+                supervisor.record.update(state="dead", reason="start_failed", pid=None,
+                                         detail="the supervisor failed: %s: %s"
+                                         % (type(exc).__name__, exc))
+            else:
+                supervisor.record.update(state="dead", reason="supervisor_failed", pid=None)
             try:
                 supervisor.save()
             except OSError:

@@ -187,13 +187,21 @@ class Child:
         """Send one message; messages to the child are small and its reader never stalls."""
         if self.sock is None:
             return
-        self.sock.setblocking(True)
+        data = encode(message)
         try:
-            self.sock.sendall(encode(message))
+            sent = self.sock.send(data)  # non-blocking: almost always all of it at once
+        except BlockingIOError:
+            sent = 0
         except OSError:
-            pass
-        finally:
-            self.sock.setblocking(False)
+            return
+        if sent < len(data):  # the socket buffer is full (a large cell): finish blocking
+            self.sock.setblocking(True)
+            try:
+                self.sock.sendall(data[sent:])
+            except OSError:
+                pass
+            finally:
+                self.sock.setblocking(False)
 
     def signal(self, signum):
         """Signal the child's whole process group; a group already gone is fine."""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the core suite (unit, WebTest and real-kernel tests) on each other CPython
 # 3.9-3.13 that pyenv has. Absent versions are skipped; each gets a throwaway venv
-# with only pytest, pytest-xdist and WebTest: the checkout is used in place.
+# with only pytest, pytest-xdist, WebTest and requests (the HTTP/1.1 client tests):
+# the checkout is used in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CORE="tests/test_dispatch.py tests/test_params.py tests/test_errors.py tests/test_auth.py
@@ -20,7 +21,7 @@ for minor in 3.9 3.10 3.11 3.12 3.13; do
   prefix=$(pyenv prefix "$version")
   work=$(mktemp -d)
   "$prefix/bin/python" -m venv "$work/venv"
-  "$work/venv/bin/python" -m pip install -q --disable-pip-version-check pytest pytest-xdist WebTest
+  "$work/venv/bin/python" -m pip install -q --disable-pip-version-check pytest pytest-xdist WebTest requests
   echo "== Python $version: core suite"
   PYTHONPATH="$PWD" "$work/venv/bin/python" -m pytest -n 2 -q -p no:cacheprovider $CORE
   rm -rf "$work"

@@ -264,8 +264,8 @@ def test_a_start_that_hangs_is_stopped_and_recorded(preloading, monkeypatch, sta
     write(os.path.join(str(folder), "wkt_boot.py"),
           "import sys, time\nprint('my script waits', file=sys.stderr, flush=True)\n"
           "time.sleep(600)\n")
-    import wsgikernel.manager
-    monkeypatch.setattr(wsgikernel.manager, "LAUNCH_TIMEOUT", 5.0)
+    import wsgikernel.control.lifecycle
+    monkeypatch.setattr(wsgikernel.control.lifecycle, "LAUNCH_TIMEOUT", 5.0)
     env = testapp.post_json("/envs", {"id": "stuck"}).json
     assert_start_failed(env)
     assert "ready" in env["detail"], env
@@ -391,7 +391,7 @@ def test_a_kernel_behind_a_deleted_unusable_record_exits(testapp, state_dir):
 # -- env.json is parsed again only when it changed -------------------------------------------
 
 def test_an_unchanged_record_is_parsed_once(app, testapp, state_dir, monkeypatch):
-    from wsgikernel import manager as manager_module
+    from wsgikernel.control import registry as manager_module
     from wsgikernel.store import write_record
     testapp.put("/envs/cached")
     parses = []

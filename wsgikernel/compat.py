@@ -9,8 +9,9 @@ each environment is a separate kernel process rather than a dict in the server.
 ``POST /`` waits for the cell however long it runs, as the original did.
 """
 
-from . import errors
-from .params import env_id, text
+from .control.envid import env_id
+from .control.errors import EnvironmentNotFound, EnvironmentNotRunning
+from .params import text
 
 
 class CompatApi:
@@ -43,7 +44,7 @@ class CompatApi:
             self.manager.delete(self._id(environ))
         except _Answer as answer:
             return answer.body
-        except errors.EnvironmentNotFound:
+        except EnvironmentNotFound:
             pass
         return {"envs": self.manager.ids()}
 
@@ -57,7 +58,7 @@ class CompatApi:
                                          "user_expressions": {"names": code}})
         except _Answer as answer:
             return answer.body
-        except errors.EnvironmentNotFound:
+        except EnvironmentNotFound:
             return {"error": "Environment does not exist!"}
         names = record["user_expressions"].get("names", {})
         import ast
@@ -78,7 +79,7 @@ class CompatApi:
             record = self._execute(env, {"code": code})
         except _Answer as answer:
             return answer.body
-        except errors.EnvironmentNotFound:
+        except EnvironmentNotFound:
             return {"error": "Kernel does not exist!"}
         return compat_message(record)
 
@@ -87,7 +88,7 @@ class CompatApi:
         given a fresh kernel first, as PUT /envs/{id} does, since /env/create lists it."""
         try:
             return self.manager.execute(env, request, None)
-        except errors.EnvironmentNotRunning:
+        except EnvironmentNotRunning:
             state = self.manager.ensure_running(env)["state"]
             if state in ("dead", "stopped"):
                 raise _Answer({"error": "Environment %r is %s: POST /env/create with its id "

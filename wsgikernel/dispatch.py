@@ -4,7 +4,9 @@
 raises ``RouteNotFound`` / ``MethodNotAllowed`` (with ``Allow``); HEAD falls
 back to GET.  ``__call__`` is the funnel every request goes through: match,
 guard (auth, before the body is read), parse params into ``environ['params']``,
-call the handler; any ``HTTPError`` is rendered as problem+json, any other
+call the handler; any ``HTTPError`` is rendered as problem+json, and so is any
+domain error of the control layer (``control/errors.py``), through the one
+table that says which HTTP error each is (``DOMAIN_ERRORS``); any other
 exception is logged with its traceback and answered with a bare 500.
 
 Handlers are WSGI callables.  Most are written as functions of ``environ``
@@ -17,7 +19,9 @@ import logging
 import re
 import traceback
 
+from . import errors as http
 from . import jsonpolicy
+from .control import errors as domain
 from .errors import PROBLEM_JSON, HTTPError, InternalError, MethodNotAllowed, RouteNotFound
 from .params import parse_params
 
@@ -119,6 +123,12 @@ class PathDispatcher:
             return self._dispatch(environ, start_response, extra)
         except HTTPError as exc:
             return render_error(environ, start_response, exc, extra)
+        except domain.ControlError as exc:
+            error = http_error(exc)
+            if error is None:  # a domain error the table forgot: a bug, like any other
+                self.log_unexpected(environ)
+                error = InternalError()
+            return render_error(environ, start_response, error, extra)
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except Exception:
@@ -156,6 +166,32 @@ class PathDispatcher:
         errors = environ.get("wsgi.errors")
         if errors is not None and not log.handlers and not logging.getLogger().handlers:
             errors.write(text)
+
+
+# -- domain errors as HTTP errors: the one table ---------------------------------------
+
+DOMAIN_ERRORS = {
+    domain.EnvironmentNotFound: lambda e: http.EnvironmentNotFound(e.env_id),
+    domain.EnvironmentExists: lambda e: http.EnvironmentExists(e.env_id),
+    domain.EnvironmentNotRunning: lambda e: http.EnvironmentNotRunning(e.env_id, e.state),
+    domain.ExecutionNotFound: lambda e: http.ExecutionNotFound(e.env_id, e.execution_count),
+    domain.KernelUnavailable: lambda e: http.KernelUnavailable(e.env_id, e.why),
+    # A full queue empties as cells end; an env slot frees only when one is deleted.
+    domain.QueueFull: lambda e: http.QuotaExceeded("max_queue", e.limit, retry_after=1),
+    domain.QuotaExceeded: lambda e: http.QuotaExceeded(e.name, e.limit, retry_after=5),
+    domain.InvalidEnvId: lambda e: http.InvalidParam("id", e.why),
+    domain.InvalidLimit: lambda e: http.InvalidParam(e.name, e.why),
+}
+
+
+def http_error(exc):
+    """The HTTPError that domain error ``exc`` is answered with (its class's entry in
+    DOMAIN_ERRORS, or its nearest base's); None if the table has none."""
+    for cls in type(exc).__mro__:
+        build = DOMAIN_ERRORS.get(cls)
+        if build is not None:
+            return build(exc)
+    return None
 
 
 def request_path(environ):

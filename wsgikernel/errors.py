@@ -1,13 +1,16 @@
 """The service's HTTP errors: one base class, rendered once as RFC 9457 problem+json.
 
-Handlers and the layers below them raise these; ``dispatch.PathDispatcher`` is
-the only place that turns them into responses.  Each class carries its status,
-a stable ``type`` URN and a title as class attributes; instances carry the
-detail and the identifiers the client needs (``env_id``, ``param``...) as
-keyword fields, so the body is built in one place: ``to_dict()``.
+Handlers and the HTTP layer raise these; the control layer below raises its own
+domain errors (``control/errors.py``), which ``dispatch.DOMAIN_ERRORS`` maps to
+these classes.  ``dispatch.PathDispatcher`` is the only place that turns them
+into responses.  Each class carries its status, a stable ``type`` URN and a
+title as class attributes; instances carry the detail and the identifiers the
+client needs (``env_id``, ``param``...) as keyword fields, so the body is built
+in one place: ``to_dict()``.
 
-Anything raised that is *not* an ``HTTPError`` is a bug in the service: the
-dispatcher logs its traceback and answers a generic 500 without one.
+Anything raised that is neither an ``HTTPError`` nor a mapped domain error is a
+bug in the service: the dispatcher logs its traceback and answers a generic
+500 without one.
 """
 
 from http import HTTPStatus

@@ -3,10 +3,11 @@
 A pooled kernel is an ordinary kernel whose directory lives in
 ``<state_dir>/pool/<name>/`` with ``id: null`` in its env.json.  Claiming one
 is atomic across worker processes: the creator already holds the env's
-directory (``os.mkdir`` is the lock, see manager.py) and ``os.rename``s the
-pooled directory onto it, which replaces the empty lock directory in one step;
-of two workers renaming the same pooled directory, one gets ENOENT and tries
-the next.  The kernel is then told its id and new directory (``bind``).
+directory (``os.mkdir`` is the lock, see control/registry.py) and
+``os.rename``s the pooled directory onto it, which replaces the empty lock
+directory in one step; of two workers renaming the same pooled directory, one
+gets ENOENT and tries the next.  The kernel is then told its id and new
+directory (``bind``).
 
 Only kernels started with the current settings (same limits, preload, output
 cap... and interpreter) are claimed; an environment asking for other limits

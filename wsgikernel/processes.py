@@ -1,8 +1,8 @@
-"""Local processes by pid: alive, one of our kernels, signal a whole group.
+"""Local processes by pid: alive, one of our kernels, signal a whole group, find by cwd.
 
 The local provisioner's view of a kernel (issue 15 generalises it): a pid is
 only meaningful on this host, so nothing outside the control layer's local
-pieces (manager, pool) should call these.  A pid can be reused after a
+pieces (control/, pool) should call these.  A pid can be reused after a
 reboot, hence ``supervisor_alive`` also checks the command line.
 """
 
@@ -43,3 +43,25 @@ def kill_group(pid, signum):
             os.killpg(pid, signum)
         except OSError:
             pass
+
+
+def supervisors_in(env_dir):
+    """pids of our supervisors whose working directory is ``env_dir`` (the launcher's cwd;
+    a claimed pool kernel's follows its directory's rename).  Linux /proc; [] elsewhere."""
+    target = os.path.realpath(env_dir)
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            if os.readlink("/proc/%s/cwd" % name) != target:
+                continue
+        except OSError:
+            continue
+        if supervisor_alive(int(name)):
+            found.append(int(name))
+    return found

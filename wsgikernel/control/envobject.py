@@ -1,0 +1,77 @@
+"""The env object of DESIGN 4.1: env.json merged with what the live kernel says.
+
+``describe`` asks a kernel whose env.json says ``idle`` for its status (with a
+timeout); a kernel that does not answer makes its env report what env.json
+last said, and one whose supervisor is gone is recorded dead there and then.
+"""
+
+from ..processes import supervisor_alive
+from ..protocol import PROTOCOL_VERSION, KernelGone
+from ..store import log_tail
+from .errors import EnvironmentNotFound
+
+# Reasons of a dead env whose ``detail`` (and, for start_failed, ``log``) the env shows.
+EXPLAINED = ("start_failed", "corrupt_record", "unreadable_record")
+
+
+class EnvDescriber:
+    def __init__(self, registry, link):
+        self.registry = registry
+        self.link = link
+
+    def describe(self, env_id, touch=True):
+        """The env object of ``env_id``; ``touch`` counts as activity (the idle timeout)."""
+        record = self.registry.read(env_id)
+        status = {}
+        if record.get("state") == "idle":
+            if record.get("protocol") != PROTOCOL_VERSION:
+                record = dict(record, state="dead", reason="protocol_mismatch")
+            else:
+                try:
+                    status = self.link.call(record, {"op": "status", "touch": touch})
+                except KernelGone:
+                    if not supervisor_alive(record.get("supervisor_pid")):
+                        record = self.link.mark_dead(env_id, record)
+                if status.get("state") in ("dead", "stopped"):
+                    # It died after we read env.json: the supervisor saved it first.
+                    record = self.registry.read(env_id)
+        env = env_object(record, status)
+        if env.get("reason") == "start_failed":
+            env["log"] = log_tail(self.registry.env_dir(env_id))  # why, as the kernel told it
+        return env
+
+    def list(self):
+        """Every env's object; listing does not count as activity."""
+        envs = []
+        ids = self.registry.ids()
+        for env_id in ids:
+            try:
+                envs.append(self.describe(env_id, touch=False))
+            except EnvironmentNotFound:
+                continue  # deleted while we listed
+        self.registry.forget_missing(ids)
+        return envs
+
+
+def env_object(record, status):
+    """Merge env.json with a live status reply into the API's env object."""
+    state = status.get("state") or record.get("state") or "starting"
+    env = {
+        "id": record.get("id"), "state": state,
+        "session": status.get("session", record.get("session", 1)),
+        "execution_count": status.get("execution_count", record.get("execution_count", 0)),
+        "queued": status.get("queued", 0),
+        "created": record.get("created"),
+        "last_activity": status.get("last_activity") or record.get("last_activity")
+        or record.get("created"),
+        "pid": status.get("pid", record.get("pid")),
+        "limits": record.get("limits") or {},
+        "cwd": record.get("cwd"),
+    }
+    if state in ("dead", "stopped"):
+        env["exit"] = record.get("exit") or {"code": None, "signal": None}
+        env["reason"] = record.get("reason")
+        env["pid"] = None
+        if env["reason"] in EXPLAINED and record.get("detail"):
+            env["detail"] = record["detail"]
+    return env

@@ -1,0 +1,85 @@
+"""What the control layer refuses or cannot do: one base class, identifiers, no HTTP.
+
+The control layer (this package, ``pool.py``...) raises these; it knows nothing
+of status codes, problem types or ``Retry-After``.  The HTTP layer maps each
+class to the HTTP error it is answered with, in one table
+(``dispatch.DOMAIN_ERRORS``), so what a client sees is decided in one place.
+Each class carries what a caller needs to act on it (``env_id``, ``state``,
+``limit``...) as attributes; ``str()`` is a sentence for logs.
+"""
+
+
+class ControlError(Exception):
+    """Base of the errors the control layer raises on purpose."""
+
+
+class EnvironmentNotFound(ControlError):
+    def __init__(self, env_id):
+        super().__init__("no environment has the id %r" % (env_id,))
+        self.env_id = env_id
+
+
+class EnvironmentExists(ControlError):
+    def __init__(self, env_id):
+        super().__init__("an environment with the id %r already exists" % (env_id,))
+        self.env_id = env_id
+
+
+class EnvironmentNotRunning(ControlError):
+    """The env has no kernel that takes work: ``state`` is ``dead`` or ``stopped``."""
+
+    def __init__(self, env_id, state):
+        super().__init__("environment %r is %s" % (env_id, state))
+        self.env_id = env_id
+        self.state = state
+
+
+class ExecutionNotFound(ControlError):
+    def __init__(self, env_id, execution_count):
+        super().__init__("environment %r has no execution %s" % (env_id, execution_count))
+        self.env_id = env_id
+        self.execution_count = execution_count
+
+
+class KernelUnavailable(ControlError):
+    """The env's kernel cannot answer now (starting, not answering, did not start)."""
+
+    def __init__(self, env_id, why):
+        super().__init__("the kernel of environment %r is unavailable: %s" % (env_id, why))
+        self.env_id = env_id
+        self.why = why
+
+
+class QueueFull(ControlError):
+    """The kernel already holds ``limit`` waiting executions (``max_queue``)."""
+
+    def __init__(self, limit):
+        super().__init__("the execution queue is full (max_queue=%d)" % limit)
+        self.limit = limit
+
+
+class QuotaExceeded(ControlError):
+    """A server-wide limit (``max_envs``) is reached."""
+
+    def __init__(self, name, limit):
+        super().__init__("the limit %s=%d is reached" % (name, limit))
+        self.name = name
+        self.limit = limit
+
+
+class InvalidEnvId(ControlError):
+    """``env_id`` does not follow the rule of ``envid.py``; ``why`` states the rule."""
+
+    def __init__(self, env_id, why):
+        super().__init__("invalid environment id %r: %s" % (env_id, why))
+        self.env_id = env_id
+        self.why = why
+
+
+class InvalidLimit(ControlError):
+    """A per-env limit ``name`` the server does not allow (``why``)."""
+
+    def __init__(self, name, why):
+        super().__init__("invalid limit %s: %s" % (name, why))
+        self.name = name
+        self.why = why

@@ -1,0 +1,191 @@
+"""Executions: submit a cell, follow it, find it later, cancel or interrupt it.
+
+A live execution is asked of its kernel; a finished one is also in the env's
+history (history.jsonl), which is all there is once the kernel is gone.
+Every request that submits a cell carries a request id, so when the kernel's
+supervisor disappears mid-way the execution's record is found in history,
+where ``KernelLink.mark_dead`` turned it into a ``kernel_lost`` one, and
+answered (200) rather than an error.
+"""
+
+import secrets
+
+from ..protocol import KernelGone
+from .errors import EnvironmentNotRunning, ExecutionNotFound
+from .link import STATUS_TIMEOUT, lost_record
+
+INTERRUPT_TIMEOUT = STATUS_TIMEOUT + 2.0  # the kernel answers an interrupt within 2 s
+WAIT_CHUNK = 25.0       # an unbounded wait is a series of bounded ones
+REPLY_MARGIN = 10.0     # beyond the wait asked of the kernel, before we call it gone
+
+
+class Executions:
+    def __init__(self, registry, link, describer):
+        self.registry = registry
+        self.link = link
+        self.describe = describer.describe
+
+    # -- submitting ------------------------------------------------------------------
+
+    def execute(self, env_id, request, wait):
+        """Submit a cell; the record when done within ``wait`` s (None: however long)."""
+        link = self.link
+        record = link.live_record(env_id)
+        chunk = WAIT_CHUNK if wait is None else wait
+        request_id = secrets.token_hex(8)
+        message = dict(request, op="execute", wait=chunk, request=request_id)
+        try:
+            reply = link.check_reply(env_id, link.call(record, message, chunk + REPLY_MARGIN))
+            result = reply["record"]
+            while wait is None and result["status"] in ("queued", "running"):
+                reply = link.check_reply(env_id, link.call(
+                    record, {"op": "wait", "key": reply.get("key"),
+                             "n": result["execution_count"], "wait": WAIT_CHUNK},
+                    WAIT_CHUNK + REPLY_MARGIN))
+                result = reply["record"]
+        except KernelGone:
+            return self.lost(env_id, record, lambda: self.lost_request(env_id, request_id,
+                                                                        request))
+        return result
+
+    def lost(self, env_id, record, find):
+        """A kernel stopped answering mid-execution: the execution's record if its
+        supervisor is gone (``find()``: from history, where mark_dead left it), else
+        the error that says why it is unavailable."""
+        error = self.link.gone(env_id, record)
+        found = find() if isinstance(error, EnvironmentNotRunning) else None
+        if found is None:
+            raise error from None
+        return found
+
+    def lost_request(self, env_id, request_id, request):
+        if request.get("silent") or not request.get("store_history", True):
+            # never in history: the record it would have had
+            return lost_record({"env": env_id, "session": None, "execution_count": None,
+                                "code": request.get("code", ""), "status": "running",
+                                "stdout": "", "stderr": "", "outputs": [], "result": None,
+                                "user_expressions": {}, "truncated": False,
+                                "queued_at": None, "started": None, "duration": None},
+                               "the kernel's supervisor is gone")
+        return self.registry.history(env_id).find_request(request_id)
+
+    # -- finding ---------------------------------------------------------------------
+
+    def execution(self, env_id, n, wait):
+        """The record of execution ``n``: live (long-polled up to ``wait`` s) or from history."""
+        record = self.link.alive_record(env_id)
+        if record is not None:
+            try:
+                reply = self.link.call(record, {"op": "wait", "n": n, "wait": wait},
+                                       wait + REPLY_MARGIN)
+                if reply.get("ok"):
+                    return reply["record"]
+            except KernelGone:
+                pass
+        found = self.registry.history(env_id).find(n)
+        if found is None:
+            raise ExecutionNotFound(env_id, n)
+        return found
+
+    def executions(self, env_id, since, limit):
+        """(records with execution_count >= since, oldest first, at most ``limit``; next)."""
+        records = {r["execution_count"]: r for r in self.registry.history(env_id).read()
+                   if (r.get("execution_count") or 0) >= since}
+        record = self.link.alive_record(env_id)
+        if record is not None:
+            try:
+                live = self.link.call(record, {"op": "live", "touch": False})
+                for execution in live.get("executions", ()):
+                    known = records.get(execution["execution_count"])
+                    # history's own line of a live execution is its queued record: stale
+                    if execution["execution_count"] >= since and (
+                            known is None or known.get("status") in ("queued", "running")):
+                        records[execution["execution_count"]] = execution
+            except KernelGone:
+                pass
+        ordered = [records[n] for n in sorted(records)]
+        page, rest = ordered[:limit], ordered[limit:]
+        return page, (rest[0]["execution_count"] if rest else None)
+
+    # -- stopping one ----------------------------------------------------------------
+
+    def cancel(self, env_id, n):
+        """Drop execution ``n`` if queued, interrupt it if running; its record."""
+        record = self.link.alive_record(env_id)
+        if record is None:
+            return self.execution(env_id, n, 0)
+        try:
+            reply = self.link.call(record, {"op": "cancel", "n": n})
+        except KernelGone:
+            raise self.link.gone(env_id, record) from None
+        if reply.get("error") == "unknown_execution":
+            return self.execution(env_id, n, 0)  # finished long ago: nothing to cancel
+        return self.link.check_reply(env_id, reply)["record"]
+
+    def interrupt(self, env_id):
+        """SIGINT to the running cell (the namespace survives); the env afterwards."""
+        record = self.link.live_record(env_id)
+        try:
+            self.link.check_reply(env_id, self.link.call(record, {"op": "interrupt"},
+                                                         timeout=INTERRUPT_TIMEOUT))
+        except KernelGone:
+            raise self.link.gone(env_id, record) from None
+        return self.describe(env_id)
+
+    # -- streams ---------------------------------------------------------------------
+
+    def open_stream(self, env_id, message, heartbeat):
+        """Start a streaming exchange; errors are raised here, before any byte is sent.
+
+        Returns the iterator of events (the ``accepted`` event first); a None from
+        it means ``heartbeat`` seconds passed in silence.
+        """
+        link = self.link
+        record = link.live_record(env_id) if message["op"] == "execute" else \
+            link.alive_record(env_id)
+        if record is None:  # attaching to an env whose kernel is gone: replay history
+            return replay(self.execution(env_id, message["n"], 0))
+        if message["op"] == "execute":
+            request_id = secrets.token_hex(8)
+            message = dict(message, request=request_id)
+            find = lambda: self.lost_request(env_id, request_id, message)  # noqa: E731
+        else:
+            find = lambda: self.registry.history(env_id).find(message["n"])  # noqa: E731
+        events = self._follow(env_id, record, link.stream(record, message, heartbeat), find)
+        try:
+            first = next(events)
+        except KernelGone:
+            raise link.gone(env_id, record) from None
+        if first is None or first.get("ok") is False:
+            events.close()
+            if first and first.get("error") == "unknown_execution":
+                return replay(self.execution(env_id, message["n"], 0))
+            link.check_reply(env_id, first or {"ok": False, "error": "no answer"})
+        return _prepend(first, events)
+
+    def _follow(self, env_id, record, events, find):
+        """``events``; a kernel lost mid-stream ends it with its record from history."""
+        try:
+            yield from events
+        except KernelGone:
+            yield dict(self.lost(env_id, record, find), event="record")
+        finally:
+            events.close()
+
+
+def _prepend(first, events):
+    """``first`` then ``events``, as a generator whose close() closes ``events``."""
+    try:
+        yield first
+        yield from events
+    finally:
+        events.close()
+
+
+def replay(record):
+    """The events a stream would have carried for an execution that has finished."""
+    yield {"event": "accepted", "execution_count": record["execution_count"],
+           "status": record["status"]}
+    for output in record.get("outputs") or ():
+        yield dict(output, event="output")
+    yield dict(record, event="record")

@@ -1,0 +1,256 @@
+"""The lifecycle of an env's kernel: create, launch, restart, stop, delete.
+
+A new env claims a pre-started kernel from the pool when its limits are the
+server's, else a kernel is launched for it.  A start that fails is recorded
+in env.json (``dead``, reason ``start_failed``, ``detail``) before anyone
+hears of it, so the env shows why.  Stopping escalates as jupyter_client
+does: a shutdown request to the supervisor (which SIGTERMs the user-code
+process group, then SIGKILLs it after ``kill_grace``), then SIGTERM and
+SIGKILL to whatever is left.
+"""
+
+import os
+import secrets
+import shutil
+import signal
+import threading
+
+from ..launcher import LaunchError, launch_kernel, wait_ready
+from ..processes import kill_group, pid_alive, supervisor_alive, supervisors_in
+from ..protocol import PROTOCOL_VERSION, KernelGone
+from ..statedir import file_lock
+from ..store import ENV_FILE, LOG_FILE, WORK_DIR, read_record, utcnow, write_record
+from .errors import EnvironmentExists, InvalidLimit, KernelUnavailable, QuotaExceeded
+from .link import ALIVE_STATES, LAUNCH_TIMEOUT, STATUS_TIMEOUT, wait_until
+
+RESTART_LOCK = ".restart.lock"  # in the env dir: one revival of a stopped env at a time
+
+
+class Lifecycle:
+    def __init__(self, config, registry, link, describer, pool):
+        self.config = config
+        self.registry = registry
+        self.link = link
+        self.describe = describer.describe
+        self.pool = pool
+
+    # -- creating ------------------------------------------------------------------
+
+    def create(self, env_id=None, limits=None, exist_ok=False):
+        """(env, created): make the directory (the cross-process lock), start the kernel."""
+        if env_id is None:
+            env_id = secrets.token_hex(6)
+        try:
+            env_dir = self.registry.reserve(env_id)
+        except EnvironmentExists:
+            if exist_ok:
+                return self.ensure_running(env_id), False
+            raise
+        try:
+            if self.config.max_envs is not None and self.registry.count() > self.config.max_envs:
+                raise QuotaExceeded("max_envs", self.config.max_envs)
+            record = {"id": env_id, "session": 1, "created": utcnow(), "state": "starting",
+                      "limits": self.env_limits(limits), "settings": self.kernel_settings(),
+                      "cwd": os.path.join(env_dir, WORK_DIR), "execution_count": 0}
+            pooled = (record["limits"] == self.config.limits()
+                      and self.pool.claim(env_id, env_dir, record))
+            if not pooled:
+                try:
+                    self.launch(env_dir, record)
+                except KernelUnavailable:
+                    pass  # recorded: the env is dead (start_failed) and shows why
+                self.pool.refill_soon()
+        except BaseException:
+            shutil.rmtree(env_dir, ignore_errors=True)
+            raise
+        return self.describe(env_id), True
+
+    def ensure_running(self, env_id):
+        """The env, with a fresh kernel (session + 1, ``restarted: true``) if it was stopped.
+
+        ``stopped`` is what a server restart or the idle timeout leaves behind:
+        nothing went wrong, so "make sure it exists" means "give me a kernel".
+        A ``dead`` env is left as it is: its exit status is what the user must see
+        before choosing to restart.  The lock makes concurrent callers (several
+        workers answering PUTs after a server restart) start one kernel, not two.
+        """
+        env = self.describe(env_id)
+        if env["state"] != "stopped":
+            return env
+        with file_lock(os.path.join(self.registry.env_dir(env_id), RESTART_LOCK)):
+            if self.describe(env_id)["state"] != "stopped":
+                return self.describe(env_id)
+            env = self.restart(env_id)
+        return dict(env, restarted=True)
+
+    def env_limits(self, requested):
+        """The server's limits, tightened by those ``requested`` (InvalidLimit if looser)."""
+        limits = self.config.limits()
+        for key, value in (requested or {}).items():
+            if value is None:
+                continue
+            ceiling = limits.get(key)
+            if ceiling is not None and value > ceiling:
+                raise InvalidLimit(key, "the server allows at most %s" % ceiling)
+            limits[key] = value
+        return limits
+
+    def kernel_settings(self):
+        config = self.config
+        return {"kill_grace": config.kill_grace, "output_cap": config.output_cap,
+                "max_queue": config.max_queue, "idle_timeout": config.idle_timeout,
+                "history_limit": config.history_limit, "default_timeout": config.default_timeout,
+                "preload": list(config.preload)}
+
+    # -- starting ------------------------------------------------------------------
+
+    def launch(self, env_dir, record):
+        """Write env.json for a new kernel process and start it.
+
+        A start that fails (the kernel says why, exits before it is ready, or does not
+        report ready within LAUNCH_TIMEOUT and is killed) is recorded before anyone
+        hears of it -- ``dead``, reason ``start_failed``, ``detail`` -- and raised as
+        KernelUnavailable.
+        """
+        record.update(state="starting", protocol=PROTOCOL_VERSION, supervisor_pid=None, pid=None,
+                      socket=os.path.join(self.registry.runtime(),
+                                          secrets.token_hex(6) + ".sock"),
+                      exit=None, reason=None, detail=None)
+        write_record(env_dir, record)
+        memory_limited = (record.get("limits") or {}).get("memory_limit") is not None
+        try:
+            wait_ready(launch_kernel(env_dir, memory_limited), LAUNCH_TIMEOUT)
+        except (LaunchError, OSError) as exc:
+            self.record_start_failure(env_dir, record, str(exc))
+            raise KernelUnavailable(record["id"], str(exc)) from None
+
+    def record_start_failure(self, env_dir, record, why):
+        """env.json (and kernel.log) of a kernel that did not come up, unless the kernel
+        recorded its failure itself (then its own detail, exit and log stand)."""
+        current = read_record(env_dir) or {}
+        if (current.get("socket") == record["socket"] and current.get("state") == "dead"
+                and current.get("reason") == "start_failed"):
+            return
+        try:  # killed, or its interpreter died: nothing of it will clean up
+            os.unlink(record["socket"])
+        except OSError:
+            pass
+        try:
+            with open(os.path.join(env_dir, LOG_FILE), "a") as log:
+                log.write("%s start failed: %s\n" % (utcnow(), why))
+            record.update(state="dead", reason="start_failed", detail=why, pid=None,
+                          supervisor_pid=None,
+                          exit=current.get("exit") or {"code": None, "signal": None})
+            write_record(env_dir, record)
+        except OSError:
+            pass  # the env was deleted meanwhile
+
+    def restart(self, env_id):
+        """A fresh namespace, same id, session + 1.
+
+        A live supervisor forks a new user-code process; if there is none, or the new
+        process does not come up, a whole new kernel is started.  An env.json that was
+        unusable is rebuilt from what is known (rebuilt_record).  A start that fails
+        leaves the env ``dead``, reason ``start_failed``: the answer shows it, with
+        ``detail`` and the ``log`` that says why.
+        """
+        record = self.registry.read(env_id)
+        recorded = "settings" in record  # else a stand-in: env.json is unusable or missing
+        session = int(record.get("session") or 0) + 1
+        if record.get("state") in ALIVE_STATES and supervisor_alive(record.get("supervisor_pid")):
+            try:
+                reply = self.link.call(record, {"op": "restart"},
+                                       timeout=self.config.kill_grace + LAUNCH_TIMEOUT)
+                if reply.get("ok") and reply.get("state") not in ("dead", "stopped"):
+                    return self.describe(env_id)
+            except KernelGone:
+                pass
+        elif not recorded:  # a kernel may still run behind the record that cannot be read
+            self.stop_unrecorded_kernels(env_id)
+        self.shutdown_kernel(record)  # whatever is left of an old kernel goes first
+        record = self.registry.read(env_id)
+        if "settings" not in record:
+            record = self.rebuilt_record(env_id)
+            session = record["session"] + 1
+        elif not recorded:  # that kernel, stopped, saved its own record again
+            session = int(record.get("session") or 0) + 1
+        # One more session per restart asked for, even when the supervisor's own attempt
+        # (which counted one) failed and this is the second.
+        record.update(session=max(int(record.get("session") or 0), session), exit=None,
+                      reason=None)
+        try:
+            self.launch(self.registry.env_dir(env_id), record)
+        except KernelUnavailable:
+            pass  # recorded: the env is dead (start_failed) and shows why
+        return self.describe(env_id)
+
+    def stop_unrecorded_kernels(self, env_id):
+        """Stop the supervisors working in the env's directory that its record does not
+        name (it cannot be read).  SIGTERM makes one stop its user-code process and
+        save its own record, which is the env's again."""
+        grace = self.config.kill_grace + STATUS_TIMEOUT
+        for pid in supervisors_in(self.registry.env_dir(env_id)):
+            kill_group(pid, signal.SIGTERM)
+            if not wait_until(lambda: not pid_alive(pid), grace):
+                kill_group(pid, signal.SIGKILL)
+
+    def rebuilt_record(self, env_id):
+        """A record for an env whose env.json is unusable or missing (moved aside to
+        env.json.bad): its id and work dir, the server's limits and settings, and the
+        session, execution count and creation time its history shows."""
+        env_dir = self.registry.env_dir(env_id)
+        path = os.path.join(env_dir, ENV_FILE)
+        if os.path.lexists(path):
+            bad = path + ".bad"
+            if os.path.isdir(bad) and not os.path.islink(bad):
+                shutil.rmtree(bad, ignore_errors=True)
+            os.replace(path, bad)  # kept for whoever wants to know what happened
+        records = self.registry.history(env_id).read()
+        sessions = [r["session"] for r in records if isinstance(r.get("session"), int)]
+        counts = [r["execution_count"] for r in records
+                  if isinstance(r.get("execution_count"), int)]
+        return {"id": env_id, "session": max(sessions, default=0),
+                "created": (records[0].get("queued_at") if records else None) or utcnow(),
+                "limits": self.env_limits(None), "settings": self.kernel_settings(),
+                "cwd": os.path.join(env_dir, WORK_DIR), "execution_count": max(counts, default=0)}
+
+    # -- stopping ------------------------------------------------------------------
+
+    def delete(self, env_id):
+        """Stop the kernel (no descendant survives) and remove the env's directory."""
+        record = self.registry.read(env_id)
+        self.shutdown_kernel(record, state=None, reason="deleted")
+        self.registry.remove(env_id)
+
+    def shutdown_kernel(self, record, state="stopped", reason="shutdown"):
+        """request -> wait -> SIGTERM -> wait -> SIGKILL, as jupyter_client does."""
+        supervisor, child = record.get("supervisor_pid"), record.get("pid")
+        grace = self.config.kill_grace
+        if supervisor_alive(supervisor):
+            try:  # answered once the kernel's tree is gone: up to kill_grace
+                self.link.call(record, {"op": "shutdown", "state": state, "reason": reason},
+                               timeout=grace + STATUS_TIMEOUT)
+            except KernelGone:
+                pass
+            if not wait_until(lambda: not pid_alive(supervisor), grace + STATUS_TIMEOUT):
+                kill_group(supervisor, signal.SIGTERM)
+                if not wait_until(lambda: not pid_alive(supervisor), grace):
+                    kill_group(supervisor, signal.SIGKILL)
+        kill_group(child, signal.SIGKILL)  # a user-code group left by a killed supervisor
+        self.link.forget(record)
+
+    def stop_all(self):
+        """Stop every kernel of the state dir in parallel; envs stay, as ``stopped``."""
+        threads = [threading.Thread(target=self.pool.stop_all)]
+        threads[0].start()
+        for env_id in self.registry.ids():
+            record = read_record(self.registry.env_dir(env_id))
+            # A dead env's supervisor lives on (it serves history and restarts): stop it too.
+            if record and (record.get("state") in ALIVE_STATES
+                           or supervisor_alive(record.get("supervisor_pid"))):
+                thread = threading.Thread(target=self.shutdown_kernel,
+                                          args=(record, "stopped", "server_shutdown"))
+                thread.start()
+                threads.append(thread)
+        for thread in threads:
+            thread.join()

@@ -71,9 +71,17 @@ def live():
 
 # -- no kernel left behind -----------------------------------------------------------
 
+# Every process this run starts inherits the mark (xdist workers, servers, kernels: the
+# launcher drops WSGIKERNEL_* variables only), so the check below sees only this run's
+# kernels, never those of another run on the same machine.
+SESSION_MARK = "WK_TEST_SESSION"
+os.environ.setdefault(SESSION_MARK, "%d-%d" % (os.getpid(), id(object())))
+
+
 def _leftover_kernels():
-    """(pid, cmdline) of kernel processes whose env dir is a test's temporary one."""
+    """(pid, cmdline) of kernel processes this test run started that still run."""
     temp = tempfile.gettempdir()
+    mark = ("%s=%s" % (SESSION_MARK, os.environ[SESSION_MARK])).encode()
     found = []
     for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
         if not name.isdigit() or int(name) == os.getpid():
@@ -84,9 +92,16 @@ def _leftover_kernels():
         except OSError:
             continue
         text = [arg.decode("utf-8", "replace") for arg in argv if arg]
-        if any("wsgikernel.kernel" in arg for arg in text) and any(
-                arg.startswith(os.path.join(temp, "wk")) for arg in text):
-            found.append((int(name), " ".join(text)[:200]))
+        if not (any("wsgikernel.kernel" in arg for arg in text) and any(
+                arg.startswith(os.path.join(temp, "wk")) for arg in text)):
+            continue
+        try:
+            with open("/proc/%s/environ" % name, "rb") as handle:
+                if mark not in handle.read().split(b"\0"):
+                    continue  # another run's kernel
+        except OSError:
+            continue
+        found.append((int(name), " ".join(text)[:200]))
     return found
 
 

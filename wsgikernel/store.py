@@ -163,14 +163,18 @@ class History:
         self.path = os.path.join(env_dir, HISTORY_FILE)
         self.limit = limit
         self.count = None  # lines in the file, counted lazily by the writer
+        self.fd = None     # the writer keeps the file open: it appends twice per execute
 
     def append(self, record):
         """Write a record (final, or an ``accepted`` one); compact when the file is long."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                              0o600)
         try:
-            os.write(fd, jsonpolicy.encode(record) + b"\n")
-        finally:
-            os.close(fd)
+            os.write(self.fd, jsonpolicy.encode(record) + b"\n")
+        except OSError:
+            self.close()
+            raise
         if self.count is None:
             self.count = len(self._lines())
         else:
@@ -192,6 +196,19 @@ class History:
                 handle.write(jsonpolicy.encode(record) + b"\n")
         os.replace(temp, self.path)
         self.count = len(records)
+        self.close()  # that file is gone: the next append opens the new one
+
+    def close(self):
+        """Close the writer's descriptor (a forked child must not keep it)."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+    def __del__(self):  # a manager appends through short-lived History objects
+        try:
+            self.close()
+        except OSError:
+            pass
 
     def _lines(self):
         """Every readable line's object, in file order (a torn or corrupt line is skipped)."""

@@ -29,6 +29,7 @@ class EnvFiles:
     def moved(self, env_dir, history_limit):
         """A pooled kernel's directory became an env's (``bind``)."""
         self.env_dir = env_dir
+        self.history.close()
         self.history = History(env_dir, history_limit)
 
     def directory_removed(self):
@@ -79,8 +80,10 @@ class EnvFiles:
         self.log.write("%s %s\n%s" % (utcnow(), message, traceback.format_exc()))
 
     def close_in_child(self):
-        """In the forked child: the log and the directory are not its own."""
+        """In the forked child: the log, the history and the directory are not its own
+        (user code must never be able to write into history.jsonl)."""
         self.log.close()
+        self.history.close()
         os.close(self.dir_fd)
 
 

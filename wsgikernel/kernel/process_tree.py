@@ -92,7 +92,7 @@ class ProcessTree:
             if self.child is not child or child.sock is None:
                 return True
             try:
-                data = child.sock.recv(1 << 18)
+                data = child.sock.recv(1 << 16)  # 256 KiB would be an mmap per call
             except (BlockingIOError, InterruptedError):
                 return True
             except OSError:

@@ -110,8 +110,6 @@ def test_the_env_id_rule():
         assert str(caught.value) == ENV_ID_RULE_TEXT
 
 
-@pytest.mark.xfail(strict=True, reason="needs api.stream_response to map domain errors "
-                   "(api.py is being edited elsewhere; see the issue 15 hand-over)")
 def test_a_domain_error_mid_stream_ends_the_stream_with_its_problem():
     from wsgikernel.api import stream_response
 

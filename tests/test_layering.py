@@ -17,7 +17,7 @@ CONTROL = {"manager", "pool", "launcher", "store", "statedir", "processes", "pro
            "control.link", "control.envobject", "control.lifecycle", "control.executions",
            "control.introspection", "control.errors", "control.envid"}
 HTTP = {"dispatch", "errors", "params", "auth", "app", "api", "compat", "openapi", "ui",
-        "server", "httpserver", "httpwire", "httpthreads", "wsgi"}
+        "routes", "converters", "server", "httpserver", "httpwire", "httpthreads", "wsgi"}
 
 
 def module_imports():

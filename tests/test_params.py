@@ -438,3 +438,102 @@ def test_load_config_bad_keyword_value_names_the_key():
     with pytest.raises(ValueError, match="max_envs"):
         config.load_config({"max_envs": "many"}, environ={})
 
+
+
+def test_multipart_part_with_an_empty_name_is_a_field_like_any_other(client):
+    body = multipart(b"bnd", [(['Content-Disposition: form-data; name="a"'], b"1"),
+                              (['Content-Disposition: form-data; name=""'], b"{}")])
+    res = post_raw(client, "/echo", body, "multipart/form-data; boundary=bnd", status=200)
+    assert res.json == {"a": "1", "": "{}"}
+
+
+def test_multipart_part_without_a_name_is_400(client):
+    body = multipart(b"bnd", [(["Content-Disposition: form-data"], b"1")])
+    res = post_raw(client, "/echo", body, "multipart/form-data; boundary=bnd", status=400)
+    assert_problem(res, 400, "malformed-body")
+
+
+# -- routes: declared parameters, read before the handler runs ------------------------
+
+def declared_route(*params, conflicts=()):
+    from wsgikernel.routes import Operation
+    operation = Operation("POST", "/things/{id}", "handle", tag="t", params=params,
+                          conflicts=conflicts)
+
+    def handle(environ):
+        """Echo the validated parameters."""
+        return environ["params"]
+    app = PathDispatcher(max_body=MAX_BODY, guard=None)
+    app.register("POST", operation.pattern, endpoint(operation.wrap(handle)))
+    return webtest.TestApp(app), operation
+
+
+def test_declared_parameters_reach_the_handler_converted_with_defaults():
+    from wsgikernel.converters import Boolean, Count
+    from wsgikernel.routes import BODY, PATH, Param
+    client, operation = declared_route(
+        Param("id", PATH, Count()), Param("flag", BODY, Boolean(), default=False),
+        Param("size", BODY, Count(0, 10), required=True))
+    assert operation.summary == "Echo the validated parameters."
+    res = client.post_json("/things/7?extra=1", {"size": "3", "ignored": True}, status=200)
+    assert res.json == {"id": 7, "flag": False, "size": 3}  # only what is declared
+    assert_problem(client.post_json("/things/7", {}, status=400), 400, "missing-parameter",
+                   param="size")
+    assert_problem(client.post_json("/things/7", {"size": 11}, status=422), 422,
+                   "invalid-parameter", param="size")
+    assert_problem(client.post_json("/things/x", {"size": 1}, status=422), 422,
+                   "invalid-parameter", param="id")
+
+
+def test_a_conflict_names_the_parameter_that_excludes_the_others():
+    from wsgikernel.converters import Anything, Boolean, Seconds
+    from wsgikernel.routes import BODY, PATH, Conflict, Param
+    client, _ = declared_route(
+        Param("id", PATH, Anything()), Param("quiet", BODY, Boolean(), default=False),
+        Param("wait", BODY, Seconds()), conflicts=(Conflict("quiet", ("wait",), "no"),))
+    assert_problem(client.post_json("/things/a", {"quiet": "yes", "wait": 0}, status=422),
+                   422, "invalid-parameter", param="quiet")
+    for body in ({"quiet": True, "wait": None}, {"quiet": False, "wait": 0}, {"wait": 5}):
+        client.post_json("/things/a", body, status=200)
+
+
+def test_configured_converters_are_built_from_the_config():
+    from wsgikernel.routes import ROUTES
+    loaded = config.load_config({"max_timeout": 7, "max_body": 100, "open_files_limit": 64},
+                                environ={})
+    execute = next(op for op in ROUTES if op.name == "execute_code").bind(loaded)
+    declared = {param.name: param.converter for param in execute.params}
+    assert declared["timeout"](7) == 7.0 and declared["code"]("x" * 100) == "x" * 100
+    for converter, value in ((declared["timeout"], 7.5), (declared["code"], "x" * 101)):
+        with pytest.raises(ValueError):
+            converter(value)
+    create = next(op for op in ROUTES if op.name == "create_environment").bind(loaded)
+    files = next(param.converter for param in create.params if param.name == "open_files_limit")
+    assert files(64) == 64
+    with pytest.raises(ValueError):
+        files(65)  # above the server's own limit
+
+
+# -- the limits table ------------------------------------------------------------------
+
+def test_the_limits_table_drives_the_settings_the_cli_and_the_kernel_keys():
+    from wsgikernel import cli
+    assert config.LIMIT_KEYS == ("memory_limit", "cpu_limit", "file_size_limit",
+                                 "open_files_limit")
+    for limit in config.LIMITS:
+        setting = config.BY_KEY[limit.key]
+        assert setting.parse is limit.parse and setting.default is None
+        assert limit.rlimit.startswith("RLIMIT_")
+    create = cli.build_parser()._subparsers._group_actions[0].choices["create"]
+    flags = {opt for action in create._actions for opt in action.option_strings}
+    assert {limit.flag for limit in config.LIMITS} <= flags
+
+
+@pytest.mark.parametrize("key, value", [("memory_limit", "255MiB"), ("cpu_limit", "0"),
+                                        ("file_size_limit", "0"), ("open_files_limit", "0")])
+def test_limits_below_their_minimum_are_refused_everywhere(key, value):
+    limit = config.LIMIT_BY_KEY[key]
+    with pytest.raises(ValueError, match="at least"):
+        limit.read(value)
+    with pytest.raises(ValueError, match=key):
+        config.load_config({key: value}, environ={})

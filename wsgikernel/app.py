@@ -2,8 +2,11 @@
 
 Builds the configuration (keywords, then ``WSGIKERNEL_*`` variables), the
 guard, the environment manager and the dispatcher, and registers every route
-from the one table below.  It starts no thread and no process, so it is safe to
-call in a pre-forking server's master (gunicorn ``--preload``).
+of the one route table (routes.py): each handler is wrapped so that it runs
+with its route's declared parameters validated, and the dispatcher's route
+keeps the declaration (``route.operation``) for the OpenAPI document.  It starts
+no thread and no process, so it is safe to call in a pre-forking server's
+master (gunicorn ``--preload``).
 """
 
 import os
@@ -13,38 +16,8 @@ from .auth import Guard, resolve_token
 from .config import load_config
 from .dispatch import PathDispatcher, endpoint
 from .manager import EnvironmentManager
+from .routes import ROUTES
 from .statedir import default_state_dir, ensure_private_dir
-
-# (method, pattern, handler name in api/compat/ui, public). The single route table.
-ROUTES = (
-    ("GET", "/", "service_info", False),
-    ("GET", "/healthz", "health", True),
-    ("GET", "/openapi.json", "openapi_document", False),
-    ("GET", "/ui", "ui_page", True),
-    ("GET", "/ui/{name}", "ui_file", True),
-    ("GET", "/envs", "list_environments", False),
-    ("POST", "/envs", "create_environment", False),
-    ("GET", "/envs/{id}", "get_environment", False),
-    ("PUT", "/envs/{id}", "put_environment", False),
-    ("DELETE", "/envs/{id}", "delete_environment", False),
-    ("POST", "/envs/{id}/restart", "restart_environment", False),
-    ("POST", "/envs/{id}/interrupt", "interrupt_environment", False),
-    ("GET", "/envs/{id}/late_output", "late_output", False),
-    ("POST", "/envs/{id}/execute", "execute_code", False),
-    ("GET", "/envs/{id}/executions", "list_executions", False),
-    ("GET", "/envs/{id}/executions/{n}", "get_execution", False),
-    ("POST", "/envs/{id}/executions/{n}/cancel", "cancel_execution", False),
-    ("GET", "/envs/{id}/notebook", "export_notebook", False),
-    ("POST", "/envs/{id}/complete", "complete_code", False),
-    ("POST", "/envs/{id}/inspect", "inspect_code", False),
-    ("POST", "/envs/{id}/is_complete", "is_complete_code", False),
-    ("GET", "/envs/{id}/variables", "list_variables", False),
-    # The original tutorial's API (see compat.py): same routes, same bodies.
-    ("POST", "/env/create", "compat_create", False),
-    ("POST", "/env/delete", "compat_delete", False),
-    ("POST", "/env/get", "compat_get", False),
-    ("POST", "/", "compat_execute", False),
-)
 
 
 class Application(PathDispatcher):
@@ -81,7 +54,10 @@ def make_app(**config):
     token = resolve_token(config.token, config.state_dir)
     app = Application(config, token, EnvironmentManager(config))
     owners = (api.Api(app), compat.CompatApi(app), ui.UiApi(app))
-    for method, pattern, name, public in ROUTES:
-        handler = next(getattr(o, name) for o in owners if hasattr(o, name))
-        app.register(method, pattern, endpoint(handler), public=public)
+    for operation in ROUTES:
+        operation = operation.bind(config)
+        handler = next(getattr(o, operation.name) for o in owners if hasattr(o, operation.name))
+        route = app.register(operation.method, operation.pattern,
+                             endpoint(operation.wrap(handler)), public=operation.public)
+        route.operation = operation
     return app

@@ -25,14 +25,10 @@ import threading
 import time
 
 from .client import Client, ServiceError
-from .config import count, seconds, size
+from .config import LIMITS
 
 OK, USER_ERROR, SERVICE_ERROR, INTERRUPTED = 0, 1, 2, 130
 PROGRESS_AFTER = 1.0  # seconds of silence before the progress line appears
-LIMITS = (("memory_limit", size, "bytes, e.g. 512MiB (at least 256MiB)"),
-          ("cpu_limit", seconds, "CPU seconds over the kernel's lifetime"),
-          ("file_size_limit", size, "bytes, e.g. 1GiB"),
-          ("open_files_limit", count, "file descriptors"))
 
 
 def build_parser(prog="wsgikernel"):
@@ -48,8 +44,8 @@ def build_parser(prog="wsgikernel"):
     sub.add_argument("--json", action="store_true", help="print the env objects as JSON")
     sub = add_parser("create", help="create an environment (idempotent)")
     sub.add_argument("env")
-    for limit, parse, what in LIMITS:
-        sub.add_argument("--" + limit.replace("_", "-"), dest=limit, type=parse, help=what)
+    for limit in LIMITS:  # config.LIMITS: the one table of limits
+        sub.add_argument(limit.flag, dest=limit.key, type=limit_type(limit), help=limit.help)
     sub = add_parser("rm", help="delete an environment")
     sub.add_argument("env")
     for name, what in (("exec", "run code (from stdin when CODE is - or absent)"),
@@ -69,6 +65,17 @@ def build_parser(prog="wsgikernel"):
     sub = add_parser("notebook", help="the history as an .ipynb on stdout")
     sub.add_argument("env")
     return parser
+
+
+def limit_type(limit):
+    """argparse type: the limit's parser and minimum (a bad value is a usage error, 2)."""
+    def read(text):
+        try:
+            return limit.read(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    read.__name__ = limit.key  # argparse names the type in its message
+    return read
 
 
 def add_connection_options(parser, default):
@@ -106,8 +113,8 @@ def cmd_envs(client, args):
 
 
 def cmd_create(client, args):
-    limits = {limit: getattr(args, limit) for limit, _, _ in LIMITS
-              if getattr(args, limit) is not None}
+    limits = {limit.key: getattr(args, limit.key) for limit in LIMITS
+              if getattr(args, limit.key) is not None}
     env = client.create(args.env, **limits)
     print("%s %s" % (env["id"], env["state"]))
     return OK

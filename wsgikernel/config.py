@@ -107,32 +107,70 @@ SETTINGS = (
     Setting("idle_timeout", seconds, None, "a kernel idle this long exits (env stopped)"),
     Setting("pool_size", count, 2, "pre-started kernels"),
     Setting("preload", names, (), "modules imported in pre-started kernels"),
-    Setting("memory_limit", size, None, "RLIMIT_AS of the user-code process (>= 256MiB)"),
-    Setting("cpu_limit", seconds, None, "RLIMIT_CPU: CPU seconds over the kernel's lifetime"),
-    Setting("file_size_limit", size, None, "RLIMIT_FSIZE of the user-code process"),
-    Setting("open_files_limit", count, None, "RLIMIT_NOFILE of the user-code process"),
+    # memory_limit, cpu_limit, file_size_limit, open_files_limit: from LIMITS below.
 )
-BY_KEY = {setting.key: setting for setting in SETTINGS}
-LIMIT_KEYS = ("memory_limit", "cpu_limit", "file_size_limit", "open_files_limit")
 MIN_MEMORY_LIMIT = 256 * MiB
 RLIMIT_MAX = 2 ** 63 - 1  # the largest value setrlimit() accepts
+
+
+class Limit:
+    """One resource limit of the user-code process, declared once.
+
+    The server's setting (``--memory-limit``, ``WSGIKERNEL_MEMORY_LIMIT``), the
+    per-env parameter of ``POST /envs`` and ``PUT /envs/{id}`` (validated and
+    published in OpenAPI from this entry), the CLI's ``create --memory-limit`` and
+    the rlimit the kernel sets all come from here.
+    """
+
+    def __init__(self, key, parse, minimum, rlimit, least, help):
+        self.key, self.parse, self.minimum, self.rlimit = key, parse, minimum, rlimit
+        self.maximum = RLIMIT_MAX
+        self.json_type = "number" if parse is seconds else "integer"
+        self.least = least  # the minimum, as error messages say it
+        self.help = help
+
+    @property
+    def flag(self):
+        return "--" + self.key.replace("_", "-")
+
+    def check(self, value):
+        """``value`` if it is a usable value (None: no limit), else ValueError."""
+        if value is None:
+            return None
+        if value < self.minimum:
+            raise ValueError("must be at least %s, or none for no limit" % self.least)
+        if value > self.maximum:
+            raise ValueError("must be at most %d" % self.maximum)
+        return value
+
+    def read(self, text):
+        """Parse then check (the CLI's type for the flag)."""
+        return self.check(self.parse(text))
+
+
 # A limit is a positive number: setrlimit(-1) would *remove* the limit (RLIM_INFINITY)
 # and 0 makes the kernel unusable.  RLIMIT_CPU counts whole seconds.
-LIMIT_MINIMUM = {"memory_limit": MIN_MEMORY_LIMIT, "cpu_limit": 1, "file_size_limit": 1,
-                 "open_files_limit": 1}
-LIMIT_UNITS = {"memory_limit": "256MiB (the interpreter needs it)", "cpu_limit": "1 second",
-               "file_size_limit": "1 byte", "open_files_limit": "1"}
+LIMITS = (
+    Limit("memory_limit", size, MIN_MEMORY_LIMIT, "RLIMIT_AS", "256MiB (the interpreter needs it)",
+          "address space of the user-code process in bytes, e.g. 512MiB (at least 256MiB)"),
+    Limit("cpu_limit", seconds, 1, "RLIMIT_CPU", "1 second",
+          "CPU seconds the user-code process may use over the kernel's lifetime"),
+    Limit("file_size_limit", size, 1, "RLIMIT_FSIZE", "1 byte",
+          "largest file the user-code process may write, in bytes, e.g. 1GiB"),
+    Limit("open_files_limit", count, 1, "RLIMIT_NOFILE", "1",
+          "file descriptors the user-code process may hold open"),
+)
+LIMIT_BY_KEY = {limit.key: limit for limit in LIMITS}
+LIMIT_KEYS = tuple(limit.key for limit in LIMITS)
+LIMIT_MINIMUM = {limit.key: limit.minimum for limit in LIMITS}
+LIMIT_UNITS = {limit.key: limit.least for limit in LIMITS}
+SETTINGS += tuple(Setting(limit.key, limit.parse, None, limit.help) for limit in LIMITS)
+BY_KEY = {setting.key: setting for setting in SETTINGS}
 
 
 def check_limit(key, value):
-    """``value`` if it is a usable value for the limit ``key`` (None: no limit), else ValueError."""
-    if value is None:
-        return None
-    if value < LIMIT_MINIMUM[key]:
-        raise ValueError("must be at least %s, or none for no limit" % LIMIT_UNITS[key])
-    if value > RLIMIT_MAX:
-        raise ValueError("must be at most %d" % RLIMIT_MAX)
-    return value
+    """``value`` if usable for the limit ``key`` (None: no limit), else ValueError."""
+    return LIMIT_BY_KEY[key].check(value)
 
 
 class Config:

@@ -1,29 +1,31 @@
-"""The OpenAPI 3.1 description, built from the registered routes.
+"""The OpenAPI 3.1 description, derived from the route table (routes.py).
 
-Paths and operations come from the dispatcher's route table, so a route cannot
-be registered without being described; what each operation takes and answers
-comes from ``OPERATIONS`` below (keyed by handler name), and the shapes it
-names live in ``SCHEMAS``.  Summaries are the handlers' docstrings.
+Every operation, its parameters and its request bodies come from the same
+declarations that validate requests (``routes.Operation``): a parameter's
+schema is its converter's (converters.py), so what runs and what is published
+are one thing.  The 400 and 422 of parameter validation, the 401/403 of the
+guard and the common request errors are added to each operation's declared
+errors here; the shapes responses name live in ``SCHEMAS``.  Summaries are the
+handlers' docstrings.
 
 Every request body is described three ways, because the dispatcher merges all
 of them into the same parameters: JSON, ``application/x-www-form-urlencoded``
-and ``multipart/form-data`` (the form variants are derived from the JSON
-schema: every field is text).  Every error is ``application/problem+json``
+and ``multipart/form-data`` (the form twins use each converter's text schema:
+every field is a string).  Every error is ``application/problem+json``
 (``Problem``), listed per operation with the statuses it can really answer.
 
-Maxima in the schemas (``timeout``, ``wait``, ``code``, ids) are the contract
-and also what keeps a fuzzer such as schemathesis from asking for hour-long
-waits or megabytes of code: ``timeout`` is bounded by the server's
-``max_timeout`` and ``code`` by its ``max_body`` when the document is built for
-a configured app.
+Maxima in the schemas (``timeout``, ``wait``, ``code``, limits) are the
+contract and also what keeps a fuzzer such as schemathesis from asking for
+hour-long waits or megabytes of code; those that depend on the server's
+configuration (``max_timeout``, ``max_body``, the server's own limits) were
+filled in when the app bound its routes.
 """
 
 from . import __version__
-from .config import LIMIT_MINIMUM, RLIMIT_MAX
+from .config import LIMITS
+from .converters import MAX_COUNT
+from .params import ENV_ID_RULE
 
-ENV_ID_PATTERN = "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
-MAX_WAIT = 3600           # seconds; longer waits are a series of polls
-MAX_COUNT = 2 ** 53 - 1   # largest integer every JSON client reads exactly
 EXECUTION_STATES = ["queued", "running", "ok", "error", "aborted"]
 
 
@@ -33,6 +35,8 @@ def ref(name):
 
 def null_or(schema):
     """``schema`` or JSON null (OpenAPI 3.1 has no ``nullable``)."""
+    if "anyOf" in schema:
+        return dict(schema, anyOf=schema["anyOf"] + [{"type": "null"}])
     if "type" in schema and "$ref" not in schema:
         kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         return dict(schema, type=kinds + ["null"])
@@ -65,14 +69,13 @@ SCHEMAS = {
         title=STRING, status={"type": "integer", "minimum": 400, "maximum": 599},
         detail=STRING, env_id=STRING, param=STRING, allowed={"type": "array", "items": STRING},
         quota=STRING, limit=INTEGER, state=null_or(STRING)),
-    "EnvId": {"type": "string", "pattern": ENV_ID_PATTERN,
+    "EnvId": {"type": "string", "pattern": "^%s$" % ENV_ID_RULE,
               "description": "1-64 characters of A-Z a-z 0-9 _ . -, not starting with '.'"},
     "Limits": obj(
         description="Resource limits of the user-code process (null: none).",
-        memory_limit=null_or({"type": "integer", "minimum": 0, "description": "bytes"}),
-        cpu_limit=null_or({"type": "number", "minimum": 0, "description": "CPU seconds"}),
-        file_size_limit=null_or({"type": "integer", "minimum": 0, "description": "bytes"}),
-        open_files_limit=null_or({"type": "integer", "minimum": 0})),
+        **{limit.key: null_or({"type": limit.json_type, "minimum": 0,
+                               "description": limit.help})
+           for limit in LIMITS}),
     "Env": obj(
         ["id", "state", "session", "execution_count", "queued", "created", "last_activity",
          "pid", "limits", "cwd"],
@@ -191,210 +194,12 @@ SCHEMAS = {
     "CompatMessage": {"oneOf": [obj(["message"], message=STRING), ref("CompatError")]},
 }
 
-# -- request bodies and parameters -----------------------------------------------
+# -- operations, from the route table ---------------------------------------------------
 
-# Bounds from config.check_limit, the validation that runs: one source for both.
-LIMIT_FIELDS = {
-    "memory_limit": {"type": "integer", "minimum": LIMIT_MINIMUM["memory_limit"],
-                     "maximum": RLIMIT_MAX,
-                     "description": "bytes (at least 256 MiB); within the server's maximum"},
-    "cpu_limit": {"type": "number", "minimum": LIMIT_MINIMUM["cpu_limit"], "maximum": 2 ** 62,
-                  "description": "CPU seconds over the kernel's lifetime"},
-    "file_size_limit": {"type": "integer", "minimum": LIMIT_MINIMUM["file_size_limit"],
-                        "maximum": RLIMIT_MAX, "description": "bytes"},
-    "open_files_limit": {"type": "integer", "minimum": LIMIT_MINIMUM["open_files_limit"],
-                         "maximum": RLIMIT_MAX},
-}
-
-
-def _code(config):
-    schema = {"type": "string", "description": "Python source, run as one cell"}
-    if config is not None and getattr(config, "max_body", None):
-        schema["maxLength"] = config.max_body
-    return schema
-
-
-def _timeout(config):
-    schema = {"type": "number", "minimum": 0, "description": "seconds before the cell is "
-              "interrupted (then killed after kill_grace)"}
-    ceiling = getattr(config, "max_timeout", None) if config is not None else None
-    if ceiling is not None:
-        schema["maximum"] = ceiling
-        schema["description"] += "; at most max_timeout (%g s) on this server" % ceiling
-    return schema
-
-
-WAIT = {"type": "number", "minimum": 0, "maximum": MAX_WAIT,
-        "description": "seconds to wait for the end before answering 202 (0: at once)"}
-
-
-def request_bodies(config):
-    code = _code(config)
-    cursor = dict(COUNT, description="character offset (default: the end of code)")
-    return {
-        "create": obj(description="All optional: the id (generated if absent) and limits.",
-                      id=ref("EnvId"), **LIMIT_FIELDS),
-        "put": obj(description="Limits for a new env (ignored if it exists).", **LIMIT_FIELDS),
-        "execute": obj(
-            ["code"], code=code,
-            silent={"type": "boolean", "description": "no result, no history; synchronous"},
-            store_history=BOOLEAN,
-            user_expressions={"type": "object", "additionalProperties": STRING,
-                              "description": "name -> expression evaluated after the cell"},
-            stdin={"type": "string", "description": "text fed to input()"},
-            timeout=_timeout(config), wait=WAIT,
-            stream={"type": "boolean", "description": "answer application/x-ndjson events"},
-            stop_on_error={"type": "boolean", "description": "if this cell ends with status "
-                           "error, the executions queued behind it then end aborted "
-                           "(reason previous_error) without running"}),
-        "complete": obj(["code"], code=code, cursor_pos=cursor),
-        "inspect": obj(["code"], code=code, cursor_pos=cursor,
-                       detail_level={"enum": [0, 1]}),
-        "is_complete": obj(["code"], code=code),
-        "compat_id": obj(["id"], id=STRING),
-        "compat_execute": obj(["id", "code"], id=STRING, code=code),
-    }
-
-
-def form_schema(schema):
-    """The form-encoded twin of a JSON body schema: every field is text."""
-    properties = {}
-    for name, field in schema["properties"].items():
-        kind = field.get("type")
-        if kind == "boolean":
-            field = {"type": "string", "enum": ["true", "false", "1", "0"]}
-        elif "enum" in field:
-            field = {"type": "string", "enum": [str(value) for value in field["enum"]]}
-        elif kind in ("integer", "number"):
-            pattern = "^[0-9]{1,6}$" if kind == "integer" else "^[0-9]{1,4}(\\.[0-9]{1,3})?$"
-            field = {"type": "string", "pattern": pattern, "description": "a %s" % kind}
-        elif kind == "object":
-            field = {"type": "string", "contentMediaType": "application/json",
-                     "description": "a JSON object"}
-        properties[name] = field
-    return dict(schema, properties=properties)
-
-
-def body(schema, required=False, example=None):
-    form = form_schema(schema)
-    content = {"application/json": {"schema": schema},
-               "application/x-www-form-urlencoded": {"schema": form},
-               "multipart/form-data": {"schema": form}}
-    if example is not None:
-        content["application/json"]["examples"] = {"example": {"value": example}}
-    return {"required": required, "content": content}
-
-
-def query(name, schema, description=None):
-    param = {"name": name, "in": "query", "required": False, "schema": schema}
-    if description:
-        param["description"] = description
-    return param
-
-
-PATH_PARAMS = {
-    "id": {"schema": ref("EnvId"), "description": "the environment id",
-           "examples": {"demo": {"value": "demo"}}},
-    "n": {"schema": dict(COUNT, minimum=1), "description": "the execution_count",
-          "examples": {"first": {"value": 1}}},
-    "name": {"schema": {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"},
-             "description": "a file of the console",
-             "examples": {"style": {"value": "style.css"}}},
-}
-
-# -- operations ----------------------------------------------------------------------
-
-LOCATION = {"Location": {"required": True, "description": "URL of the new resource",
-                         "schema": {"type": "string"}}}
 RETRY_AFTER = {"Retry-After": {"required": True, "description": "seconds",
                                "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
-NDJSON = "application/x-ndjson"
 JSON = "application/json"
-UI_TYPES = ("text/html", "text/css", "text/javascript", "application/javascript",
-            "application/json", "image/svg+xml", "image/png", "image/x-icon", "text/plain")
-
-# Each entry: responses {status: schema name, None (no body) or {content type: schema}},
-# plus errors (statuses besides the common ones), parameters, body, tags.
-OPERATIONS = {
-    "service_info": {"tags": ["service"], "responses": {"200": "ServiceInfo"}},
-    "health": {"tags": ["service"], "responses": {"200": "Health"}},
-    "openapi_document": {"tags": ["service"], "responses": {"200": {JSON: {"type": "object"}}}},
-    "ui_page": {"tags": ["console"], "responses": {"200": {"text/html": {"type": "string"}}}},
-    "ui_file": {"tags": ["console"], "errors": ("404",),
-                "responses": {"200": {t: {"type": "string"} for t in UI_TYPES}}},
-    "list_environments": {"tags": ["environments"], "responses": {"200": "EnvList"}},
-    "create_environment": {"tags": ["environments"], "body": "create",
-                           "errors": ("409", "422", "429", "503"),
-                           "responses": {"201": "Env"}, "headers": {"201": LOCATION}},
-    "get_environment": {"tags": ["environments"], "errors": ("404", "422"),
-                        "responses": {"200": "Env"}},
-    "put_environment": {"tags": ["environments"], "body": "put",
-                        "errors": ("404", "422", "429", "503"),
-                        "responses": {"200": "Env", "201": "Env"},
-                        "headers": {"201": LOCATION}},
-    "delete_environment": {"tags": ["environments"], "errors": ("404", "422", "503"),
-                           "responses": {"204": None}},
-    "restart_environment": {"tags": ["environments"], "errors": ("404", "409", "422", "503"),
-                            "responses": {"200": "Env"}},
-    "late_output": {"tags": ["executions"], "errors": ("404", "422", "503"),
-                    "responses": {"200": "LateOutput"}},
-    "interrupt_environment": {"tags": ["environments"],
-                              "errors": ("404", "409", "422", "503"),
-                              "responses": {"200": "Env"}},
-    "execute_code": {
-        "tags": ["executions"], "body": "execute", "body_required": True,
-        "errors": ("404", "409", "422", "429", "503"),
-        "responses": {"200": {JSON: ref("ExecutionRecord"), NDJSON: ref("StreamEvent")},
-                      "202": "ExecutionRecord"},
-        "headers": {"202": {"Location": dict(LOCATION["Location"],
-                                             description="where to poll the record")}}},
-    "list_executions": {
-        "tags": ["executions"], "errors": ("404", "422"), "responses": {"200": "ExecutionPage"},
-        "parameters": [query("since", COUNT, "the first execution_count to list"),
-                       query("limit", dict(COUNT, maximum=10000),
-                             "page size (default 100; 0 means the default)")]},
-    "get_execution": {
-        "tags": ["executions"], "errors": ("404", "409", "422", "503"),
-        "responses": {"200": {JSON: ref("ExecutionRecord"), NDJSON: ref("StreamEvent")},
-                      "202": "ExecutionRecord"},
-        "headers": {"202": {"Location": dict(LOCATION["Location"],
-                                             description="this URL: poll it again")}},
-        "parameters": [query("wait", WAIT, "long-poll up to this many seconds"),
-                       query("stream", BOOLEAN, "follow it as application/x-ndjson")]},
-    "cancel_execution": {"tags": ["executions"], "errors": ("404", "409", "422", "503"),
-                         "responses": {"200": "ExecutionRecord"}},
-    "export_notebook": {"tags": ["executions"], "errors": ("404", "422"),
-                        "responses": {"200": {"application/x-ipynb+json": ref("Notebook")}}},
-    "complete_code": {"tags": ["introspection"], "body": "complete", "body_required": True,
-                      "errors": ("404", "409", "422", "503"),
-                      "responses": {"200": "Completion"}},
-    "inspect_code": {"tags": ["introspection"], "body": "inspect", "body_required": True,
-                     "errors": ("404", "409", "422", "503"),
-                     "responses": {"200": "Inspection"}},
-    "is_complete_code": {"tags": ["introspection"], "body": "is_complete",
-                         "body_required": True, "errors": ("404", "409", "422", "503"),
-                         "responses": {"200": "IsComplete"}},
-    "list_variables": {
-        "tags": ["introspection"], "errors": ("404", "409", "422", "503"),
-        "responses": {"200": "Variables"},
-        "parameters": [query("all", BOOLEAN, "also _names, modules and injected helpers")]},
-    "compat_create": {"tags": ["original API"], "body": "compat_id", "errors": ("429", "503"),
-                      "responses": {"200": "CompatEnvs"}},
-    "compat_delete": {"tags": ["original API"], "body": "compat_id", "errors": ("503",),
-                      "responses": {"200": "CompatEnvs"}},
-    "compat_get": {"tags": ["original API"], "body": "compat_id", "errors": ("429", "503"),
-                   "responses": {"200": "CompatNames"}},
-    "compat_execute": {"tags": ["original API"], "body": "compat_execute",
-                       "errors": ("429", "503"), "responses": {"200": "CompatMessage"}},
-}
-
-BODY_EXAMPLES = {
-    "create": {"id": "demo"}, "put": {},
-    "execute": {"code": "print('hello')\nx = 21\nx * 2"},
-    "complete": {"code": "pri"}, "inspect": {"code": "print", "detail_level": 0},
-    "is_complete": {"code": "for i in range(3):"},
-    "compat_id": {"id": "1"}, "compat_execute": {"id": "1", "code": "print('hello world')"},
-}
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 # Statuses every operation may answer: the request itself (400 malformed body,
 # 411 chunked body, 413 over max_body, 415 body type) and a bug (500).
@@ -416,10 +221,80 @@ SUCCESS_TITLES = {"200": "OK", "201": "Created", "202": "Accepted: not finished 
                   "204": "No content"}
 
 
+def param_schema(param, text):
+    """What the parameter's converter accepts: as text (query, path, form) or in JSON."""
+    converter = param.converter
+    schema = dict(converter.text if text else converter.json)
+    if not text and not param.required and schema:
+        schema = null_or(schema)  # JSON null means "not given"
+    if param.description:
+        schema["description"] = param.description
+    return schema
+
+
+def body_schema(operation, text):
+    """The request body's schema; ``text``: its form twin, where every field is a string."""
+    params = operation.where("body")
+    schema = {"type": "object",
+              "properties": {param.name: param_schema(param, text) for param in params}}
+    required = [param.name for param in params if param.required]
+    if required:
+        schema["required"] = required
+    rules = {}
+    for conflict in operation.conflicts:
+        rules.setdefault(conflict.when, []).append(conflict_schema(operation, conflict, text))
+    if rules:
+        schema["dependentSchemas"] = {name: parts[0] if len(parts) == 1 else {"allOf": parts}
+                                      for name, parts in rules.items()}
+    return schema
+
+
+def conflict_schema(operation, conflict, text):
+    """"When this is given, those must not be" (routes.Conflict), for dependentSchemas.
+
+    Read: once ``when`` is present, either it does not count as given (``silent=false``)
+    or none of ``forbids`` is given.  (An if/then says the same; generators such as
+    hypothesis-jsonschema handle this form far faster.)
+    """
+    declared = {param.name: param.converter for param in operation.params}
+
+    def not_given(name):  # ``false``: only leaving it out counts (a form field is text)
+        absent = declared[name].absent(text)
+        return False if absent is None else absent
+    return {"description": conflict.why, "anyOf": [
+        {"properties": {conflict.when: not_given(conflict.when)}},
+        {"properties": {name: not_given(name) for name in conflict.forbids}}]}
+
+
+def request_body(operation):
+    content = {JSON: {"schema": body_schema(operation, False)}}
+    form = body_schema(operation, True)
+    content.update({media: {"schema": form} for media in FORMS})
+    if operation.example is not None:
+        content[JSON]["examples"] = {"example": {"value": operation.example}}
+    return {"required": operation.body_required, "content": content}
+
+
+def parameters(operation):
+    listed = []
+    for param in operation.params:
+        if param.where == "body":
+            continue
+        entry = {"name": param.name, "in": param.where, "required": param.required,
+                 "schema": param_schema(param, True)}
+        if param.description:
+            entry["description"] = param.description
+        if param.example is not None:
+            entry["examples"] = {"example": {"value": param.example}}
+        listed.append(entry)
+    return listed
+
+
 def _content(spec):
     if isinstance(spec, str):
-        return {JSON: {"schema": ref(spec)}}
-    return {media: {"schema": schema} for media, schema in spec.items()}
+        spec = {JSON: spec}
+    return {media: {"schema": ref(schema) if isinstance(schema, str) else schema}
+            for media, schema in spec.items()}
 
 
 def _response(status, spec, headers=None):
@@ -436,56 +311,41 @@ def _response(status, spec, headers=None):
     return response
 
 
-def _parameters(route, spec):
-    parameters = []
-    for name in route.arg_names:
-        known = PATH_PARAMS.get(name, {"schema": {"type": "string"}})
-        parameters.append(dict(known, name=name, **{"in": "path", "required": True}))
-    return parameters + list(spec.get("parameters", ()))
+def error_statuses(operation):
+    """Declared errors, the common ones, and those the declarations imply."""
+    statuses = set(operation.errors) | set(COMMON_ERRORS)
+    if not operation.public:
+        statuses |= set(GUARD_ERRORS)
+    if operation.where("path"):
+        statuses.add("404")  # a path segment holding an encoded '/' matches no route
+    if any(param.checked for param in operation.params):
+        statuses.add("422")
+    return sorted(statuses)
 
 
-def _operation(route, bodies):
-    spec = OPERATIONS.get(route.name, {})
-    doc = (route.handler.__doc__ or route.name).strip().splitlines()[0]
-    operation = {"operationId": route.name, "summary": doc, "tags": spec.get("tags", [])}
-    parameters = _parameters(route, spec)
-    if parameters:
-        operation["parameters"] = parameters
-    if "body" in spec:
-        operation["requestBody"] = body(bodies[spec["body"]], spec.get("body_required", False),
-                                        BODY_EXAMPLES.get(spec["body"]))
-    statuses = list(spec.get("errors", ())) + list(COMMON_ERRORS)
-    if not route.public:
-        statuses += GUARD_ERRORS
-    if route.arg_names:
-        statuses.append("404")  # a path segment holding an encoded '/' matches no route
-    responses = {}
-    for status, schema in spec.get("responses", {"200": {JSON: {"type": "object"}}}).items():
-        responses[status] = _response(status, schema, spec.get("headers", {}).get(status))
-    for status in sorted(set(statuses)):
+def describe(operation):
+    """The OpenAPI operation object of one routes.Operation."""
+    described = {"operationId": operation.name, "summary": operation.summary or operation.name,
+                 "tags": [operation.tag]}
+    listed = parameters(operation)
+    if listed:
+        described["parameters"] = listed
+    if operation.where("body"):
+        described["requestBody"] = request_body(operation)
+    responses = {status: _response(status, spec, operation.headers.get(status))
+                 for status, spec in operation.responses.items()}
+    for status in error_statuses(operation):
         responses[status] = _response(status, None)
-    operation["responses"] = responses
-    operation["security"] = [] if route.public else [{"bearer": []}, {"query": []}]
-    return operation
+    described["responses"] = responses
+    described["security"] = [] if operation.public else [{"bearer": []}, {"query": []}]
+    return described
 
 
-def _config_of(routes):
-    """The app's config, found through a route's handler (``Api`` instances carry it)."""
-    for route in routes:
-        owner = getattr(getattr(route.handler, "endpoint", None), "__self__", None)
-        config = getattr(owner, "config", None)
-        if config is not None:
-            return config
-    return None
-
-
-def build_document(routes, base="", config=None):
-    """The OpenAPI 3.1 document of ``routes``; ``config`` bounds timeout and code size."""
-    config = config if config is not None else _config_of(routes)
-    bodies = request_bodies(config)
+def build_document(operations, base=""):
+    """The OpenAPI 3.1 document of ``operations`` (bound to the server's config)."""
     paths = {}
-    for route in routes:
-        paths.setdefault(route.pattern, {})[route.method.lower()] = _operation(route, bodies)
+    for operation in operations:
+        paths.setdefault(operation.pattern, {})[operation.method.lower()] = describe(operation)
     return {
         "openapi": "3.1.0",
         "info": {"title": "wsgikernel", "version": __version__,

@@ -19,7 +19,9 @@ import json
 import re
 from urllib.parse import parse_qsl
 
-from .jsonpolicy import find_lone_surrogate, has_lone_surrogate
+from .control.envid import ENV_ID, ENV_ID_RULE, ENV_ID_RULE_TEXT, env_id  # noqa: F401
+from .converters import LONE_SURROGATE, Boolean, Seconds, Text
+from .jsonpolicy import find_lone_surrogate
 from .errors import (InvalidContentLength, InvalidParam, LengthRequired, MalformedBody,
                      MissingParam, PayloadTooLarge, UnsupportedMediaType)
 
@@ -145,7 +147,7 @@ def parse_multipart(raw, boundary):
         # Browsers send part headers (field names, file names) as UTF-8.
         headers = HeaderParser().parsestr(section[:match.start()].decode("utf-8", "replace"))
         name = headers.get_param("name", header="content-disposition")
-        if not name:
+        if name is None:  # name="" is a field like any other (a form may send one)
             raise MalformedBody("a multipart part has no name")
         content = section[match.end():]
         if content.endswith(b"\r\n"):
@@ -219,42 +221,13 @@ def _convert(name, value, convert):
         raise InvalidParam(name, str(exc) or "wrong type") from None
 
 
-# Converters: each takes a JSON value or a form string and raises ValueError.
+# Converters: each takes a JSON value or a form string and raises ValueError.  The
+# bounded ones with published schemas live in converters.py (what routes.py declares);
+# these are the same rules, unbounded, for code that reads a parameter by hand.
 
-LONE_SURROGATE = ("holds a lone surrogate (such as the JSON escape \\ud800), "
-                  "which is not Unicode text and cannot be encoded as UTF-8")
-
-
-def text(value):
-    if not isinstance(value, str):
-        raise ValueError("expected a string, got %s" % type(value).__name__)
-    if has_lone_surrogate(value):
-        raise ValueError(LONE_SURROGATE)
-    return value
-
-
-def boolean(value):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off", ""):
-        return False
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise ValueError("expected a boolean (true/false, 1/0), got %r" % (value,))
-
-
-def seconds(value):
-    if isinstance(value, bool):
-        raise ValueError("expected a number of seconds, got a boolean")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError("expected a number of seconds, got %r" % (str(value)[:40],)) from None
-    if not number >= 0 or number == float("inf"):  # also rejects NaN
-        raise ValueError("expected a finite, non-negative number of seconds, got %r" % (value,))
-    return number
+text = Text()
+boolean = Boolean()
+seconds = Seconds()
 
 
 def count(value):
@@ -280,15 +253,4 @@ def json_object(value):
         raise ValueError("expected an object, got %s" % type(value).__name__)
     if find_lone_surrogate(value):
         raise ValueError(LONE_SURROGATE)
-    return value
-
-
-ENV_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}\Z")
-
-
-def env_id(value):
-    """An environment id: 1-64 of [A-Za-z0-9_.-], not starting with '.'."""
-    if not isinstance(value, str) or not ENV_ID.match(value):
-        raise ValueError("an environment id is 1-64 characters of A-Z a-z 0-9 _ . - "
-                         "and does not start with '.'")
     return value

@@ -1,0 +1,397 @@
+"""Parameter converters that carry the JSON schema of exactly what they accept.
+
+A converter is the validation that runs on one request parameter *and* the
+description the OpenAPI document publishes for it, so the two cannot drift:
+
+* ``convert(value)`` takes a JSON value (a JSON body) or a string (a query
+  string, a path segment, a form field) and returns the Python value, or
+  raises ``ValueError`` naming what was expected.
+* ``json`` is the JSON schema of the values a JSON body may hold there
+  (typed values, and also the strings of ``text``: the service merges every
+  source into one set of parameters, so ``{"wait": "5"}`` means ``wait=5``).
+* ``text`` is the schema of the strings accepted (``type: string`` with a
+  ``pattern`` or an ``enum``), used for the query, the path and form fields.
+
+A string is accepted exactly when it matches ``text``: the converter checks
+the very regular expression it publishes before parsing, and numeric ranges
+are encoded into that expression (``integer_range``, ``decimal_range``), so
+``wait=3601`` or ``memory_limit=0`` are refused by the pattern as surely as by
+the code.  Patterns are written in the common subset of Python and ECMA-262
+syntax (no ``\\d``, no inline flags): ``[0-9]``, character classes, groups.
+"""
+
+import json
+import math
+import re
+from decimal import Decimal
+
+from .jsonpolicy import find_lone_surrogate, has_lone_surrogate
+
+MAX_COUNT = 2 ** 53 - 1     # the largest integer every JSON client reads exactly
+MAX_SECONDS = 10 ** 9       # about 31 years: any longer wait or timeout is a mistake
+LONE_SURROGATE = ("holds a lone surrogate (such as the JSON escape \\ud800), "
+                  "which is not Unicode text and cannot be encoded as UTF-8")
+NULL = {"type": "null"}
+
+
+# -- regular expressions of number ranges ---------------------------------------------
+
+def integer_range(lo, hi=None):
+    """Regex (unanchored) of the decimal integers lo <= n <= hi, no leading zeros; hi None:
+    unbounded.  ``integer_range(1, 12)`` is ``(?:[1-9]|1[0-2])``."""
+    parts = []
+    if lo == 0:
+        parts.append("0")
+        lo = 1
+    if hi is not None and hi < lo:
+        return _alternatives(parts)
+    top = len(str(hi)) if hi is not None else len(str(lo))
+    full = []  # lengths whose every number is in range: one [1-9][0-9]{m,n} for a run
+    for length in range(len(str(lo)), top + 1):
+        a = max(lo, 10 ** (length - 1))
+        b = 10 ** length - 1 if hi is None else min(hi, 10 ** length - 1)
+        if a == 10 ** (length - 1) and b == 10 ** length - 1:
+            full.append(length)
+        elif a <= b:
+            parts.append(_same_length(str(a), str(b)))
+    if full:
+        shortest, longest = full[0] - 1, full[-1] - 1  # contiguous: only the ends can be partial
+        parts.append("[1-9]" if longest == 0 else "[1-9][0-9]{%d,%d}" % (shortest, longest))
+    if hi is None:
+        parts.append("[1-9][0-9]{%d,}" % len(str(lo)))  # more digits than lo: larger
+    return _alternatives(parts)
+
+
+def _same_length(a, b):
+    """Regex of the digit strings from a to b, both of the same length."""
+    if a == b:
+        return a
+    if len(a) == 1:
+        return _digits(int(a), int(b))
+    if a[0] == b[0]:
+        return a[0] + _same_length(a[1:], b[1:])
+    rest = len(a) - 1
+    first, last, parts = int(a[0]), int(b[0]), []
+    if a[1:] != "0" * rest:
+        parts.append(a[0] + _same_length(a[1:], "9" * rest))
+        first += 1
+    tail = None
+    if b[1:] != "9" * rest:
+        tail = b[0] + _same_length("0" * rest, b[1:])
+        last -= 1
+    if first <= last:
+        parts.append("%s[0-9]{%d}" % (_digits(first, last), rest))
+    if tail:
+        parts.append(tail)
+    return _alternatives(parts)
+
+
+def _digits(first, last):
+    return str(first) if first == last else "[%d-%d]" % (first, last)
+
+
+def _alternatives(parts):
+    if not parts:
+        return "(?!)"  # matches nothing
+    return parts[0] if len(parts) == 1 else "(?:%s)" % "|".join(parts)
+
+
+FRACTION = r"(?:\.[0-9]+)?"
+
+
+def decimal_range(lo, hi=None):
+    """Regex of the decimal numerals (``12``, ``0.5``; no sign, no exponent) whose value is
+    in [lo, hi]; ``lo`` is a whole number, ``hi`` any number (None: unbounded)."""
+    if hi is None:
+        return integer_range(lo) + FRACTION
+    whole, _, fraction = format(Decimal(hi), "f").partition(".")
+    whole, fraction = int(whole), fraction.rstrip("0")
+    parts = []
+    if whole - 1 >= lo:
+        parts.append(integer_range(lo, whole - 1) + FRACTION)
+    if whole >= lo:
+        parts.append(r"%d(?:\.%s)?" % (whole, _fraction_at_most(fraction)))
+    return _alternatives(parts)
+
+
+def _fraction_at_most(digits):
+    """Regex of the non-empty digit strings s with 0.s <= 0.digits."""
+    if not digits:
+        return "0+"
+    first, rest = int(digits[0]), digits[1:]
+    parts = ["%s[0-9]*" % _digits(0, first - 1)] if first else []
+    parts.append(digits[0] + ("(?:%s)?" % _fraction_at_most(rest) if rest else "0*"))
+    return _alternatives(parts)
+
+
+def either_case(word):
+    """``true`` -> ``[Tt][Rr][Uu][Ee]`` (JSON Schema patterns have no ignore-case flag)."""
+    return "".join("[%s%s]" % (c.upper(), c.lower()) if c.isalpha() else re.escape(c)
+                   for c in word)
+
+
+def text_pattern(regex):
+    """The schema of the strings that fullmatch ``regex`` (JSON Schema patterns search)."""
+    return {"type": "string", "pattern": "^(?:%s)$" % regex}
+
+
+# -- converters ----------------------------------------------------------------------
+
+class Converter:
+    """Base: a string must match ``regex``; subclasses set the schemas and the parsing."""
+
+    regex = None       # what a string must fullmatch (None: any string, see from_text)
+    expected = "a valid value"
+
+    def __init__(self):
+        self._compiled = re.compile(self.regex) if self.regex is not None else None
+
+    def __call__(self, value):
+        if isinstance(value, str):
+            if self._compiled is not None and not self._compiled.fullmatch(value):
+                raise ValueError("expected %s, got %r" % (self.expected, value[:40]))
+            return self.from_text(value)
+        return self.from_json(value)
+
+    def from_text(self, value):
+        return value
+
+    def from_json(self, value):
+        raise ValueError("expected %s, got %s" % (self.expected, _kind(value)))
+
+    @property
+    def text(self):
+        return text_pattern(self.regex)
+
+    @property
+    def json(self):
+        """``typed`` widened to strings matching ``text``: one schema, one type list (JSON
+        Schema applies ``minimum`` to numbers only, ``pattern`` to strings only)."""
+        schema = dict(self.typed)
+        kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        schema["type"] = kinds + ["string"]
+        schema.update((key, value) for key, value in self.text.items() if key != "type")
+        return schema
+
+    def absent(self, text=False):
+        """Schema of a value that counts as not given, for a route's conflicts (None: only
+        leaving it out does; in JSON, null is "not given" too)."""
+        return None if text else NULL
+
+
+class Text(Converter):
+    """Unicode text (no lone surrogates), at most ``max_length`` code points."""
+
+    expected = "a string"
+
+    def __init__(self, max_length=None):
+        super().__init__()
+        self.max_length = max_length
+
+    def from_text(self, value):
+        if has_lone_surrogate(value):
+            raise ValueError(LONE_SURROGATE)
+        if self.max_length is not None and len(value) > self.max_length:
+            raise ValueError("at most %d characters" % self.max_length)
+        return value
+
+    @property
+    def text(self):
+        schema = {"type": "string"}
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
+        return schema
+
+    json = text
+
+
+class Pattern(Text):
+    """Text that matches ``regex`` (an env id, a file name)."""
+
+    def __init__(self, regex, message):
+        self.regex = regex
+        self.message = message
+        super().__init__()
+
+    def __call__(self, value):
+        if not isinstance(value, str) or not self._compiled.fullmatch(value):
+            raise ValueError(self.message)
+        return value
+
+    @property
+    def text(self):
+        return text_pattern(self.regex)
+
+    json = text
+
+
+BOOLEAN_WORDS = {True: ("1", "true", "yes", "on"), False: ("0", "false", "no", "off", "")}
+
+
+class Boolean(Converter):
+    """true/false, 1/0, and in text also yes/no, on/off (any case); empty text is false."""
+
+    expected = "a boolean (true/false, 1/0)"
+    regex = "|".join(either_case(w) for words in BOOLEAN_WORDS.values() for w in words)
+
+    def from_text(self, value):
+        return value.lower() in BOOLEAN_WORDS[True]
+
+    def from_json(self, value):
+        if isinstance(value, bool):
+            return value
+        if type(value) is int and value in (0, 1):
+            return bool(value)
+        return super().from_json(value)
+
+    typed = {"type": ["boolean", "integer"], "minimum": 0, "maximum": 1}
+
+    def words(self, truth):
+        return text_pattern("|".join(either_case(w) for w in BOOLEAN_WORDS[truth]))
+
+    def absent(self, text=False):
+        """False, 0, a false word (or null): ``silent`` or ``stream`` not asked for."""
+        if text:
+            return self.words(False)
+        return {"anyOf": [{"const": False}, {"const": 0}, self.words(False), NULL]}
+
+
+class Count(Converter):
+    """A whole number in [lo, hi]; a JSON float with no fraction (2.0) counts."""
+
+    def __init__(self, lo=0, hi=MAX_COUNT):
+        self.lo, self.hi = lo, hi
+        self.regex = integer_range(lo, hi)
+        self.expected = "a whole number from %d to %d" % (lo, hi)
+        super().__init__()
+
+    def from_text(self, value):
+        return int(value)
+
+    def from_json(self, value):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if type(value) is int and self.lo <= value <= self.hi:
+            return value
+        return super().from_json(value)
+
+    @property
+    def typed(self):
+        return {"type": "integer", "minimum": self.lo, "maximum": self.hi}
+
+
+class Seconds(Converter):
+    """A number of seconds in [lo, hi] (``lo`` whole); text is a plain decimal, e.g. 2.5."""
+
+    def __init__(self, hi=MAX_SECONDS, lo=0):
+        self.lo, self.hi = lo, hi
+        self.regex = decimal_range(lo, hi)
+        self.expected = "a number of seconds from %g to %g" % (lo, hi)
+        super().__init__()
+
+    def from_text(self, value):
+        return float(value)
+
+    def from_json(self, value):
+        if (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and not (isinstance(value, float) and math.isnan(value))
+                and self.lo <= value <= self.hi):
+            return float(value)
+        return super().from_json(value)
+
+    @property
+    def typed(self):
+        return {"type": "number", "minimum": self.lo, "maximum": self.hi}
+
+
+class Choice(Converter):
+    """One of a few whole numbers (``detail_level``: 0 or 1)."""
+
+    def __init__(self, *values):
+        self.values = values
+        self.regex = "|".join(str(v) for v in values)
+        self.expected = "one of %s" % ", ".join(str(v) for v in values)
+        super().__init__()
+
+    def from_text(self, value):
+        return int(value)
+
+    def from_json(self, value):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON Schema's enum [0, 1] holds 1.0 too
+        if type(value) is int and value in self.values:
+            return value
+        return super().from_json(value)
+
+    @property
+    def text(self):
+        return {"type": "string", "enum": [str(v) for v in self.values]}
+
+    @property
+    def json(self):
+        return {"enum": list(self.values) + self.text["enum"]}
+
+
+class Size(Count):
+    """Bytes in [lo, hi]: a whole number, or text such as 512MiB, 2G, 1048576 (binary K, M,
+    G, T, as config.size reads them)."""
+
+    UNITS = (("", 1, "[Bb]?"),) + tuple(
+        (p, 1024 ** (i + 1), "[%s%s][Ii]?[Bb]?" % (p.upper(), p)) for i, p in enumerate("kmgt"))
+
+    def __init__(self, lo, hi, parse):
+        self.parse = parse
+        super().__init__(lo, hi)
+        self.regex = _alternatives([
+            integer_range(-(-lo // factor), hi // factor) + suffix
+            for _, factor, suffix in self.UNITS if -(-lo // factor) <= hi // factor])
+        self.expected = "a size from %d to %d bytes (e.g. 512MiB)" % (lo, hi)
+        self._compiled = re.compile(self.regex)
+
+    def from_text(self, value):
+        return self.parse(value)
+
+
+class Strings(Converter):
+    """An object of strings (``user_expressions``); in text, that object as JSON."""
+
+    expected = "a JSON object of strings"
+    _HEX = "[0-9A-Fa-f]"
+    _STRING = (r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]'    # a character or a short escape,
+               r'|\\u(?:[0-9A-Ca-cEeFf]%s{3}|[Dd][0-7]%s{2})'    # \u that is no surrogate,
+               r'|\\u[Dd][89ABab]%s{2}\\u[Dd][C-Fc-f]%s{2})*"'  # or a surrogate pair
+               % (_HEX, _HEX, _HEX, _HEX))
+    _SPACE = "[ \\t\\n\\r]*"
+    _PAIR = _STRING + _SPACE + ":" + _SPACE + _STRING
+    regex = "%s\\{%s(?:%s(?:%s,%s%s)*%s)?\\}%s" % (
+        _SPACE, _SPACE, _PAIR, _SPACE, _SPACE, _PAIR, _SPACE, _SPACE)
+
+    def from_text(self, value):
+        return self.from_json(json.loads(value))
+
+    def from_json(self, value):
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            return super().from_json(value)
+        if find_lone_surrogate(value):
+            raise ValueError(LONE_SURROGATE)
+        return value
+
+    typed = {"type": "object", "additionalProperties": {"type": "string"}}
+
+    @property
+    def text(self):
+        return dict(text_pattern(self.regex), contentMediaType="application/json")
+
+
+class Anything(Converter):
+    """No validation here: the handler answers whatever it gets (the original API)."""
+
+    def from_json(self, value):
+        return value
+
+    text = {"type": "string"}
+    json = {}
+
+
+def _kind(value):
+    return "null" if value is None else type(value).__name__

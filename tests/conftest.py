@@ -5,7 +5,7 @@ import tempfile
 import pytest
 import webtest
 
-from helpers import TOKEN, LiveServer
+from helpers import TOKEN, LiveServer, command_lines
 
 
 @pytest.fixture
@@ -83,25 +83,17 @@ def _leftover_kernels():
     temp = tempfile.gettempdir()
     mark = ("%s=%s" % (SESSION_MARK, os.environ[SESSION_MARK])).encode()
     found = []
-    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % name, "rb") as handle:
-                argv = handle.read().split(b"\0")
-        except OSError:
-            continue
-        text = [arg.decode("utf-8", "replace") for arg in argv if arg]
-        if not (any("wsgikernel.kernel" in arg for arg in text) and any(
+    for pid, text in command_lines():
+        if pid == os.getpid() or not (any("wsgikernel.kernel" in arg for arg in text) and any(
                 arg.startswith(os.path.join(temp, "wk")) for arg in text)):
             continue
         try:
-            with open("/proc/%s/environ" % name, "rb") as handle:
+            with open("/proc/%d/environ" % pid, "rb") as handle:
                 if mark not in handle.read().split(b"\0"):
                     continue  # another run's kernel
         except OSError:
             continue
-        found.append((int(name), " ".join(text)[:200]))
+        found.append((pid, " ".join(text)[:200]))
     return found
 
 

@@ -58,6 +58,19 @@ def pid_alive(pid):
         return False
 
 
+def command_lines():
+    """(pid, [argument, ...]) of every process whose /proc entry can be read."""
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as handle:
+                raw = handle.read()
+        except OSError:
+            continue
+        yield int(name), [arg.decode("utf-8", "replace") for arg in raw.split(b"\0") if arg]
+
+
 class LiveServer:
     """A real ``scripts/serve.py`` on a free loopback port; use as a context manager."""
 

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from helpers import ROOT, pid_alive
+from helpers import ROOT, command_lines, pid_alive
 
 BENCH = os.path.join(ROOT, "scripts", "bench.py")
 BASELINE = os.path.join(ROOT, "scripts", "baseline_server.py")
@@ -63,17 +63,7 @@ def is_number(value):
 
 
 def processes_mentioning(marker):
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % name, "rb") as handle:
-                if marker.encode() in handle.read():
-                    found.append(int(name))
-        except OSError:
-            continue
-    return found
+    return [pid for pid, args in command_lines() if any(marker in arg for arg in args)]
 
 
 @pytest.mark.slow

@@ -156,19 +156,6 @@ def test_server_limits_must_be_positive(state_dir, setting):
 
 # -- failures after a stream started --------------------------------------------------
 
-@pytest.fixture(scope="module")
-def live():
-    import shutil
-    import tempfile
-    from helpers import LiveServer
-    path = tempfile.mkdtemp(prefix="wk-hi-")
-    try:
-        with LiveServer("--pool-size", "0", "--quiet", state_dir=path) as server:
-            yield server
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def test_a_stream_of_non_finite_values_stays_well_formed(live):
     assert live.request("PUT", "/envs/snan", {})[0] == 201
     stream = Stream(live, "POST", "/envs/snan/execute",

@@ -5,16 +5,14 @@ server's own knobs, a real scripts/serve.py for the service."""
 import http.client
 import json
 import os
-import shutil
 import socket
-import tempfile
 import threading
 from urllib.parse import urlsplit
 from wsgiref.simple_server import make_server
 
 import pytest
 
-from helpers import HANG_GUARD, TOKEN, LiveServer, wait_for
+from helpers import HANG_GUARD, TOKEN, wait_for
 
 GUARD = 10.0  # seconds a socket waits for the server: a hang guard, not a speed claim
 
@@ -299,16 +297,6 @@ def test_bad_framing_is_a_problem_and_a_close(request_bytes, status, kind):
 
 
 # -- the service over a real scripts/serve.py ------------------------------------
-
-@pytest.fixture(scope="module")
-def live():
-    path = tempfile.mkdtemp(prefix="wk-h11-")
-    try:
-        with LiveServer("--pool-size", "0", "--quiet", state_dir=path) as server:
-            yield server
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
 
 def connection(live):
     url = urlsplit(live.url)

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from helpers import HANG_GUARD, LiveServer, pid_alive, wait_for
+from helpers import HANG_GUARD, LiveServer, command_lines, pid_alive, wait_for
 
 # No pre-started kernels here except where the pool is the subject: a clean shutdown
 # racing a pool refill can leave a pooled kernel behind (the xfail at the end), and
@@ -26,18 +26,8 @@ def kernel_processes(state_dir):
     """Live processes whose command line names a directory under ``state_dir``
     (kernels are started with their env or pool directory as an argument)."""
     prefix = os.path.abspath(state_dir) + os.sep
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % name, "rb") as handle:
-                args = handle.read().decode("utf-8", "replace").split("\0")
-        except OSError:
-            continue
-        if any(arg.startswith(prefix) for arg in args) and pid_alive(int(name)):
-            found.append(int(name))
-    return found
+    return [pid for pid, args in command_lines()
+            if any(arg.startswith(prefix) for arg in args) and pid_alive(pid)]
 
 
 def no_kernels_left(state_dir, timeout=HANG_GUARD):

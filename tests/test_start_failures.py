@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from helpers import assert_problem, pid_alive, run, value, wait_for
+from helpers import assert_problem, command_lines, pid_alive, run, value, wait_for
 
 
 def env_dir(state_dir, env_id):
@@ -40,19 +40,7 @@ def write(path, text):
 
 def kernel_pids(path):
     """Processes whose command line names ``path``: the kernel of that env directory."""
-    needle = os.fsencode(path)
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % name, "rb") as handle:
-                argv = handle.read().split(b"\0")
-        except OSError:
-            continue
-        if needle in argv and pid_alive(int(name)):
-            found.append(int(name))
-    return found
+    return [pid for pid, argv in command_lines() if path in argv and pid_alive(pid)]
 
 
 def crash(state_dir, env_id):

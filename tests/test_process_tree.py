@@ -7,7 +7,6 @@ Real processes throughout.  Every wait is a poll with a hang guard
 order of events.  Every pid a cell reports is SIGKILLed in ``finally``.
 """
 
-import json
 import os
 import signal
 import threading
@@ -16,6 +15,7 @@ import pytest
 import webtest
 
 from helpers import HANG_GUARD, TOKEN, pid_alive, run, value, wait_for
+from test_kernel_failures import read_env_json, supervisor_pid
 
 # A cell that forks a helper (as multiprocessing's fork workers do): the helper holds
 # every descriptor of the user-code process, the control socket and pipes included.
@@ -58,15 +58,6 @@ def create(testapp, env_id):
     res = testapp.post_json("/envs", {"id": env_id})
     assert res.status_int == 201
     return res.json
-
-
-def read_env_json(app, env_id):
-    with open(os.path.join(app.config.state_dir, "envs", env_id, "env.json")) as handle:
-        return json.load(handle)
-
-
-def supervisor_pid(app, env_id):
-    return read_env_json(app, env_id)["supervisor_pid"]
 
 
 def wait_marker(env, name):

@@ -31,6 +31,11 @@ class KernelGone(Exception):
     """The kernel's socket refused, closed or timed out."""
 
 
+class KernelTimeout(KernelGone):
+    """No message began within the timeout; the connection is still usable (nothing of
+    a frame was read), so a caller may wait again."""
+
+
 def encode(message):
     data = jsonpolicy.encode(message)
     return HEADER.pack(len(data)) + data
@@ -101,9 +106,23 @@ class KernelConnection:
             raise KernelGone("send failed: %s" % exc) from None
 
     def receive(self, timeout):
+        """The next message; KernelTimeout if none began within ``timeout`` seconds,
+        KernelGone if the connection failed (then it is unusable)."""
         try:
             self.sock.settimeout(timeout)
-            return recv_message(self.sock)
+            first = self.sock.recv(HEADER.size)
+        except socket.timeout:
+            raise KernelTimeout("no message within %g s" % timeout) from None
+        except OSError as exc:
+            raise KernelGone("receive failed: %s" % exc) from None
+        try:
+            if not first:
+                raise EOFError("connection closed")
+            head = first + recv_exact(self.sock, HEADER.size - len(first))
+            (size,) = HEADER.unpack(head)
+            if size > MAX_MESSAGE:
+                raise ProtocolError("frame of %d bytes" % size)
+            return jsonpolicy.loads(recv_exact(self.sock, size))
         except (OSError, EOFError, ValueError, ProtocolError) as exc:
             raise KernelGone("receive failed: %s" % (exc or type(exc).__name__)) from None
 

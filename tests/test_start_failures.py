@@ -239,7 +239,7 @@ def test_an_interpreter_that_cannot_start_leaves_a_dead_env(testapp, monkeypatch
     fails before any of our code runs: only its stderr, in kernel.log, says why."""
     monkeypatch.setenv("PYTHONHOME", "/nonexistent-python-home")
     env = testapp.put("/envs/nohome").json
-    assert_start_failed(env, "/nonexistent-python-home")
+    assert_start_failed(env, "Fatal Python error")  # the rest of its wording varies
     assert "interpreter" in env["detail"], env
     assert_refuses_work(testapp, "nohome")
     monkeypatch.undo()

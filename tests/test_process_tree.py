@@ -12,10 +12,9 @@ import signal
 import threading
 
 import pytest
-import webtest
 
-from helpers import HANG_GUARD, TOKEN, pid_alive, run, value, wait_for
-from test_kernel_failures import read_env_json, supervisor_pid
+from helpers import HANG_GUARD, pid_alive, run, value, wait_for
+from test_kernel_failures import client, create, read_env_json, supervisor_pid
 
 # A cell that forks a helper (as multiprocessing's fork workers do): the helper holds
 # every descriptor of the user-code process, the control socket and pipes included.
@@ -48,16 +47,6 @@ DAEMONS = ("import os, subprocess, time\n"
            "print(session.pid, daemon)\n")
 
 STARTED = "open('started', 'w').close()\n"
-
-
-def client(app):
-    return webtest.TestApp(app, extra_environ={"HTTP_AUTHORIZATION": "Bearer " + TOKEN})
-
-
-def create(testapp, env_id):
-    res = testapp.post_json("/envs", {"id": env_id})
-    assert res.status_int == 201
-    return res.json
 
 
 def wait_marker(env, name):

@@ -22,6 +22,8 @@ CASES = [
     (domain.ExecutionNotFound("e1", 3), http.ExecutionNotFound("e1", 3)),
     (domain.KernelUnavailable("e1", "it did not answer in time"),
      http.KernelUnavailable("e1", "it did not answer in time")),
+    (domain.KernelIncompatible("e1", "the kernel speaks wire protocol 1, this server 2"),
+     http.KernelIncompatible("e1", "the kernel speaks wire protocol 1, this server 2")),
     (domain.QueueFull(4), http.QuotaExceeded("max_queue", 4, retry_after=1)),
     (domain.QuotaExceeded("max_envs", 8), http.QuotaExceeded("max_envs", 8, retry_after=5)),
     (domain.InvalidEnvId(".x", ENV_ID_RULE_TEXT), http.InvalidParam("id", ENV_ID_RULE_TEXT)),

@@ -35,6 +35,7 @@ ARGS = {
     errors.QuotaExceeded: ("max_envs", 64),
     errors.InternalError: (),
     errors.KernelUnavailable: ("e1", "it did not start"),
+    errors.KernelIncompatible: ("e1", "the kernel speaks wire protocol 1, this server 2"),
 }
 
 

@@ -362,9 +362,9 @@ def test_out_stream_sends_writes_and_one_truncation_message():
     assert stream.write("cdef") == 4
     assert stream.write("gh") == 2
     assert stream.write("") == 0
-    assert sent == [{"ev": "stream", "name": "stderr", "text": "ab"},
-                    {"ev": "stream", "name": "stderr", "text": "cd"},
-                    {"ev": "truncated"}]
+    assert sent == [{"type": "stream", "body": {"name": "stderr", "text": "ab"}},
+                    {"type": "stream", "body": {"name": "stderr", "text": "cd"}},
+                    {"type": "truncated", "body": {}}]
     assert stream.fileno() == 2
     assert not stream.isatty()
     with pytest.raises(TypeError):
@@ -375,9 +375,9 @@ def test_out_stream_buffer_replaces_invalid_utf8():
     sent, budget = [], OutputBudget()
     stream = OutStream("stdout", 1, sent.append, budget)
     assert stream.buffer.write(b"ok \xff\xfe") == 5
-    assert sent == [{"ev": "stream", "name": "stdout", "text": "ok \ufffd\ufffd"}]
+    assert sent == [{"type": "stream", "body": {"name": "stdout", "text": "ok \ufffd\ufffd"}}]
     print("printed", file=stream)
-    assert "".join(m["text"] for m in sent[1:]) == "printed\n"
+    assert "".join(m["body"]["text"] for m in sent[1:]) == "printed\n"
 
 
 def test_stdin_text_reads_then_ends_and_ignores_close():

@@ -1,7 +1,8 @@
 """ExecutionQueue and LateOutput on their own: no sockets, no child, no supervisor.
 
-The queue is given ``send``, ``persist`` and ``answered``; a journal of their
-calls shows who was told what, in which order.
+The queue is given ``persist`` and ``answered``, and requesters (as kernel/hub.py
+makes them: ``reply``, ``event``, ``client``); a journal of their calls shows who
+was told what, in which order.
 """
 
 import time
@@ -15,15 +16,28 @@ FAILED = {"status": "error", "user_expressions": {},
           "error": {"ename": "ValueError", "evalue": "bad", "traceback": ["ValueError: bad"]}}
 
 
+class Requester:
+    """A stand-in for kernel/hub.py's: what it is told goes to the journal."""
+
+    def __init__(self, journal, client):
+        self.journal, self.client = journal, client
+
+    def reply(self, body):
+        self.journal.calls.append(("send", self.client, dict(body, type="reply")))
+
+    def event(self, body):
+        self.journal.calls.append(("send", self.client, dict(body, type="event")))
+
+
 class Journal:
-    """What the queue did, in order: ("send", client, message), ("persist", n, status),
+    """What the queue did, in order: ("send", client, body), ("persist", n, status),
     ("answered", n)."""
 
     def __init__(self):
         self.calls = []
 
-    def send(self, client, message):
-        self.calls.append(("send", client, message))
+    def to(self, client):
+        return Requester(self, client)
 
     def persist(self, execution, record):
         self.calls.append(("persist", execution.n, record["status"]))
@@ -35,9 +49,14 @@ class Journal:
         return [call[2] for call in self.calls if call[0] == "send" and call[1] == client]
 
 
+def stream(parent, text):
+    """A child's ``stream`` message of execution ``parent``."""
+    return {"type": "stream", "parent": parent, "body": {"name": "stdout", "text": text}}
+
+
 def make_queue(**kwargs):
     journal = Journal()
-    return ExecutionQueue(journal.send, journal.persist, journal.answered, **kwargs), journal
+    return ExecutionQueue(journal.persist, journal.answered, **kwargs), journal
 
 
 def submit(queue, n, code="x", **request):
@@ -61,25 +80,25 @@ def test_executions_run_one_at_a_time_in_submission_order():
 def test_a_waiter_is_answered_after_the_record_is_persisted():
     queue, journal = make_queue()
     execution = submit(queue, 1)
-    queue.park("worker", execution, {"wait": None})
+    queue.park(journal.to("worker"), execution, {"wait": None})
     assert journal.calls == []
     queue.start_next(None)
     queue.complete(execution, OK)
     kinds = [call[0] for call in journal.calls]
     assert kinds == ["persist", "send", "answered"], journal.calls
     reply = journal.sent_to("worker")[0]
-    assert reply["ok"] and reply["key"] == 1 and reply["record"]["status"] == "ok"
+    assert reply["type"] == "reply" and reply["key"] == 1 and reply["record"]["status"] == "ok"
     assert execution.waiters == []
 
 
 def test_wait_zero_and_a_finished_execution_answer_at_once():
     queue, journal = make_queue()
     execution = submit(queue, 1)
-    queue.park("now", execution, {"wait": 0})
+    queue.park(journal.to("now"), execution, {"wait": 0})
     assert journal.sent_to("now")[0]["record"]["status"] == "queued"
     queue.start_next(None)
     queue.complete(execution, OK)
-    queue.park("later", execution, {"wait": 30})
+    queue.park(journal.to("later"), execution, {"wait": 30})
     assert journal.sent_to("later")[0]["record"]["status"] == "ok"
 
 
@@ -87,7 +106,7 @@ def test_a_wait_deadline_answers_with_the_record_so_far():
     queue, journal = make_queue()
     execution = submit(queue, 1)
     queue.start_next(None)
-    queue.park("poller", execution, {"wait": 5})
+    queue.park(journal.to("poller"), execution, {"wait": 5})
     deadline = queue.deadlines()[0]
     assert deadline > time.monotonic()
     queue.expire_waiters(deadline - 1)
@@ -101,8 +120,8 @@ def test_a_follower_gets_accepted_outputs_merged_then_the_record():
     queue, journal = make_queue()
     execution = submit(queue, 1)
     queue.start_next(None)
-    queue.park("follower", execution, {"stream": True})
-    assert queue.take_output({"ev": "stream", "id": 1, "name": "stdout", "text": "hello"})
+    queue.park(journal.to("follower"), execution, {"stream": True})
+    assert queue.take_output(stream(1, "hello"))
     assert queue.take_text("stdout", "\n")  # a pipe write: the running execution's
     queue.flush_outbox()
     queue.complete(execution, OK)
@@ -116,11 +135,11 @@ def test_a_follower_gets_accepted_outputs_merged_then_the_record():
 def test_output_of_a_finished_or_unknown_execution_is_not_taken():
     queue, _ = make_queue()
     execution = submit(queue, 1)
-    assert not queue.take_output({"ev": "stream", "id": 1, "name": "stdout", "text": "early"})
+    assert not queue.take_output(stream(1, "early"))
     assert not queue.take_text("stdout", "no cell runs")
     queue.start_next(None)
     queue.complete(execution, OK)
-    assert not queue.take_output({"ev": "stream", "id": 1, "name": "stdout", "text": "late"})
+    assert not queue.take_output(stream(1, "late"))
     assert execution.snapshot()["stdout"] == ""
 
 
@@ -128,7 +147,7 @@ def test_cancel_drops_a_queued_execution_and_flags_the_running_one():
     queue, journal = make_queue()
     running, queued = submit(queue, 1), submit(queue, 2)
     queue.start_next(None)
-    queue.park("waiter", queued, {"wait": None})
+    queue.park(journal.to("waiter"), queued, {"wait": None})
     assert queue.cancel(queued) is False
     assert [c[0] for c in journal.calls] == ["persist", "send", "answered"]
     record = journal.sent_to("waiter")[0]["record"]
@@ -170,9 +189,9 @@ def test_abort_all_ends_everything_and_forget_drops_a_client():
     queue, journal = make_queue()
     running, queued = submit(queue, 1), submit(queue, 2)
     queue.start_next(None)
-    queue.park("gone", running, {"wait": None})
-    queue.park("gone", queued, {"stream": True})
-    queue.park("stays", queued, {"wait": None})
+    queue.park(journal.to("gone"), running, {"wait": None})
+    queue.park(journal.to("gone"), queued, {"stream": True})
+    queue.park(journal.to("stays"), queued, {"wait": None})
     queue.forget("gone")
     assert running.waiters == [] and queued.subscribers == []
     queue.abort_all("cancelled", "ExecutionCancelled", "restarted")
@@ -195,11 +214,11 @@ def test_finished_executions_stay_findable_up_to_the_bound():
 def test_late_output_merges_lines_names_counts_and_keeps_the_newest_bytes():
     late = LateOutput(limit=10)
     late.remember(7, 3)
-    late.add({"ev": "stream", "id": 7, "name": "stdout", "text": "abc"})
-    late.add({"ev": "stream", "id": 7, "name": "stdout", "text": "\n"})
-    late.add({"ev": "truncated", "id": 7})
+    late.add(stream(7, "abc"))
+    late.add(stream(7, "\n"))
+    late.add({"type": "truncated", "parent": 7, "body": {}})
     assert [(e["execution_count"], e["text"]) for e in late.snapshot()] == [(3, "abc\n")]
-    late.add({"ev": "output", "output": {"output_type": "display_data",
+    late.add({"type": "output", "body": {"output_type": "display_data",
                                          "data": {"text/plain": "0123456789"}}})
     entries = late.snapshot()
     assert sum(len(e["text"].encode()) for e in entries) <= 10

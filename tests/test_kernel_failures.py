@@ -180,7 +180,7 @@ def test_supervisor_survives_the_death_of_its_kernel(app, testapp):
                  message="env.json says dead")
         # The supervisor wrote env.json in the loop iteration that saw the death; a
         # status request is handled in a later one, so it answers only if it survived.
-        reply = app.manager.call(read_env_json(app, env_id), {"op": "status"})
+        reply = app.manager.call(read_env_json(app, env_id), "status")
         assert reply["state"] == "dead"
         assert pid_alive(supervisor)
         record = read_env_json(app, env_id)

@@ -1,6 +1,7 @@
 """The layers of docs/architecture.md, checked from the source: who may import whom.
 
-kernel  -> wire and the standard library only (a kernel process never loads the HTTP side)
+kernel  -> wire (the wire package, jsonpolicy, store) and the standard library only
+           (a kernel process never loads the control or HTTP side)
 control -> never the HTTP layer (domain errors below HTTP, mapped to HTTP at the boundary)
 and no import cycles between the package's modules.
 """
@@ -11,11 +12,13 @@ import os
 from helpers import ROOT
 
 PACKAGE = os.path.join(ROOT, "wsgikernel")
-WIRE = {"protocol", "jsonpolicy", "store"}
-CONTROL = {"manager", "pool", "launcher", "store", "statedir", "processes", "protocol",
-           "jsonpolicy", "control", "control.environments", "control.registry",
-           "control.link", "control.envobject", "control.lifecycle", "control.executions",
-           "control.introspection", "control.errors", "control.envid"}
+WIRE = {"wire", "wire.framing", "wire.envelope", "wire.address", "wire.auth",
+        "wire.connection", "jsonpolicy", "store"}
+CONTROL = {"manager", "pool", "store", "statedir", "jsonpolicy", "config", "control",
+           "control.environments", "control.registry", "control.link", "control.envobject",
+           "control.lifecycle", "control.executions", "control.introspection",
+           "control.errors", "control.envid", "provisioning", "provisioning.base",
+           "provisioning.local", "provisioning.launcher", "provisioning.processes"} | WIRE
 HTTP = {"dispatch", "errors", "params", "auth", "app", "api", "compat", "openapi", "ui",
         "routes", "converters", "server", "httpserver", "httpwire", "httpthreads", "wsgi"}
 
@@ -66,8 +69,15 @@ def test_the_control_layer_never_imports_the_http_layer():
 
 
 def test_every_module_of_the_control_package_is_checked():
-    found = {module for module in module_imports() if module.split(".")[0] == "control"}
+    found = {module for module in module_imports()
+             if module.split(".")[0] in ("control", "provisioning", "wire")}
     assert found and found <= CONTROL, found - CONTROL
+
+
+def test_the_wire_layer_imports_nothing_above_it():
+    for module, targets in module_imports().items():
+        if module in WIRE:
+            assert targets <= WIRE, (module, targets - WIRE)
 
 
 def test_no_import_cycles_at_module_level():

@@ -246,11 +246,11 @@ def test_status_is_answered_while_a_stop_waits_out_kill_grace(make_test_app, act
         wait_marker(env, "term")  # SIGTERM reached the cell: the stop is under way
         # the supervisor itself answers (the manager would fall back to env.json after
         # its own timeout, so ask it directly too, with only the hang guard as a bound)
-        reply = app.manager.call(read_env_json(app, "slowstop"), {"op": "status"},
+        reply = app.manager.call(read_env_json(app, "slowstop"), "status",
                                  timeout=HANG_GUARD)
         status = testapp.get("/envs/slowstop")
         events.append("status answered")
-        assert reply["ok"] is True and reply["supervisor_pid"] == supervisor
+        assert reply["supervisor_pid"] == supervisor
         assert status.status_int == 200
         assert status.json["id"] == "slowstop"
         assert pid_alive(old), "the status was only answered after the stop"

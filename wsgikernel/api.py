@@ -16,7 +16,6 @@ from .config import LIMIT_KEYS
 from .errors import HTTPError, InternalError, InvalidParam, KernelUnavailable
 from .notebook import build_notebook
 from .openapi import build_document
-from .protocol import KernelGone
 
 
 def base_url(environ):
@@ -101,7 +100,7 @@ class Api:
             if request["silent"]:
                 raise InvalidParam("stream", "silent executions cannot be streamed")
             return stream_response(self.manager.open_stream(
-                env, dict(request, op="execute", stream=True), HEARTBEAT_SECONDS), env)
+                env, "execute", request, HEARTBEAT_SECONDS), env)
         if request["silent"]:
             wait = None  # synchronous: no default_wait, no 202
         else:
@@ -113,7 +112,7 @@ class Api:
         params = environ["params"]
         env, n = params["id"], params["n"]
         if wants_stream(environ, params):
-            return stream_response(self.manager.open_stream(env, {"op": "attach", "n": n},
+            return stream_response(self.manager.open_stream(env, "attach", {"n": n},
                                                             HEARTBEAT_SECONDS), env)
         record = self.manager.execution(env, n, params["wait"])
         return execution_response(environ, env, record)
@@ -156,10 +155,9 @@ class Api:
         """The env's variables: name, type, a bounded repr, len where cheap."""
         return self.introspect(environ, "variables", "all")
 
-    def introspect(self, environ, op, *names):
+    def introspect(self, environ, kind, *names):
         params = environ["params"]
-        message = {name: params[name] for name in names}
-        return self.manager.introspect(params["id"], dict(message, op=op))
+        return self.manager.introspect(params["id"], kind, {name: params[name] for name in names})
 
 
 def read_limits(params):
@@ -196,8 +194,6 @@ def stream_response(events, env):
             for event in events:
                 if event is None:
                     event = {"event": "heartbeat"}
-                else:
-                    event.pop("ok", None)
                 last = event.get("event")
                 yield encode_json(event)
             if last != "record":
@@ -208,8 +204,6 @@ def stream_response(events, env):
             yield stream_error(exc)
         except ControlError as exc:
             yield stream_error(http_error(exc) or InternalError())
-        except KernelGone:
-            yield stream_error(KernelUnavailable(env, "it stopped answering during the stream"))
         except Exception:
             PathDispatcher.log_unexpected({"PATH_INFO": "stream of %s" % env})
             yield stream_error(InternalError())

@@ -74,6 +74,17 @@ def flag(value):
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+def choice(*allowed):
+    """A parser accepting one of ``allowed`` (case-insensitive)."""
+    def parse(value):
+        text = str(value).strip().lower()
+        if text not in allowed:
+            raise ValueError("expected one of %s, got %r" % (", ".join(allowed), value))
+        return text
+    parse.choices = allowed
+    return parse
+
+
 class Setting:
     def __init__(self, key, parse, default, help):
         self.key, self.parse, self.default, self.help = key, parse, default, help
@@ -107,6 +118,9 @@ SETTINGS = (
     Setting("idle_timeout", seconds, None, "a kernel idle this long exits (env stopped)"),
     Setting("pool_size", count, 2, "pre-started kernels"),
     Setting("preload", names, (), "modules imported in pre-started kernels"),
+    Setting("kernel_transport", choice("unix", "tcp"), "unix", "how web workers reach "
+            "kernels: unix (a socket file) or tcp (127.0.0.1, HMAC-authenticated: the "
+            "transport of kernels on other hosts)"),
     # memory_limit, cpu_limit, file_size_limit, open_files_limit: from LIMITS below.
 )
 MIN_MEMORY_LIMIT = 256 * MiB
@@ -122,8 +136,9 @@ class Limit:
     the rlimit the kernel sets all come from here.
     """
 
-    def __init__(self, key, parse, minimum, rlimit, least, help):
+    def __init__(self, key, parse, minimum, rlimit, least, help, soft_only=False):
         self.key, self.parse, self.minimum, self.rlimit = key, parse, minimum, rlimit
+        self.soft_only = soft_only  # the hard limit stays: SIGXCPU first, SIGKILL later
         self.maximum = RLIMIT_MAX
         self.json_type = "number" if parse is seconds else "integer"
         self.least = least  # the minimum, as error messages say it
@@ -154,7 +169,8 @@ LIMITS = (
     Limit("memory_limit", size, MIN_MEMORY_LIMIT, "RLIMIT_AS", "256MiB (the interpreter needs it)",
           "address space of the user-code process in bytes, e.g. 512MiB (at least 256MiB)"),
     Limit("cpu_limit", seconds, 1, "RLIMIT_CPU", "1 second",
-          "CPU seconds the user-code process may use over the kernel's lifetime"),
+          "CPU seconds the user-code process may use over the kernel's lifetime",
+          soft_only=True),
     Limit("file_size_limit", size, 1, "RLIMIT_FSIZE", "1 byte",
           "largest file the user-code process may write, in bytes, e.g. 1GiB"),
     Limit("open_files_limit", count, 1, "RLIMIT_NOFILE", "1",
@@ -166,6 +182,13 @@ LIMIT_MINIMUM = {limit.key: limit.minimum for limit in LIMITS}
 LIMIT_UNITS = {limit.key: limit.least for limit in LIMITS}
 SETTINGS += tuple(Setting(limit.key, limit.parse, None, limit.help) for limit in LIMITS)
 BY_KEY = {setting.key: setting for setting in SETTINGS}
+
+
+def rlimits(limits):
+    """What the kernel sets for ``limits`` ({key: value}): [[RLIMIT_NAME, value, soft_only]],
+    so the kernel applies them without a table of its own."""
+    return [[limit.rlimit, int(limits[limit.key]), limit.soft_only] for limit in LIMITS
+            if (limits or {}).get(limit.key) is not None]
 
 
 def check_limit(key, value):

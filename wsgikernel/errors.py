@@ -158,6 +158,15 @@ class EnvironmentNotRunning(Conflict):
                          % (env_id, state, env_id), env_id=env_id, state=state)
 
 
+class KernelIncompatible(Conflict):
+    type = "urn:wsgikernel:kernel-incompatible"
+    title = "Kernel of another version"
+
+    def __init__(self, env_id, why):
+        super().__init__("%s: POST /envs/%s/restart to start a kernel of this version"
+                         % (why, env_id), env_id=env_id)
+
+
 # 411, 413, 414, 415, 422, 429, 431 ------------------------------------------------------
 
 class LengthRequired(HTTPError):

@@ -26,10 +26,13 @@ import sys
 import threading
 
 from . import __version__
-from .processes import supervisor_alive
-from .protocol import PROTOCOL_VERSION, KernelGone
+from .control.errors import ControlError
+from .provisioning import for_record
 from .statedir import file_lock
 from .store import WORK_DIR, read_record, utcnow
+from .wire.auth import KEY_FILE
+from .wire.connection import KernelGone
+from .wire.envelope import PROTOCOL_VERSION
 
 
 class KernelPool:
@@ -45,7 +48,7 @@ class KernelPool:
         """What a pooled kernel must have been started with to be claimable."""
         settings = dict(self.manager.kernel_settings(), idle_timeout=None)
         blob = json.dumps([settings, self.config.limits(), sys.executable, __version__,
-                           PROTOCOL_VERSION], sort_keys=True)
+                           PROTOCOL_VERSION, self.config.kernel_transport], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def names(self):
@@ -71,16 +74,16 @@ class KernelPool:
                 os.rename(source, env_dir)  # atomic; replaces our empty lock directory
             except OSError:
                 continue  # another worker claimed it first
+            if pooled.get("key_file"):  # it moved with the directory
+                pooled = dict(pooled, key_file=os.path.join(env_dir, KEY_FILE))
             try:
-                reply = self.manager.call(pooled, {
-                    "op": "bind", "id": env_id, "env_dir": env_dir,
-                    "created": record["created"],
+                self.manager.call(pooled, "bind", {
+                    "id": env_id, "env_dir": env_dir, "created": record["created"],
                     "settings": {"idle_timeout": self.config.idle_timeout}})
-            except KernelGone:
-                reply = {"ok": False}
-            if reply.get("ok"):
                 self.refill_soon()
                 return True
+            except (KernelGone, ControlError):
+                pass
             # A pooled kernel that died in the pool: clear it out, start cold instead.
             self.manager.shutdown_kernel(pooled, state=None, reason="deleted")
             shutil.rmtree(env_dir, ignore_errors=True)
@@ -129,7 +132,7 @@ class KernelPool:
             record = read_record(path)
             if (record and record.get("signature") == signature
                     and record.get("state") == "idle"
-                    and supervisor_alive(record.get("supervisor_pid"))):
+                    and for_record(record).running()):
                 alive += 1
             elif record is None or record.get("state") != "starting":
                 if record:

@@ -66,8 +66,8 @@ class EnvironmentManager:
 
     # -- talking to a kernel -------------------------------------------------------
 
-    def call(self, record, message, timeout=STATUS_TIMEOUT):
-        return self.link.call(record, message, timeout)
+    def call(self, record, kind, body=None, timeout=STATUS_TIMEOUT):
+        return self.link.call(record, kind, body, timeout)
 
     # -- environments --------------------------------------------------------------
 
@@ -118,13 +118,13 @@ class EnvironmentManager:
     def interrupt(self, env_id):
         return self.cells.interrupt(env_id)
 
-    def open_stream(self, env_id, message, heartbeat):
-        return self.cells.open_stream(env_id, message, heartbeat)
+    def open_stream(self, env_id, kind, body, heartbeat):
+        return self.cells.open_stream(env_id, kind, body, heartbeat)
 
     # -- introspection -------------------------------------------------------------
 
-    def introspect(self, env_id, message):
-        return self.introspection.introspect(env_id, message)
+    def introspect(self, env_id, kind, body):
+        return self.introspection.introspect(env_id, kind, body)
 
     def late_output(self, env_id):
         return self.introspection.late_output(env_id)

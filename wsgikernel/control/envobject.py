@@ -5,10 +5,11 @@ timeout); a kernel that does not answer makes its env report what env.json
 last said, and one whose supervisor is gone is recorded dead there and then.
 """
 
-from ..processes import supervisor_alive
-from ..protocol import PROTOCOL_VERSION, KernelGone
+from ..provisioning import for_record
 from ..store import log_tail
-from .errors import EnvironmentNotFound
+from ..wire.connection import KernelGone
+from ..wire.envelope import PROTOCOL_VERSION
+from .errors import EnvironmentNotFound, KernelIncompatible
 
 # Reasons of a dead env whose ``detail`` (and, for start_failed, ``log``) the env shows.
 EXPLAINED = ("start_failed", "corrupt_record", "unreadable_record")
@@ -28,9 +29,11 @@ class EnvDescriber:
                 record = dict(record, state="dead", reason="protocol_mismatch")
             else:
                 try:
-                    status = self.link.call(record, {"op": "status", "touch": touch})
+                    status = self.link.call(record, "status", {"touch": touch})
+                except KernelIncompatible:
+                    record = dict(record, state="dead", reason="protocol_mismatch")
                 except KernelGone:
-                    if not supervisor_alive(record.get("supervisor_pid")):
+                    if not for_record(record).running():
                         record = self.link.mark_dead(env_id, record)
                 if status.get("state") in ("dead", "stopped"):
                     # It died after we read env.json: the supervisor saved it first.

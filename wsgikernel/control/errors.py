@@ -50,6 +50,16 @@ class KernelUnavailable(ControlError):
         self.why = why
 
 
+class KernelIncompatible(ControlError):
+    """The env's kernel speaks another version of the wire protocol (``why`` says which);
+    a restart replaces it with one of this version."""
+
+    def __init__(self, env_id, why):
+        super().__init__("the kernel of environment %r is incompatible: %s" % (env_id, why))
+        self.env_id = env_id
+        self.why = why
+
+
 class QueueFull(ControlError):
     """The kernel already holds ``limit`` waiting executions (``max_queue``)."""
 

@@ -10,7 +10,7 @@ answered (200) rather than an error.
 
 import secrets
 
-from ..protocol import KernelGone
+from ..wire.connection import KernelGone
 from .errors import EnvironmentNotRunning, ExecutionNotFound
 from .link import STATUS_TIMEOUT, lost_record
 
@@ -33,15 +33,14 @@ class Executions:
         record = link.live_record(env_id)
         chunk = WAIT_CHUNK if wait is None else wait
         request_id = secrets.token_hex(8)
-        message = dict(request, op="execute", wait=chunk, request=request_id)
+        body = dict(request, wait=chunk, request=request_id)
         try:
-            reply = link.check_reply(env_id, link.call(record, message, chunk + REPLY_MARGIN))
+            reply = link.call(record, "execute", body, chunk + REPLY_MARGIN)
             result = reply["record"]
             while wait is None and result["status"] in ("queued", "running"):
-                reply = link.check_reply(env_id, link.call(
-                    record, {"op": "wait", "key": reply.get("key"),
-                             "n": result["execution_count"], "wait": WAIT_CHUNK},
-                    WAIT_CHUNK + REPLY_MARGIN))
+                reply = link.call(record, "wait", {
+                    "key": reply.get("key"), "n": result["execution_count"],
+                    "wait": WAIT_CHUNK}, WAIT_CHUNK + REPLY_MARGIN)
                 result = reply["record"]
         except KernelGone:
             return self.lost(env_id, record, lambda: self.lost_request(env_id, request_id,
@@ -76,12 +75,10 @@ class Executions:
         record = self.link.alive_record(env_id)
         if record is not None:
             try:
-                reply = self.link.call(record, {"op": "wait", "n": n, "wait": wait},
-                                       wait + REPLY_MARGIN)
-                if reply.get("ok"):
-                    return reply["record"]
-            except KernelGone:
-                pass
+                return self.link.call(record, "wait", {"n": n, "wait": wait},
+                                      wait + REPLY_MARGIN)["record"]
+            except (KernelGone, ExecutionNotFound):
+                pass  # not kept in memory (or no kernel to ask): history has it
         found = self.registry.history(env_id).find(n)
         if found is None:
             raise ExecutionNotFound(env_id, n)
@@ -94,7 +91,7 @@ class Executions:
         record = self.link.alive_record(env_id)
         if record is not None:
             try:
-                live = self.link.call(record, {"op": "live", "touch": False})
+                live = self.link.call(record, "live", {"touch": False})
                 for execution in live.get("executions", ()):
                     known = records.get(execution["execution_count"])
                     # history's own line of a live execution is its queued record: stale
@@ -115,52 +112,53 @@ class Executions:
         if record is None:
             return self.execution(env_id, n, 0)
         try:
-            reply = self.link.call(record, {"op": "cancel", "n": n})
+            return self.link.call(record, "cancel", {"n": n})["record"]
         except KernelGone:
             raise self.link.gone(env_id, record) from None
-        if reply.get("error") == "unknown_execution":
+        except ExecutionNotFound:
             return self.execution(env_id, n, 0)  # finished long ago: nothing to cancel
-        return self.link.check_reply(env_id, reply)["record"]
 
     def interrupt(self, env_id):
         """SIGINT to the running cell (the namespace survives); the env afterwards."""
         record = self.link.live_record(env_id)
         try:
-            self.link.check_reply(env_id, self.link.call(record, {"op": "interrupt"},
-                                                         timeout=INTERRUPT_TIMEOUT))
+            self.link.call(record, "interrupt", timeout=INTERRUPT_TIMEOUT)
         except KernelGone:
             raise self.link.gone(env_id, record) from None
         return self.describe(env_id)
 
     # -- streams ---------------------------------------------------------------------
 
-    def open_stream(self, env_id, message, heartbeat):
-        """Start a streaming exchange; errors are raised here, before any byte is sent.
+    def open_stream(self, env_id, kind, body, heartbeat):
+        """Start a streaming exchange (``execute`` or ``attach``); errors are raised here,
+        before any byte is sent.
 
         Returns the iterator of events (the ``accepted`` event first); a None from
         it means ``heartbeat`` seconds passed in silence.
         """
         link = self.link
-        record = link.live_record(env_id) if message["op"] == "execute" else \
-            link.alive_record(env_id)
+        executing = kind == "execute"
+        record = link.live_record(env_id) if executing else link.alive_record(env_id)
         if record is None:  # attaching to an env whose kernel is gone: replay history
-            return replay(self.execution(env_id, message["n"], 0))
-        if message["op"] == "execute":
+            return replay(self.execution(env_id, body["n"], 0))
+        if executing:
             request_id = secrets.token_hex(8)
-            message = dict(message, request=request_id)
-            find = lambda: self.lost_request(env_id, request_id, message)  # noqa: E731
+            body = dict(body, stream=True, request=request_id)
+            find = lambda: self.lost_request(env_id, request_id, body)  # noqa: E731
         else:
-            find = lambda: self.registry.history(env_id).find(message["n"])  # noqa: E731
-        events = self._follow(env_id, record, link.stream(record, message, heartbeat), find)
+            find = lambda: self.registry.history(env_id).find(body["n"])  # noqa: E731
+        events = self._follow(env_id, record, link.stream(record, kind, body, heartbeat), find)
         try:
             first = next(events)
         except KernelGone:
             raise link.gone(env_id, record) from None
-        if first is None or first.get("ok") is False:
+        except ExecutionNotFound:
+            if executing:
+                raise
+            return replay(self.execution(env_id, body["n"], 0))
+        if first is None:
             events.close()
-            if first and first.get("error") == "unknown_execution":
-                return replay(self.execution(env_id, message["n"], 0))
-            link.check_reply(env_id, first or {"ok": False, "error": "no answer"})
+            raise link.gone(env_id, record)
         return _prepend(first, events)
 
     def _follow(self, env_id, record, events, find):

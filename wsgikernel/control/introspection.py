@@ -6,8 +6,9 @@ is the output that came after its execution's record was final, which the
 supervisor keeps in memory only.
 """
 
-from ..processes import supervisor_alive
-from ..protocol import KernelGone
+from ..provisioning import for_record
+from ..wire.connection import KernelGone
+from .errors import KernelIncompatible
 
 INTROSPECT_TIMEOUT = 10.0  # the kernel bounds its own work well below this
 
@@ -17,26 +18,22 @@ class Introspection:
         self.registry = registry
         self.link = link
 
-    def introspect(self, env_id, message):
+    def introspect(self, env_id, kind, body):
         """complete / inspect / is_complete / variables, answered beside a running cell."""
         record = self.link.live_record(env_id)
         try:
-            reply = self.link.check_reply(env_id, self.link.call(record, message,
-                                                                 INTROSPECT_TIMEOUT))
+            return self.link.call(record, kind, body, INTROSPECT_TIMEOUT)
         except KernelGone:
             raise self.link.gone(env_id, record) from None
-        reply.pop("ok", None)
-        return reply
 
     def late_output(self, env_id):
         """Output that came after its execution's record was final; [] with no kernel."""
         record = self.registry.read(env_id)
-        if not record.get("socket") or not supervisor_alive(record.get("supervisor_pid")):
+        if not record.get("address") or not for_record(record).running():
             return []
         try:
-            reply = self.link.call(record, {"op": "late_output"})
+            return self.link.call(record, "late_output").get("late_output", [])
         except KernelGone:
             raise self.link.gone(env_id, record) from None
-        if reply.get("error") == "unknown_op":  # a kernel started by an older version
-            return []
-        return self.link.check_reply(env_id, reply).get("late_output", [])
+        except KernelIncompatible:
+            return []  # a kernel of another version: what it kept is out of reach

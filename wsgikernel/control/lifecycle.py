@@ -12,16 +12,17 @@ SIGKILL to whatever is left.
 import os
 import secrets
 import shutil
-import signal
 import threading
 
-from ..launcher import LaunchError, launch_kernel, wait_ready
-from ..processes import kill_group, pid_alive, supervisor_alive, supervisors_in
-from ..protocol import PROTOCOL_VERSION, KernelGone
+from ..config import rlimits
+from ..provisioning import LaunchError, LocalProvisioner, for_record
 from ..statedir import file_lock
 from ..store import ENV_FILE, LOG_FILE, WORK_DIR, read_record, utcnow, write_record
-from .errors import EnvironmentExists, InvalidLimit, KernelUnavailable, QuotaExceeded
-from .link import ALIVE_STATES, LAUNCH_TIMEOUT, STATUS_TIMEOUT, wait_until
+from ..wire.connection import KernelGone
+from ..wire.envelope import PROTOCOL_VERSION
+from .errors import (ControlError, EnvironmentExists, InvalidLimit, KernelUnavailable,
+                     QuotaExceeded)
+from .link import ALIVE_STATES, LAUNCH_TIMEOUT, STATUS_TIMEOUT
 
 RESTART_LOCK = ".restart.lock"  # in the env dir: one revival of a stopped env at a time
 
@@ -112,29 +113,26 @@ class Lifecycle:
         hears of it -- ``dead``, reason ``start_failed``, ``detail`` -- and raised as
         KernelUnavailable.
         """
-        record.update(state="starting", protocol=PROTOCOL_VERSION, supervisor_pid=None, pid=None,
-                      socket=os.path.join(self.registry.runtime(),
-                                          secrets.token_hex(6) + ".sock"),
-                      exit=None, reason=None, detail=None)
+        record.update(state="starting", protocol=PROTOCOL_VERSION, exit=None, reason=None,
+                      detail=None, kernel_id=secrets.token_hex(8),
+                      rlimits=rlimits(record.get("limits")))
+        provisioner = for_record(record, self.config)
+        provisioner.prepare(env_dir)
         write_record(env_dir, record)
-        memory_limited = (record.get("limits") or {}).get("memory_limit") is not None
         try:
-            wait_ready(launch_kernel(env_dir, memory_limited), LAUNCH_TIMEOUT)
+            provisioner.launch(env_dir, LAUNCH_TIMEOUT)
         except (LaunchError, OSError) as exc:
-            self.record_start_failure(env_dir, record, str(exc))
+            self.record_start_failure(env_dir, record, str(exc), provisioner)
             raise KernelUnavailable(record["id"], str(exc)) from None
 
-    def record_start_failure(self, env_dir, record, why):
+    def record_start_failure(self, env_dir, record, why, provisioner):
         """env.json (and kernel.log) of a kernel that did not come up, unless the kernel
         recorded its failure itself (then its own detail, exit and log stand)."""
         current = read_record(env_dir) or {}
-        if (current.get("socket") == record["socket"] and current.get("state") == "dead"
+        if (current.get("kernel_id") == record["kernel_id"] and current.get("state") == "dead"
                 and current.get("reason") == "start_failed"):
             return
-        try:  # killed, or its interpreter died: nothing of it will clean up
-            os.unlink(record["socket"])
-        except OSError:
-            pass
+        provisioner.cleanup()  # killed, or its interpreter died: nothing of it cleans up
         try:
             with open(os.path.join(env_dir, LOG_FILE), "a") as log:
                 log.write("%s start failed: %s\n" % (utcnow(), why))
@@ -157,13 +155,13 @@ class Lifecycle:
         record = self.registry.read(env_id)
         recorded = "settings" in record  # else a stand-in: env.json is unusable or missing
         session = int(record.get("session") or 0) + 1
-        if record.get("state") in ALIVE_STATES and supervisor_alive(record.get("supervisor_pid")):
+        if record.get("state") in ALIVE_STATES and for_record(record).running():
             try:
-                reply = self.link.call(record, {"op": "restart"},
+                reply = self.link.call(record, "restart",
                                        timeout=self.config.kill_grace + LAUNCH_TIMEOUT)
-                if reply.get("ok") and reply.get("state") not in ("dead", "stopped"):
+                if reply.get("state") not in ("dead", "stopped"):
                     return self.describe(env_id)
-            except KernelGone:
+            except (KernelGone, ControlError):
                 pass
         elif not recorded:  # a kernel may still run behind the record that cannot be read
             self.stop_unrecorded_kernels(env_id)
@@ -189,10 +187,8 @@ class Lifecycle:
         name (it cannot be read).  SIGTERM makes one stop its user-code process and
         save its own record, which is the env's again."""
         grace = self.config.kill_grace + STATUS_TIMEOUT
-        for pid in supervisors_in(self.registry.env_dir(env_id)):
-            kill_group(pid, signal.SIGTERM)
-            if not wait_until(lambda: not pid_alive(pid), grace):
-                kill_group(pid, signal.SIGKILL)
+        for stray in LocalProvisioner.strays(self.registry.env_dir(env_id)):
+            stray.stop(grace)
 
     def rebuilt_record(self, env_id):
         """A record for an env whose env.json is unusable or missing (moved aside to
@@ -224,19 +220,18 @@ class Lifecycle:
 
     def shutdown_kernel(self, record, state="stopped", reason="shutdown"):
         """request -> wait -> SIGTERM -> wait -> SIGKILL, as jupyter_client does."""
-        supervisor, child = record.get("supervisor_pid"), record.get("pid")
+        provisioner = for_record(record, self.config)
         grace = self.config.kill_grace
-        if supervisor_alive(supervisor):
+        if provisioner.running():
             try:  # answered once the kernel's tree is gone: up to kill_grace
-                self.link.call(record, {"op": "shutdown", "state": state, "reason": reason},
+                self.link.call(record, "shutdown", {"state": state, "reason": reason},
                                timeout=grace + STATUS_TIMEOUT)
-            except KernelGone:
+            except (KernelGone, ControlError):
                 pass
-            if not wait_until(lambda: not pid_alive(supervisor), grace + STATUS_TIMEOUT):
-                kill_group(supervisor, signal.SIGTERM)
-                if not wait_until(lambda: not pid_alive(supervisor), grace):
-                    kill_group(supervisor, signal.SIGKILL)
-        kill_group(child, signal.SIGKILL)  # a user-code group left by a killed supervisor
+            if not provisioner.wait(grace + STATUS_TIMEOUT):
+                provisioner.stop(grace)
+        provisioner.kill()  # a user-code group left by a killed supervisor
+        provisioner.cleanup()
         self.link.forget(record)
 
     def stop_all(self):
@@ -247,7 +242,7 @@ class Lifecycle:
             record = read_record(self.registry.env_dir(env_id))
             # A dead env's supervisor lives on (it serves history and restarts): stop it too.
             if record and (record.get("state") in ALIVE_STATES
-                           or supervisor_alive(record.get("supervisor_pid"))):
+                           or for_record(record).running()):
                 thread = threading.Thread(target=self.shutdown_kernel,
                                           args=(record, "stopped", "server_shutdown"))
                 thread.start()

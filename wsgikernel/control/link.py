@@ -1,23 +1,25 @@
 """The link from a web worker to one env's kernel: exchanges, and what their failures mean.
 
-Every call to a kernel goes through ``protocol.KernelConnection`` with a
-timeout (``call``: one request, one reply, on a pooled connection;
+Every call to a kernel goes through ``wire.connection.KernelConnection`` with
+a timeout (``call``: one request, one reply, on a pooled connection;
 ``stream``: a series of events on a connection of its own), so a kernel that
-does not answer never hangs a request.  ``check_reply`` turns the
-supervisor's error codes into domain errors; ``gone`` decides what a kernel
+does not answer never hangs a request.  What a kernel refuses (its error
+codes) and a kernel of another protocol version become domain errors here
+(``refusal``), ``KernelGone`` stays for the callers; ``gone`` decides what a kernel
 that stopped answering is: (re)starting, slow, or dead -- and a dead one
 (its supervisor is gone) is recorded as such by ``mark_dead``, its unfinished
 executions turned into ``kernel_lost`` records first.
 """
 
 import os
-import signal
 import time
 
-from ..processes import kill_group, supervisor_alive
-from ..protocol import ConnectionPool, KernelConnection, KernelGone, KernelTimeout
+from ..provisioning import for_record
 from ..store import read_record, update_record, utcnow
-from .errors import (EnvironmentNotRunning, ExecutionNotFound, KernelUnavailable, QueueFull)
+from ..wire import envelope as wire
+from ..wire.connection import ConnectionPool, KernelConnection, KernelGone, KernelTimeout
+from .errors import (EnvironmentNotRunning, ExecutionNotFound, KernelIncompatible,
+                     KernelUnavailable, QueueFull)
 
 STATUS_TIMEOUT = 3.0    # seconds a status question may take before we answer from env.json
 LAUNCH_TIMEOUT = 30.0   # seconds a new kernel may take to report ready
@@ -31,59 +33,62 @@ class KernelLink:
 
     # -- exchanges ----------------------------------------------------------------
 
-    def call(self, record, message, timeout=STATUS_TIMEOUT):
-        """One request/reply exchange with the env's supervisor (KernelGone if it fails)."""
-        address = record.get("socket")
+    def call(self, record, kind, body=None, timeout=STATUS_TIMEOUT):
+        """One request/reply exchange with the env's supervisor: the reply's body.
+        KernelGone if the exchange fails; the domain error of a refusal."""
+        address = record.get("address")
         if not address:
-            raise KernelGone("no socket recorded")
-        conn = self.connections.acquire(address, timeout)
+            raise KernelGone("no kernel address recorded")
         try:
-            reply = conn.request(message, timeout)
+            conn = self.connections.acquire(address, timeout, record.get("key_file"))
+        except wire.ProtocolMismatch as exc:
+            raise KernelIncompatible(record.get("id"), str(exc)) from None
+        try:
+            reply = conn.request(kind, {} if body is None else body, timeout)
+        except wire.Refused as refused:
+            self.connections.release(conn)  # a refusal is a whole exchange: still usable
+            raise refusal(record.get("id"), refused) from None
+        except wire.ProtocolMismatch as exc:
+            conn.close()
+            raise KernelIncompatible(record.get("id"), str(exc)) from None
         except BaseException:
             conn.close()
             raise
         self.connections.release(conn)
         return reply
 
-    def stream(self, record, message, timeout):
-        """Yield the messages of one streaming exchange, ending with the ``record`` event.
+    def stream(self, record, kind, body, timeout):
+        """Yield the event bodies of one streaming exchange, ending with the ``record``.
 
         A ``None`` is yielded whenever ``timeout`` seconds pass in silence (the
         caller sends a heartbeat then).  The connection is closed afterwards.
         """
-        conn = KernelConnection(record["socket"], timeout)
         try:
-            conn.send(message, timeout)
+            conn = KernelConnection(record.get("address"), timeout, record.get("key_file"))
+        except wire.ProtocolMismatch as exc:
+            raise KernelIncompatible(record.get("id"), str(exc)) from None
+        try:
+            request_id = conn.submit(kind, body, timeout)
             while True:
                 try:
-                    event = conn.receive(timeout)
+                    _, event = conn.answer(request_id, timeout)
                 except KernelTimeout:  # silence: the caller sends a heartbeat
                     yield None
                     continue
                 yield event
-                if event.get("event") == "record" or event.get("ok") is False:
+                if event.get("event") == "record":
                     return
+        except wire.Refused as refused:
+            raise refusal(record.get("id"), refused) from None
+        except wire.ProtocolMismatch as exc:
+            raise KernelIncompatible(record.get("id"), str(exc)) from None
         finally:
             conn.close()
 
     def forget(self, record):
         """Close the pooled connections to a kernel that was stopped."""
-        if record.get("socket"):
-            self.connections.discard_address(record["socket"])
-
-    @staticmethod
-    def check_reply(env_id, reply):
-        """``reply`` if it says ``ok``, else the domain error its code names."""
-        if reply.get("ok"):
-            return reply
-        error = reply.get("error")
-        if error == "not_running":
-            raise EnvironmentNotRunning(env_id, reply.get("state"))
-        if error == "queue_full":
-            raise QueueFull(reply.get("limit") or 0)
-        if error == "unknown_execution":
-            raise ExecutionNotFound(env_id, reply.get("n"))
-        raise RuntimeError("kernel of %r answered %r" % (env_id, reply))
+        if record.get("address"):
+            self.connections.discard_address(record["address"])
 
     # -- which kernel is there to talk to ----------------------------------------------
 
@@ -103,7 +108,7 @@ class KernelLink:
     def alive_record(self, env_id):
         """env.json if its kernel is reachable, else None (history is all there is)."""
         record = self.registry.read(env_id)
-        if record.get("state") in ALIVE_STATES and supervisor_alive(record.get("supervisor_pid")):
+        if record.get("state") in ALIVE_STATES and for_record(record).running():
             return record
         return None
 
@@ -112,9 +117,10 @@ class KernelLink:
     def gone(self, env_id, record):
         """The error for a kernel that stopped answering: dead if its supervisor is gone."""
         current = read_record(self.registry.env_dir(env_id)) or record
-        if current.get("state") == "starting" or current.get("socket") != record.get("socket"):
+        if (current.get("state") == "starting"
+                or current.get("kernel_id") != record.get("kernel_id")):
             return KernelUnavailable(env_id, "it is (re)starting; retry shortly")
-        if not supervisor_alive(record.get("supervisor_pid")):
+        if not for_record(record).running():
             self.mark_dead(env_id, record)
             return EnvironmentNotRunning(env_id, "dead")
         return KernelUnavailable(env_id, "it did not answer in time")
@@ -124,7 +130,7 @@ class KernelLink:
         env_dir = self.registry.env_dir(env_id)
         record = read_record(env_dir) or record  # it may have recorded its end
         if record.get("state") in ALIVE_STATES and os.path.isdir(env_dir):
-            kill_group(record.get("pid"), signal.SIGKILL)
+            for_record(record).kill()  # what is left of it: its user-code process
             # History before env.json: a reader that sees "dead" finds the lost records.
             history = self.registry.history(env_id)
             why = ("the kernel's supervisor (pid %s) is gone (killed, or the machine "
@@ -136,6 +142,19 @@ class KernelLink:
             update_record(env_dir, state="dead", reason="kernel_lost", pid=None,
                           exit=record["exit"])
         return record
+
+
+def refusal(env_id, refused):
+    """The domain error of what a kernel refused (its error codes: wire/envelope.py)."""
+    body = refused.body
+    if refused.code == wire.NOT_RUNNING:
+        return EnvironmentNotRunning(env_id, body.get("state"))
+    if refused.code == wire.QUEUE_FULL:
+        return QueueFull(body.get("limit") or 0)
+    if refused.code == wire.UNKNOWN_EXECUTION:
+        return ExecutionNotFound(env_id, body.get("n"))
+    # internal / unknown_type: the kernel failed the request, it is not the caller's fault
+    return KernelUnavailable(env_id, "its kernel failed the request (%s)" % refused)
 
 
 def lost_record(line, why):

@@ -37,6 +37,8 @@ import struct
 import termios
 import time
 
+from ..wire.envelope import message
+
 NO_MORE_INPUT = "no more input: pass it in the stdin field of the request"
 
 
@@ -104,11 +106,10 @@ class OutStream(io.TextIOBase):
         if text:
             key, counted = self._tag() if self._tag is not None else (None, True)
             kept, truncated = self._budget.take(text) if counted else (text, False)
-            tagged = {} if self._tag is None else {"id": key}
             if kept:
-                self._send(dict({"ev": "stream", "name": self.name, "text": kept}, **tagged))
+                self._send(message("stream", {"name": self.name, "text": kept}, parent=key))
             if truncated:
-                self._send(dict({"ev": "truncated"}, **tagged))
+                self._send(message("truncated", parent=key))
         return len(text)
 
     @property

@@ -32,7 +32,7 @@ import socket
 import sys
 import time
 
-from ..protocol import FrameReader, encode
+from ..wire.framing import FrameReader, encode
 # Imported before any fork, so each user-code process shares these pages with
 # its supervisor instead of importing (and owning) them itself.
 from . import executor
@@ -143,7 +143,7 @@ class Child:
         self.kill_at = None         # monotonic time to SIGKILL the tree (a stop's grace)
 
     @classmethod
-    def spawn(cls, work_dir, limits, preload, close_inherited):
+    def spawn(cls, work_dir, rlimits, preload, close_inherited):
         """Fork the user-code process; ``close_inherited()`` runs in the child first."""
         parent_sock, child_sock = socket.socketpair()
         out_r, out_w = os.pipe()
@@ -165,7 +165,7 @@ class Child:
                 os.dup2(err_w, 2)
                 for fd in (devnull, out_w, err_w):
                     os.close(fd)
-                executor.run(child_sock, work_dir, limits, preload)
+                executor.run(child_sock, work_dir, rlimits, preload)
             finally:
                 os._exit(1)
         try:

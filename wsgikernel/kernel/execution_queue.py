@@ -13,9 +13,10 @@ before anyone is answered, since whoever is answered may read the history at
 once.
 
 No sockets and no child here: the supervisor starts what ``start_next`` hands
-it, and ``send(client, message)``, ``persist(execution, record)`` and
-``answered(record)`` are given to it, so this class is tested on its own
-(tests/test_execution_queue.py).
+it; a waiter or follower is a requester (kernel/hub.py: ``reply(body)``,
+``event(body)``, and ``client``, its connection), and ``persist(execution,
+record)`` and ``answered(record)`` are given to it, so this class is tested on
+its own (tests/test_execution_queue.py).
 """
 
 import collections
@@ -25,8 +26,7 @@ RECENT_KEPT = 32       # finished executions kept in memory for polling
 
 
 class ExecutionQueue:
-    def __init__(self, send, persist, answered, recent_kept=RECENT_KEPT):
-        self.send = send            # (client, message): to a web worker
+    def __init__(self, persist, answered, recent_kept=RECENT_KEPT):
         self.persist = persist      # (execution, record): durable, before any answer
         self.answered = answered    # (record): its waiters and followers were answered
         self.recent_kept = recent_kept
@@ -71,17 +71,17 @@ class ExecutionQueue:
         execution = self.by_key.get(key)
         return execution if execution is not None and execution is self.running else None
 
-    def take_output(self, message):
+    def take_output(self, envelope):
         """Put a ``stream``/``output``/``truncated`` message of the child into the open
-        record it belongs to; False if there is none (it is late output)."""
-        target = self.owner(message.get("id"))
+        record it belongs to (its ``parent``); False if there is none (late output)."""
+        target = self.owner(envelope.get("parent"))
         if target is None:
             return False
-        kind = message.get("ev")
+        kind, body = envelope["type"], envelope["body"]
         if kind == "stream":
-            self.publish(target, target.add_stream(message["name"], message["text"]))
+            self.publish(target, target.add_stream(body["name"], body["text"]))
         elif kind == "output":
-            self.publish(target, target.add_output(message["output"]))
+            self.publish(target, target.add_output(body))
         else:
             self.publish(target, target.truncate())
         return True
@@ -112,18 +112,18 @@ class ExecutionQueue:
     def park(self, client, execution, message):
         """Reply now, at completion, at the wait deadline, or stream as it happens."""
         if message.get("stream"):
-            self.send(client, {"ok": True, "event": "accepted", "execution_count": execution.n,
-                               "status": execution.record["status"]})
+            client.event({"event": "accepted", "execution_count": execution.n,
+                          "status": execution.record["status"]})
             for output in execution.outputs_so_far():
-                self.send(client, dict(output, event="output"))
+                client.event(dict(output, event="output"))
             if execution.done:
-                self.send(client, dict(execution.snapshot(), event="record"))
+                client.event(dict(execution.snapshot(), event="record"))
             else:
                 execution.subscribers.append(client)
             return
         wait = message.get("wait")
         if execution.done or wait == 0:
-            self.send(client, {"ok": True, "key": execution.key, "record": execution.snapshot()})
+            client.reply({"key": execution.key, "record": execution.snapshot()})
             return
         deadline = None if wait is None else time.monotonic() + float(wait)
         execution.waiters.append((client, deadline))
@@ -133,15 +133,13 @@ class ExecutionQueue:
         for execution in list(self.live()):
             for waiter in [w for w in execution.waiters if w[1] is not None and now >= w[1]]:
                 execution.waiters.remove(waiter)
-                self.send(waiter[0], {"ok": True, "key": execution.key,
-                                      "record": execution.snapshot()})
+                waiter[0].reply({"key": execution.key, "record": execution.snapshot()})
 
     def forget(self, client):
-        """A web worker went away: nothing waits on it any more."""
+        """A web worker's connection went away: nothing waits on it any more."""
         for execution in self.live():
-            execution.waiters = [w for w in execution.waiters if w[0] is not client]
-            if client in execution.subscribers:
-                execution.subscribers.remove(client)
+            execution.waiters = [w for w in execution.waiters if w[0].client is not client]
+            execution.subscribers = [s for s in execution.subscribers if s.client is not client]
 
     def publish(self, execution, outputs):
         """Queue outputs for the execution's followers; sent by flush_outbox()."""
@@ -162,7 +160,7 @@ class ExecutionQueue:
         self.outbox = []
         for execution, output in merged:
             for client in execution.subscribers:
-                self.send(client, dict(output, event="output"))
+                client.event(dict(output, event="output"))
 
     # -- running and ending ------------------------------------------------------------
 
@@ -261,9 +259,9 @@ class ExecutionQueue:
             self.publish(execution, [execution.outputs[-1]])  # the error output, streamed too
         self.flush_outbox()  # outputs before the record
         for client, _ in execution.waiters:
-            self.send(client, {"ok": True, "key": execution.key, "record": record})
+            client.reply({"key": execution.key, "record": record})
         for client in execution.subscribers:
-            self.send(client, dict(record, event="record"))
+            client.event(dict(record, event="record"))
         execution.waiters, execution.subscribers = [], []
         self.answered(record)
         for index in (self.by_count, self.by_key):

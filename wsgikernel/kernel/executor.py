@@ -1,14 +1,16 @@
 """The user-code process: runs cells on its main thread, answers questions on another.
 
 It is forked by the supervisor (``supervisor.py``) with fds 1 and 2 already
-pipes to it and one control socket.  ``run()`` never returns.  Messages:
+pipes to it and one control socket.  ``run()`` never returns.  Messages (the
+envelope of wire/envelope.py: type, id or parent, body):
 
-  in:  execute {id, n, code, silent, user_expressions, stdin, cap}
-       complete / inspect / is_complete / variables {id, ...}
-  out: ready {pid}; stream {name, text, id}; output {output, id}; truncated {id};
-       done {id, status, result, error, user_expressions}; reply {id, ...}
+  in:  execute (id) {n, code, silent, user_expressions, stdin, cap}; rebind {work_dir}
+       complete / inspect / is_complete / variables (id) {...}
+  out: ready {pid}; stream (parent) {name, text}; output (parent) {the output};
+       truncated (parent); done (parent) {status, result, error, user_expressions};
+       reply or error (parent) {...}
 
-``id`` on output messages is the execution the writing thread belongs to
+``parent`` of an output message is the execution the writing thread belongs to
 (None if none is known): as ipykernel 6+ does, every ``threading.Thread`` is
 tagged when it is created with the execution of the thread creating it (the
 running cell for the main thread, the creator's own tag for any other thread),
@@ -34,7 +36,8 @@ import sys
 import threading
 import types
 
-from ..protocol import encode, recv_message
+from ..wire.envelope import INTERNAL, UNKNOWN_TYPE, message
+from ..wire.framing import encode, recv_message
 from .capture import (CaptureFds, OutputBudget, OutStream, StdinText, guarded_open, make_input,
                       wait_for_pipes_drained)
 from .execute import Shell
@@ -119,8 +122,7 @@ class Executor:
         return key, key is None or key == self.current
 
     def emit_output(self, output):
-        self.channel.send_in_order({"ev": "output", "output": output,
-                                    "id": self.thread_execution()})
+        self.channel.send_in_order(message("output", output, parent=self.thread_execution()))
 
     def install(self):
         """Make this process look like an interactive interpreter's, with our I/O."""
@@ -142,19 +144,20 @@ class Executor:
         """Reader thread: queue executions, answer introspection, die with the supervisor."""
         try:
             while True:
-                message = recv_message(self.sock)
-                op = message.get("op")
-                if op == "execute":
-                    self.inbox.put(message)
-                elif op == "rebind":  # a pooled kernel was claimed: its directory moved
+                envelope = recv_message(self.sock)
+                kind = envelope.get("type")
+                if kind == "execute":
+                    self.inbox.put(envelope)
+                elif kind == "rebind":  # a pooled kernel was claimed: its directory moved
+                    work_dir = envelope["body"]["work_dir"]
                     if sys.path and sys.path[0] == self.work_dir:
-                        sys.path[0] = message["work_dir"]
-                    self.work_dir = message["work_dir"]
-                elif op in INTROSPECTION:
-                    threading.Thread(target=self.answer, args=(message,), daemon=True).start()
+                        sys.path[0] = work_dir
+                    self.work_dir = work_dir
+                elif kind in INTROSPECTION:
+                    threading.Thread(target=self.answer, args=(envelope,), daemon=True).start()
                 else:
-                    self.channel.send({"ev": "reply", "id": message.get("id"), "ok": False,
-                                       "error": "unknown op %r" % op})
+                    self.channel.send(message("error", {"code": UNKNOWN_TYPE},
+                                              parent=envelope.get("id")))
         except BaseException:
             pass
         # The supervisor is gone (or sent garbage): take the whole group down.
@@ -163,34 +166,32 @@ class Executor:
         finally:
             os._exit(1)
 
-    def answer(self, message):
+    def answer(self, envelope):
         from . import introspect  # on first use: most kernels never complete or inspect
-        op = message["op"]
         try:
-            reply = introspect.HANDLERS[op](self.namespace, message)
-            reply.update(ok=True)
+            reply = message("reply", introspect.HANDLERS[envelope["type"]](
+                self.namespace, envelope["body"]), parent=envelope.get("id"))
         except Exception as exc:  # introspection failing is data, not a dead kernel
-            reply = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
-        reply.update(ev="reply", id=message.get("id"))
+            reply = message("error", {"code": INTERNAL, "detail": "%s: %s" % (
+                type(exc).__name__, exc)}, parent=envelope.get("id"))
         try:
             self.channel.send(reply)
         except OSError:
             pass
 
     def run_forever(self):
-        self.channel.send({"ev": "ready", "pid": os.getpid()})
+        self.channel.send(message("ready", {"pid": os.getpid()}))
         while True:
-            message = self.inbox.get()
-            outcome = self.execute(message)
-            outcome.update(ev="done", id=message["id"])
-            self.channel.send_in_order(outcome)
+            envelope = self.inbox.get()
+            outcome = self.execute(envelope["body"], envelope["id"])
+            self.channel.send_in_order(message("done", outcome, parent=envelope["id"]))
 
-    def execute(self, message):
+    def execute(self, message, key):
         self.fds.restore()  # a cell before may have closed or replaced fd 0, 1 or 2
         self.stdin = StdinText(message.get("stdin") or "")
         sys.stdout, sys.stderr, sys.stdin = self.stdout, self.stderr, self.stdin
         self.budget.reset(message.get("cap"))
-        self.current = message["id"]
+        self.current = key
         try:
             self.executing = True
             try:
@@ -206,19 +207,19 @@ class Executor:
                               "traceback": ["KeyboardInterrupt"]}}
 
 
-def apply_limits(limits):
-    """rlimits of this (user-code) process only; the supervisor stays unlimited."""
+def apply_limits(rlimits):
+    """rlimits of this (user-code) process only; the supervisor stays unlimited.
+
+    ``rlimits`` is [[RLIMIT_NAME, value, soft_only]], made from the one table of
+    limits (config.LIMITS, via config.rlimits) by whoever launched the kernel."""
     import resource
-    table = {"memory_limit": resource.RLIMIT_AS, "cpu_limit": resource.RLIMIT_CPU,
-             "file_size_limit": resource.RLIMIT_FSIZE, "open_files_limit": resource.RLIMIT_NOFILE}
-    for key, which in table.items():
-        value = (limits or {}).get(key)
-        if value is not None:
-            value = int(value)
-            soft, hard = resource.getrlimit(which)
-            if hard != resource.RLIM_INFINITY:
-                value = min(value, hard)
-            resource.setrlimit(which, (value, hard if key == "cpu_limit" else value))
+    for name, value, soft_only in rlimits or ():
+        which = getattr(resource, name)
+        value = int(value)
+        soft, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(which, (value, hard if soft_only else value))
     # Past RLIMIT_FSIZE a write raises OSError (EFBIG) instead of killing the kernel.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
@@ -251,7 +252,7 @@ def unshadow(work_dir, machinery, kept):
             del sys.modules[key]
 
 
-def run(sock, work_dir, limits, preload=()):
+def run(sock, work_dir, rlimits, preload=()):
     """Entry point of the forked user-code process; never returns.
 
     Everything the kernel needs is imported before the work dir goes on sys.path
@@ -268,7 +269,7 @@ def run(sock, work_dir, limits, preload=()):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.chdir(work_dir)
         fds = CaptureFds()  # before the limits: open_files_limit may leave no room
-        apply_limits(limits)
+        apply_limits(rlimits)
         sys.path[0:1] = [work_dir]  # like `python` started in the work dir
         if kept is not None:  # started by the launcher (else: nothing is forgotten)
             unshadow(work_dir, importlib.machinery, kept)

@@ -1,44 +1,68 @@
-"""The supervisor's side of its Unix socket: accept web workers, read and write frames.
+"""The supervisor's side of its socket: accept web workers, greet them, read and write frames.
 
 Non-blocking throughout: a worker that stops reading only grows its own output
-buffer, never stalls the supervisor or the other workers.  The socket file is
-created 0600 in the private runtime directory: file permissions are the access
-control between users of one machine.
+buffer, never stalls the supervisor or the other workers.  Every connection
+is greeted with ``hello`` (the protocol version, see wire/envelope.py).  On a
+Unix socket (0600 in the private runtime directory) file permissions are the
+access control; on TCP a connection must first pass the HMAC challenge of
+wire/auth.py -- until then its frames are bounded small, anything but ``auth``
+drops it, and so does silence past ``AUTH_TIMEOUT``.
+
+A request is handed on as (``Requester``, type, body): the requester is how
+its answers find their way back (``reply``, ``event``, ``error``), named by
+the request's id.
 """
 
-import os
 import selectors
-import socket
+import time
 
-from ..protocol import FrameReader, encode
+from ..wire import address as addresses
+from ..wire import auth
+from ..wire.envelope import AUTH_FAILED, hello, message
+from ..wire.framing import HANDSHAKE_LIMIT, MAX_MESSAGE, FrameReader, encode
+
+AUTH_TIMEOUT = 10.0  # seconds a TCP connection may take to prove itself
 
 
 class Client:
     """One connection from a web worker."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, nonce=None):
         self.sock = sock
-        self.reader = FrameReader()
+        self.nonce = nonce  # our challenge, while a TCP peer has not answered it
+        self.reader = FrameReader(HANDSHAKE_LIMIT) if nonce else FrameReader()
         self.out = bytearray()
         self.closed = False
+        self.deadline = time.monotonic() + AUTH_TIMEOUT if nonce else None
+
+
+class Requester:
+    """Who asked what: the connection and the request's id, which its answers name."""
+
+    __slots__ = ("hub", "client", "parent")
+
+    def __init__(self, hub, client, parent):
+        self.hub, self.client, self.parent = hub, client, parent
+
+    def reply(self, body):
+        self.hub.send(self.client, message("reply", body, parent=self.parent))
+
+    def event(self, body):
+        self.hub.send(self.client, message("event", body, parent=self.parent))
+
+    def error(self, code, **fields):
+        self.hub.send(self.client, message("error", dict(fields, code=code),
+                                           parent=self.parent))
 
 
 class Hub:
-    def __init__(self, selector, path, on_message, on_drop):
+    def __init__(self, selector, address, on_request, on_drop, key_file=None):
         self.selector = selector
-        self.path = path
-        self.on_message = on_message  # (client, message)
+        self.on_request = on_request  # (requester, type, body)
         self.on_drop = on_drop        # (client): forget whatever waits on it
         self.clients = {}
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        os.chmod(path, 0o600)
-        self.listener.listen(64)
-        self.listener.setblocking(False)
+        self.listener, self.address = addresses.listen(address)
+        self.key = auth.read_key(key_file) if addresses.is_tcp(self.address) else None
         selector.register(self.listener, selectors.EVENT_READ, self.on_accept)
 
     def on_accept(self, listener, mask):
@@ -46,9 +70,14 @@ class Hub:
             sock, _ = listener.accept()
         except (BlockingIOError, InterruptedError):
             return
+        except OSError:
+            return  # out of descriptors, or a connection reset while queued
         sock.setblocking(False)
+        client = Client(sock, auth.nonce() if self.key is not None else None)
         self.selector.register(sock, selectors.EVENT_READ, self.on_event)
-        self.clients[sock] = Client(sock)
+        self.clients[sock] = client
+        fields = {"auth": auth.SCHEME, "nonce": client.nonce} if client.nonce else {}
+        self.send(client, hello(**fields))
 
     def on_event(self, sock, mask):
         client = self.clients.get(sock)
@@ -71,16 +100,49 @@ class Hub:
         if messages is None:
             self.drop(client)
             return
-        for message in messages:
-            self.on_message(client, message)
+        for envelope in messages:
+            if client.closed:
+                return
+            if client.nonce is not None:
+                self.authenticate(client, envelope)
+                continue
+            body = envelope.get("body")
+            self.on_request(Requester(self, client, envelope.get("id")),
+                            envelope.get("type"), body if isinstance(body, dict) else None)
 
-    def send(self, client, message):
+    def authenticate(self, client, envelope):
+        """The peer's answer to our challenge: proof of the key, or the door."""
+        body = envelope.get("body") if isinstance(envelope.get("body"), dict) else {}
+        theirs = body.get("nonce")
+        if (envelope.get("type") != "auth" or not isinstance(theirs, str)
+                or not auth.verify(auth.client_proof(self.key, client.nonce, theirs),
+                                   body.get("mac"))):
+            self.send(client, message("error", {"code": AUTH_FAILED}))
+            self.flush(client)
+            self.drop(client)
+            return
+        proof = auth.server_proof(self.key, client.nonce, theirs)
+        client.nonce = client.deadline = None
+        client.reader.limit = MAX_MESSAGE
+        self.send(client, message("auth_ok", {"mac": proof}))
+
+    def expire(self, now):
+        """Drop the TCP connections that did not prove themselves in time."""
+        for client in [c for c in self.clients.values() if c.deadline and now >= c.deadline]:
+            self.drop(client)
+
+    def deadlines(self):
+        return [c.deadline for c in self.clients.values() if c.deadline]
+
+    def send(self, client, envelope):
         if client.closed:
             return
-        client.out += encode(message)
+        client.out += encode(envelope)
         self.flush(client)
 
     def flush(self, client):
+        if client.closed:
+            return
         try:
             while client.out:
                 sent = client.sock.send(client.out)
@@ -106,8 +168,5 @@ class Hub:
         """Send what is buffered (best effort), then remove the socket file."""
         for client in list(self.clients.values()):
             self.flush(client)
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
+        addresses.remove(self.address)
         self.listener.close()

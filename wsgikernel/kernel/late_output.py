@@ -35,11 +35,11 @@ class LateOutput:
     def add(self, message):
         """Keep a ``stream`` or ``output`` message of the child whose execution's record is
         final (or that has none); ``truncated`` is dropped (late output has its own bound)."""
-        kind = message.get("ev")
+        kind, body = message.get("type"), message.get("body") or {}
         if kind == "stream":
-            name, text = message.get("name"), message.get("text") or ""
+            name, text = body.get("name"), body.get("text") or ""
         elif kind == "output":  # display() from a thread: its text/plain
-            output = message.get("output") or {}
+            output = body
             name = output.get("output_type") or "display_data"
             text = str((output.get("data") or {}).get("text/plain", ""))
             text += "" if text.endswith("\n") else "\n"
@@ -47,7 +47,7 @@ class LateOutput:
             return
         if not text:
             return
-        key = message.get("id")
+        key = message.get("parent")
         n = self.counts.get(key) if key is not None else None
         last = self.entries[-1] if self.entries else None
         if (last is not None and last["execution_count"] == n and last["name"] == name

@@ -1,15 +1,17 @@
 """The requests a supervisor answers: one ``op_<name>`` method per operation.
 
-``Operations.handlers()`` is the ``{op: handler}`` table, built from ``OPS``
-(ipykernel style).  Each handler either answers at once with ``send()`` or
-parks the client -- on an execution (``ExecutionQueue.park``: answered when it
+``Operations.handlers()`` is the ``{type: handler}`` table, built from ``OPS``
+(ipykernel style).  A handler gets the requester (kernel/hub.py) and the
+request's body; it either answers at once (``reply``/``error``) or parks the
+requester -- on an execution (``ExecutionQueue.park``: answered when it
 finishes, at a wait deadline, or event by event for a stream), or here, on
 the kernel's lifecycle: ``on_ready`` (a restart, answered when the fresh child
 is ready), ``shutdown_waiters`` (answered right before the supervisor exits),
 ``interrupt_waiters``, ``pending`` (introspection the child answers).  Replies
-are plain dicts with ``ok``; errors carry a short code (``not_running``,
-``queue_full``, ``unknown_execution``) that the manager turns into domain
-errors.
+are plain dicts; errors carry a short code (``not_running``, ``queue_full``,
+``unknown_execution``, wire/envelope.py) that control/link.py turns into domain
+errors.  ``status()`` is a plain function of the state, for tests without
+sockets.
 
 ``interrupt`` answers once the interrupted execution has ended (its record is
 final), or after ``INTERRUPT_ANSWER_WAIT`` seconds or ``kill_grace``, whichever
@@ -23,7 +25,9 @@ import os
 import signal
 import time
 
-from ..protocol import PROTOCOL_VERSION
+from ..wire.auth import KEY_FILE
+from ..wire.envelope import (NOT_RUNNING, PROTOCOL_VERSION, QUEUE_FULL, UNKNOWN_EXECUTION,
+                             message)
 from ..store import WORK_DIR
 from .records import Execution
 
@@ -32,27 +36,28 @@ INTERRUPT_ANSWER_WAIT = 2.0  # seconds an interrupt's answer waits for the cell 
 
 class Operations:
     OPS = ("status", "execute", "wait", "attach", "cancel", "interrupt", "restart",
-           "shutdown", "live", "bind", "late_output", "complete", "inspect", "is_complete",
-           "variables")
+           "shutdown", "live", "bind", "late_output")
+    FORWARDED = ("complete", "inspect", "is_complete", "variables")  # the child answers
 
     def __init__(self, supervisor):
         self.supervisor = supervisor
         self.executions = supervisor.executions
-        self.send = supervisor.send
         self.interrupt_waiters = []  # (client, execution, deadline): answered at its end
         self.pending = {}         # introspection request id -> client
         self.on_ready = []        # clients waiting for a (re)started child
         self.shutdown_waiters = []  # clients answered when the final stop is done
 
     def handlers(self):
-        return {op: getattr(self, "op_" + op) for op in self.OPS}
+        table = {kind: getattr(self, "op_" + kind) for kind in self.OPS}
+        table.update((kind, self.forward(kind)) for kind in self.FORWARDED)
+        return table
 
     # -- status ------------------------------------------------------------------
 
     def status(self):
         sv = self.supervisor
         running = self.executions.running
-        return {"ok": True, "state": self.public_state(), "session": sv.session,
+        return {"state": self.public_state(), "session": sv.session,
                 "execution_count": sv.execution_count, "queued": len(self.executions.queued),
                 "pid": sv.tree.pid, "supervisor_pid": os.getpid(),
                 "running": running.n if running is not None else None,
@@ -65,31 +70,31 @@ class Operations:
             return "busy"
         return state
 
-    def op_status(self, client, message):
-        self.send(client, self.status())
+    def op_status(self, client, body):
+        client.reply(self.status())
 
     # -- executions ----------------------------------------------------------------
 
-    def op_execute(self, client, message):
+    def op_execute(self, client, body):
         sv = self.supervisor
         if sv.state not in ("idle", "starting"):
-            self.send(client, {"ok": False, "error": "not_running", "state": sv.state})
+            client.error(NOT_RUNNING, state=sv.state)
             return
         if sv.max_queue is not None and len(self.executions.queued) >= sv.max_queue:
-            self.send(client, {"ok": False, "error": "queue_full", "limit": sv.max_queue})
+            client.error(QUEUE_FULL, limit=sv.max_queue)
             return
         n = None
-        if not message.get("silent"):
+        if not body.get("silent"):
             sv.execution_count += 1
             n = sv.execution_count
-        execution = Execution(next(sv.keys), n, message, sv.record["id"], sv.session,
+        execution = Execution(next(sv.keys), n, body, sv.record["id"], sv.session,
                               sv.output_cap)
         if n is not None:
             self.record_accepted(execution)
         sv.record["last_activity"] = execution.record["queued_at"]
         sv.late.remember(execution.key, execution.n)
         self.executions.add(execution)
-        self.executions.park(client, execution, message)
+        self.executions.park(client, execution, body)
         sv.pump()
 
     def record_accepted(self, execution):
@@ -104,48 +109,48 @@ class Operations:
         if not self.supervisor.files.accepted(execution):
             self.supervisor.save()
 
-    def find(self, client, message):
-        n = message.get("n")
-        execution = self.executions.find(n=n, key=message.get("key"))
+    def find(self, client, body):
+        n = body.get("n")
+        execution = self.executions.find(n=n, key=body.get("key"))
         if execution is None:
-            self.send(client, {"ok": False, "error": "unknown_execution", "n": n})
+            client.error(UNKNOWN_EXECUTION, n=n)
         return execution
 
-    def op_wait(self, client, message):
-        execution = self.find(client, message)
+    def op_wait(self, client, body):
+        execution = self.find(client, body)
         if execution is not None:
-            self.executions.park(client, execution, message)
+            self.executions.park(client, execution, body)
 
-    def op_attach(self, client, message):
-        execution = self.find(client, message)
+    def op_attach(self, client, body):
+        execution = self.find(client, body)
         if execution is not None:
-            self.executions.park(client, execution, dict(message, stream=True))
+            self.executions.park(client, execution, dict(body, stream=True))
 
-    def op_cancel(self, client, message):
-        execution = self.find(client, message)
+    def op_cancel(self, client, body):
+        execution = self.find(client, body)
         if execution is None:
             return
         if self.executions.cancel(execution):  # it runs: it ends cancelled
             self.supervisor.tree.signal(signal.SIGINT)
-        self.send(client, {"ok": True, "record": execution.snapshot()})
+        client.reply({"record": execution.snapshot()})
 
-    def op_live(self, client, message):
+    def op_live(self, client, body):
         """Records of the executions not finished yet (queued or running), oldest first."""
-        self.send(client, {"ok": True, "executions": [
+        client.reply({"executions": [
             e.snapshot() for e in self.executions.live() if e.n is not None]})
 
-    def op_late_output(self, client, message):
+    def op_late_output(self, client, body):
         """Output that arrived after its execution's record was final (bounded, oldest
         dropped): threads of finished cells, fd writes while no cell ran."""
-        self.send(client, {"ok": True, "late_output": self.supervisor.late.snapshot()})
+        client.reply({"late_output": self.supervisor.late.snapshot()})
 
     # -- interrupts ----------------------------------------------------------------
 
-    def op_interrupt(self, client, message):
+    def op_interrupt(self, client, body):
         """SIGINT for the running execution; answered when it has ended (bounded)."""
         execution = self.executions.running
         if execution is None:
-            self.send(client, self.status())
+            client.reply(self.status())
             return
         execution.interrupt_requested = True
         self.supervisor.tree.signal(signal.SIGINT)
@@ -159,26 +164,28 @@ class Operations:
             client, execution, deadline = waiter
             if execution.done or now >= deadline:
                 self.interrupt_waiters.remove(waiter)
-                self.send(client, self.status())
+                client.reply(self.status())
 
     # -- the kernel's lifecycle ------------------------------------------------------
 
-    def op_bind(self, client, message):
+    def op_bind(self, client, body):
         """A pooled kernel becomes an environment: its directory was renamed to the env's."""
         sv = self.supervisor
-        sv.settings.update(message.get("settings") or {})
+        sv.settings.update(body.get("settings") or {})
         sv.idle_timeout = sv.settings.get("idle_timeout")
-        sv.files.moved(message["env_dir"], sv.settings.get("history_limit"))
-        work_dir = os.path.join(message["env_dir"], WORK_DIR)
-        sv.record.update(id=message["id"], created=message["created"], cwd=work_dir,
+        sv.files.moved(body["env_dir"], sv.settings.get("history_limit"))
+        if sv.record.get("key_file"):  # the key moved with the directory
+            sv.record["key_file"] = os.path.join(body["env_dir"], KEY_FILE)
+        work_dir = os.path.join(body["env_dir"], WORK_DIR)
+        sv.record.update(id=body["id"], created=body["created"], cwd=work_dir,
                          pool=False, settings=sv.settings, last_activity=None)
         for execution in self.executions.by_key.values():
-            execution.record["env"] = message["id"]
-        sv.tree.send({"op": "rebind", "work_dir": work_dir})
+            execution.record["env"] = body["id"]
+        sv.tree.send(message("rebind", {"work_dir": work_dir}))
         sv.save()
-        self.send(client, self.status())
+        client.reply(self.status())
 
-    def op_restart(self, client, message):
+    def op_restart(self, client, body):
         """Answered once the fresh child is ready; the loop goes on meanwhile (the old
         tree's stop is timers, see ProcessTree.begin_stop), so status is answered at once."""
         sv = self.supervisor
@@ -190,53 +197,56 @@ class Operations:
         sv.state = "starting"  # executions submitted now wait for the fresh child
         sv.tree.begin_stop("restart")
 
-    def op_shutdown(self, client, message):
+    def op_shutdown(self, client, body):
         """Answered once the child's whole tree is gone, right before the supervisor exits."""
         self.shutdown_waiters.append(client)
-        self.supervisor.stop(state=message.get("state", "stopped"), reason=message.get("reason"))
+        self.supervisor.stop(state=body.get("state", "stopped"), reason=body.get("reason"))
 
     def answer_ready(self):
         """The restart (or start) that clients waited on is over: its status."""
         for client in self.on_ready:
-            self.send(client, self.status())
+            client.reply(self.status())
         self.on_ready = []
 
     def answer_shutdown(self):
         for client in self.shutdown_waiters:
-            self.send(client, {"ok": True})
+            client.reply({})
         self.shutdown_waiters = []
 
     # -- introspection (the child answers) -------------------------------------------
 
-    def forward(self, client, message):
-        sv = self.supervisor
-        if (sv.tree.child is None or sv.tree.stop_goal is not None
-                or sv.state not in ("idle", "starting")):
-            self.send(client, {"ok": False, "error": "not_running", "state": sv.state})
+    def forward(self, kind):
+        """A handler that hands requests of ``kind`` to the child, which answers them."""
+        def op_forward(client, body):
+            sv = self.supervisor
+            if (sv.tree.child is None or sv.tree.stop_goal is not None
+                    or sv.state not in ("idle", "starting")):
+                client.error(NOT_RUNNING, state=sv.state)
+                return
+            key = next(sv.keys)
+            self.pending[key] = client
+            sv.tree.send(message(kind, body, id=key))
+        return op_forward
+
+    def answer_pending(self, envelope):
+        """The child's reply (or error) to a forwarded request, to whoever asked."""
+        client = self.pending.pop(envelope.get("parent"), None)
+        if client is None:
             return
-        key = next(sv.keys)
-        self.pending[key] = client
-        sv.tree.send(dict(message, id=key))
-
-    op_complete = op_inspect = op_is_complete = op_variables = forward
-
-    def answer_pending(self, message):
-        """The child's reply to a forwarded request, to whoever asked."""
-        client = self.pending.pop(message.get("id"), None)
-        if client is not None:
-            message.pop("ev", None)
-            message.pop("id", None)
-            self.send(client, message)
+        if envelope["type"] == "error":
+            client.error(**envelope["body"])
+        else:
+            client.reply(envelope["body"])
 
     def drop_pending(self):
         """Introspection requests the gone child will never answer."""
         for client in self.pending.values():
-            self.send(client, {"ok": False, "error": "not_running", "state": self.public_state()})
+            client.error(NOT_RUNNING, state=self.public_state())
         self.pending = {}
 
     def forget(self, client):
         """A worker went away (or timed out): nothing here waits on it any more."""
-        self.on_ready = [c for c in self.on_ready if c is not client]
-        self.interrupt_waiters = [w for w in self.interrupt_waiters if w[0] is not client]
-        for key in [k for k, c in self.pending.items() if c is client]:
+        self.on_ready = [c for c in self.on_ready if c.client is not client]
+        self.interrupt_waiters = [w for w in self.interrupt_waiters if w[0].client is not client]
+        for key in [k for k, c in self.pending.items() if c.client is client]:
             del self.pending[key]

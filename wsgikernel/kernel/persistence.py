@@ -12,7 +12,7 @@ import os
 import signal
 import traceback
 
-from ..protocol import PROTOCOL_VERSION
+from ..wire.envelope import PROTOCOL_VERSION
 from ..store import LOG_FILE, History, read_record, utcnow, write_record
 
 

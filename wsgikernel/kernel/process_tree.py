@@ -52,9 +52,9 @@ class ProcessTree:
     def pid(self):
         return self.child.pid if self.child is not None else None
 
-    def spawn(self, work_dir, limits, preload, close_in_child):
+    def spawn(self, work_dir, rlimits, preload, close_in_child):
         """Fork the user-code process; it reports ``ready`` over the control socket."""
-        self.child = Child.spawn(work_dir, limits, preload, close_in_child)
+        self.child = Child.spawn(work_dir, rlimits, preload, close_in_child)
         self.selector.register(self.child.sock, selectors.EVENT_READ, self.on_readable)
         if self.child.pidfd is not None:
             self.selector.register(self.child.pidfd, selectors.EVENT_READ, self.on_pidfd)

@@ -36,6 +36,7 @@ import time
 from ..store import WORK_DIR, utcnow
 from .child import become_subreaper
 from .execution_queue import ExecutionQueue
+from ..wire.envelope import INTERNAL, UNKNOWN_TYPE, message
 from .hub import Hub
 from .late_output import LateOutput
 from .operations import Operations
@@ -62,7 +63,7 @@ class Supervisor:
         self.session = int(self.record.get("session") or 1)
         self.selector = selectors.DefaultSelector()
         self.keys = itertools.count(1)  # execution keys and introspection request ids
-        self.executions = ExecutionQueue(self.send, self.files.persist, self.answered)
+        self.executions = ExecutionQueue(self.files.persist, self.answered)
         self.late = LateOutput()
         self.tree = ProcessTree(self.selector, self.kill_grace, self.files.log, self)
         self.ops = Operations(self)
@@ -81,8 +82,9 @@ class Supervisor:
     # -- start -------------------------------------------------------------
 
     def listen(self):
-        path = self.record["socket"]
-        self.hub = Hub(self.selector, path, on_message=self.handle, on_drop=self.forget)
+        self.hub = Hub(self.selector, self.record["address"], on_request=self.handle,
+                       on_drop=self.forget, key_file=self.record.get("key_file"))
+        self.record["address"] = self.hub.address  # tcp:HOST:0 asked for any free port
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -104,7 +106,7 @@ class Supervisor:
     def spawn_child(self):
         """Fork the user-code process; it reports ``ready`` over the control socket."""
         work_dir = self.record.get("cwd") or os.path.join(self.files.env_dir, WORK_DIR)
-        self.tree.spawn(work_dir, self.record.get("limits") or {},
+        self.tree.spawn(work_dir, self.record.get("rlimits") or (),
                         self.settings.get("preload") or (), self.close_in_child)
         self.state = "starting"
 
@@ -137,6 +139,7 @@ class Supervisor:
         now = time.monotonic()
         deadlines = [self.next_dir_check] + self.executions.deadlines()
         deadlines += [deadline for _, _, deadline in self.ops.interrupt_waiters]
+        deadlines += self.hub.deadlines()
         if self.is_idle():
             deadlines.append(self.last_request + self.idle_timeout)
         deadlines += self.tree.deadlines(now)
@@ -144,6 +147,7 @@ class Supervisor:
 
     def check_timers(self):
         now = time.monotonic()
+        self.hub.expire(now)
         self.ops.answer_interrupts(now)
         self.tree.check_stop(now)
         if not self.alive:
@@ -176,22 +180,18 @@ class Supervisor:
 
     # -- web-worker connections (kernel/hub.py does the I/O) --------------------
 
-    def handle(self, client, message):
-        op = message.get("op")
-        handler = self.handlers.get(op)
-        if message.get("touch", True):
-            self.last_request = time.monotonic()
-        if handler is None:
-            self.send(client, {"ok": False, "error": "unknown_op", "detail": "unknown op %r" % op})
+    def handle(self, requester, kind, body):
+        handler = self.handlers.get(kind)
+        if handler is None or body is None:
+            requester.error(UNKNOWN_TYPE, detail="no request of type %.100r" % (kind,))
             return
+        if body.get("touch", True):
+            self.last_request = time.monotonic()
         try:
-            handler(client, message)
+            handler(requester, body)
         except Exception as exc:  # a bad request must not kill the environment
-            self.files.log_exception("op %s failed" % op)
-            self.send(client, {"ok": False, "error": "internal", "detail": str(exc)})
-
-    def send(self, client, message):
-        self.hub.send(client, message)
+            self.files.log_exception("request %s failed" % kind)
+            requester.error(INTERNAL, detail=str(exc))
 
     def forget(self, client):
         """A worker went away (or timed out): forget it; its executions go on."""
@@ -208,27 +208,28 @@ class Supervisor:
         if execution is None:
             return
         request = execution.request
-        self.tree.send({"op": "execute", "id": execution.key, "n": execution.n,
-                        "code": request.get("code", ""), "silent": bool(request.get("silent")),
-                        "user_expressions": request.get("user_expressions") or {},
-                        "stdin": request.get("stdin") or "", "cap": self.output_cap})
+        self.tree.send(message("execute", {
+            "n": execution.n, "code": request.get("code", ""),
+            "silent": bool(request.get("silent")),
+            "user_expressions": request.get("user_expressions") or {},
+            "stdin": request.get("stdin") or "", "cap": self.output_cap}, id=execution.key))
 
-    def child_message(self, message):
-        kind = message.get("ev")
+    def child_message(self, envelope):
+        kind = envelope.get("type")
         if kind == "stream" or kind == "output" or kind == "truncated":
-            if not self.executions.take_output(message):
-                self.late.add(message)
+            if not self.executions.take_output(envelope):
+                self.late.add(envelope)
         elif kind == "done":
             execution = self.executions.running
-            if execution is not None and execution.key == message.get("id"):
+            if execution is not None and execution.key == envelope.get("parent"):
                 # An incomplete UTF-8 sequence at the end of a cell belongs to it (U+FFFD).
                 for name, text in self.tree.flush_decoders():
                     self.executions.publish(execution, execution.add_stream(name, text))
                 self.last_request = time.monotonic()  # idle time counts from the cell's end
-                self.executions.complete(execution, message)
+                self.executions.complete(execution, envelope["body"])
                 self.pump()
-        elif kind == "reply":
-            self.ops.answer_pending(message)
+        elif kind == "reply" or kind == "error":
+            self.ops.answer_pending(envelope)
         elif kind == "ready":
             if self.tree.stop_goal is not None:
                 return  # a child being stopped (a restart while it started)
@@ -244,7 +245,7 @@ class Supervisor:
         """Text the child wrote on fd 1 or 2: the running execution's, else late output
         of no execution (fd writes cannot name their thread)."""
         if not self.executions.take_text(name, text):
-            self.late.add({"ev": "stream", "name": name, "text": text})
+            self.late.add(message("stream", {"name": name, "text": text}))
 
     def child_gone(self):
         """A stop saw the child exit: what it was asked is never answered now."""

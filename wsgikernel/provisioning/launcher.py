@@ -14,8 +14,8 @@ the boot command *replaces* the ``''`` that ``python -c`` puts first on
 ``sys.path`` (it does not add to it), so no file there, or in the work dir,
 shadows a module the kernel imports (see ``executor.run`` for the work dir).
 
-A sandbox wrapper (bubblewrap), ssh or a batch scheduler would replace
-``kernel_command``; the rest of the service only needs the env directory.
+This is the local provisioner's launcher (provisioning/local.py); a sandbox
+(bubblewrap) wraps ``kernel_command``, a batch scheduler runs it elsewhere.
 """
 
 import os
@@ -23,18 +23,16 @@ import select
 import subprocess
 import sys
 
-from .store import LOG_FILE
+from ..store import LOG_FILE
+from .base import LaunchError
 
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The directory holding the wsgikernel package (three levels up from this file).
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # -c rather than -m: the package may not be installed (scripts/serve.py from a checkout).
 # The package root takes the place of the '' (the cwd) that -c puts first on sys.path;
 # with PYTHONSAFEPATH (3.11+) there is none and it goes first.
 BOOT = ("import sys; root = sys.argv.pop(1); sys.path[0:sys.path[:1] == ['']] = [root]; "
         "from wsgikernel.kernel.__main__ import main; main()")
-
-
-class LaunchError(RuntimeError):
-    pass
 
 
 def kernel_command(env_dir):

@@ -1,8 +1,7 @@
 """Local processes by pid: alive, one of our kernels, signal a whole group, find by cwd.
 
-The local provisioner's view of a kernel (issue 15 generalises it): a pid is
-only meaningful on this host, so nothing outside the control layer's local
-pieces (control/, pool) should call these.  A pid can be reused after a
+The local provisioner's view of a kernel (provisioning/local.py): a pid is
+only meaningful on this host, so nothing but the local provisioner calls these.  A pid can be reused after a
 reboot, hence ``supervisor_alive`` also checks the command line.
 """
 

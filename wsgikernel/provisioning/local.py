@@ -1,0 +1,72 @@
+"""The local provisioner: a kernel is a process tree on this host, found by its pids.
+
+The supervisor is a session leader (``start_new_session``) whose pid env.json
+records as ``supervisor_pid``, its user-code process leads a process group of
+its own (``pid``).  Liveness is ``supervisor_alive`` (the pid runs and is one
+of ours: after a reboot a pid may be reused); signals go to whole groups.  The
+kernel listens on a Unix socket in the private runtime directory, or -- with
+``kernel_transport = tcp`` -- on 127.0.0.1 with a per-kernel key (wire/auth.py),
+the transport kernels on other hosts use.
+"""
+
+import os
+import secrets
+import signal
+
+from ..statedir import runtime_dir
+from ..wire import address as addresses
+from ..wire.auth import KEY_FILE, create_key
+from .base import KernelProvisioner
+from .launcher import launch_kernel, wait_ready
+from .processes import kill_group, pid_alive, supervisor_alive, supervisors_in
+
+
+class LocalProvisioner(KernelProvisioner):
+    name = "local"
+
+    def prepare(self, env_dir):
+        transport = getattr(self.config, "kernel_transport", None) or "unix"
+        if transport == "tcp":
+            fields = {"address": "tcp:127.0.0.1:0", "key_file": create_key(env_dir)}
+        else:
+            path = os.path.join(runtime_dir(), secrets.token_hex(6) + ".sock")
+            fields = {"address": "unix:" + path, "key_file": None}
+        fields.update(self.info(), supervisor_pid=None, pid=None)
+        self.record.update(fields)
+        return fields
+
+    def launch(self, env_dir, timeout):
+        memory_limited = (self.record.get("limits") or {}).get("memory_limit") is not None
+        wait_ready(launch_kernel(env_dir, memory_limited), timeout)
+
+    def poll(self):
+        return None if supervisor_alive(self.record.get("supervisor_pid")) else -1
+
+    def send_signal(self, signum):
+        kill_group(self.record.get("supervisor_pid"), signum)
+
+    def kill(self):
+        """SIGKILL the supervisor's group (if it is still one of ours: a pid is reused), and
+        the user-code group it may have left."""
+        if supervisor_alive(self.record.get("supervisor_pid")):
+            kill_group(self.record.get("supervisor_pid"), signal.SIGKILL)
+        kill_group(self.record.get("pid"), signal.SIGKILL)
+
+    def cleanup(self):
+        addresses.remove(self.record.get("address"))
+        key_file = self.record.get("key_file")
+        if key_file and os.path.basename(key_file) == KEY_FILE:
+            try:
+                os.unlink(key_file)
+            except OSError:
+                pass
+
+    @classmethod
+    def strays(cls, env_dir, config=None):
+        """Provisioners of our supervisors working in ``env_dir`` that no readable
+        env.json names (a record that cannot be read, moved aside)."""
+        return [cls({"supervisor_pid": pid}, config) for pid in supervisors_in(env_dir)]
+
+    def ended(self):
+        """True once the supervisor's pid is gone (zombie or reused pids aside)."""
+        return not pid_alive(self.record.get("supervisor_pid"))

@@ -1,8 +1,9 @@
 """Local processes by pid: alive, one of our kernels, signal a whole group, find by cwd.
 
 The local provisioner's view of a kernel (provisioning/local.py): a pid is
-only meaningful on this host, so nothing but the local provisioner calls these.  A pid can be reused after a
-reboot, hence ``supervisor_alive`` also checks the command line.
+only meaningful on this host, so nothing but the local provisioner calls
+these.  A pid can be reused after a reboot, hence ``supervisor_alive`` also
+checks the command line.
 """
 
 import os

@@ -26,7 +26,7 @@ def parse(address):
         host, _, port = rest.rpartition(":")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        if host and port.isdigit() and int(port) < 65536:
+        if host and port.isascii() and port.isdigit() and int(port) < 65536:
             return "tcp", (host, int(port))
     raise AddressError("not a kernel address: %r (unix:PATH or tcp:HOST:PORT)" % address)
 

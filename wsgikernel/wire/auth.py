@@ -47,6 +47,8 @@ def create_key(env_dir):
 
 def read_key(path):
     """The key in ``path``; AuthError if it is missing, unreadable or not a key."""
+    if not path:
+        raise AuthError("no key file for a TCP kernel")
     try:
         with open(path, encoding="ascii") as handle:
             text = handle.read().strip()
@@ -76,4 +78,5 @@ def server_proof(key, server_nonce, client_nonce):
 
 
 def verify(expected, given):
-    return isinstance(given, str) and hmac.compare_digest(expected, given)
+    """``given`` is the proof ``expected`` (constant time; anything else is just False)."""
+    return isinstance(given, str) and given.isascii() and hmac.compare_digest(expected, given)

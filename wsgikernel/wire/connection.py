@@ -67,7 +67,11 @@ class KernelConnection:
         self.send(message("auth", {"nonce": ours,
                                    "mac": auth.client_proof(key, theirs, ours)}), timeout)
         answer = self._read(timeout, HANDSHAKE_LIMIT)
-        body = body_of(answer)
+        try:
+            body = body_of(answer)
+        except ProtocolError as exc:
+            raise KernelGone("the kernel at %s answered the challenge with %s"
+                             % (self.address, exc)) from None
         if answer["type"] != "auth_ok" or not auth.verify(
                 auth.server_proof(key, theirs, ours), body.get("mac")):
             raise KernelGone("the kernel at %s failed or refused authentication: %s"

@@ -31,7 +31,10 @@ def frame_size(head, limit=MAX_MESSAGE):
 
 
 def decode(data):
-    message = jsonpolicy.loads(data)
+    try:
+        message = jsonpolicy.loads(data)
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise ProtocolError("a frame that is not JSON: %s" % exc) from None
     if not isinstance(message, dict):
         raise ProtocolError("a frame holds %s, not an object" % type(message).__name__)
     return message

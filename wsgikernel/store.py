@@ -24,6 +24,7 @@ lines, it is rewritten with the newest ``history_limit`` records (same rename
 trick).
 """
 
+import fcntl
 import os
 import tempfile
 from datetime import datetime, timezone
@@ -34,6 +35,8 @@ from . import jsonpolicy
 ENV_FILE = "env.json"
 HISTORY_FILE = "history.jsonl"
 LOG_FILE = "kernel.log"
+STATUS_FILE = "status.json"  # the live status a supervisor publishes (see StatusFile)
+STATUS_MAX = 8192            # bytes of it a reader reads at most
 WORK_DIR = "work"
 LOG_TAIL_LINES = 20    # lines of kernel.log a start_failed env shows
 LOG_TAIL_BYTES = 4096  # ... in at most this many bytes
@@ -117,6 +120,68 @@ def read_record(env_dir):
 def load_record(env_dir, stat=None):
     """env.json of ``env_dir``; None if missing; UnusableRecord if it cannot be used."""
     return load_json_object(os.path.join(env_dir, ENV_FILE), stat)
+
+
+class StatusFile:
+    """The supervisor's live status (state, execution count, queue...), for listings.
+
+    Rewritten in place (one ``pwrite`` at offset 0, padded with spaces to the
+    longest text written so far; no rename, no fsync: this is a view, not a
+    record) whenever the status changed, before the next answer leaves the
+    supervisor -- so whoever is answered and then lists the envs sees at least
+    that status.  A reader may catch a write half done: it then fails to parse
+    and the reader asks the kernel instead (``read_status`` gives None).
+
+    The file is also the supervisor's sign of life: each supervisor makes a
+    new one (a new inode, renamed into place) and holds an exclusive ``flock``
+    on it for as long as it runs; the lock goes with the process, however it
+    ends (SIGKILL included), and no pid can be reused into holding it.  The
+    user-code process closes its copy of the descriptor at fork.
+    """
+
+    def __init__(self, env_dir):
+        path = os.path.join(env_dir, STATUS_FILE)
+        fd, temp = tempfile.mkstemp(dir=env_dir, prefix=".status-")  # 0600
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new inode: nobody holds it
+            os.replace(temp, path)
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp)
+            raise
+        self.fd, self.size, self.last = fd, 0, None
+
+    def publish(self, status):
+        if status == self.last:
+            return
+        data = jsonpolicy.encode(status)
+        if len(data) > STATUS_MAX:
+            return  # never: a status is a few hundred bytes
+        try:
+            os.pwrite(self.fd, data.ljust(self.size), 0)
+        except OSError:
+            return  # a full disk: listings ask the kernel instead
+        self.size = max(self.size, len(data))
+        self.last = status
+
+    def close(self):
+        os.close(self.fd)
+
+
+def read_status(env_dir):
+    """What the env's running supervisor last published; None if nothing usable is there:
+    no file, a torn write, or a file whose supervisor is gone (nobody holds its lock)."""
+    try:
+        with open(os.path.join(env_dir, STATUS_FILE), "rb") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return None  # we got the lock: no supervisor holds it
+            except BlockingIOError:
+                pass
+            status = jsonpolicy.loads(handle.read(STATUS_MAX))
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None
 
 
 def log_tail(env_dir, lines=LOG_TAIL_LINES, limit=LOG_TAIL_BYTES):

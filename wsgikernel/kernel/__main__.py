@@ -31,13 +31,13 @@ def main(argv=None):
     os.setsid()
     try:
         try:
-            from .supervisor import supervise
+            from .supervisor import Supervisor
         except BaseException:
             import traceback
             traceback.print_exc()  # stderr is the env's kernel.log; supervise() logs its own
             sys.stderr.flush()
             raise
-        code = supervise(env_dir, ready_fd=1)
+        code = supervise(Supervisor, env_dir, ready_fd=1)
     except BaseException as exc:
         try:
             os.write(1, ("error: %s: %s\n" % (type(exc).__name__, exc)).encode())
@@ -45,6 +45,38 @@ def main(argv=None):
             pass
         code = 1
     os._exit(code)
+
+
+def supervise(Supervisor, env_dir, ready_fd):
+    """Serve one env until it stops.  A failure is logged in kernel.log, recorded in
+    env.json -- ``dead``, reason ``start_failed`` (with ``detail``) if the kernel was not
+    ready yet, ``supervisor_failed`` after -- and raised."""
+    try:
+        supervisor = Supervisor(env_dir, ready_fd)
+    except Exception:
+        import traceback
+        from ..store import utcnow
+        os.write(2, ("%s the supervisor could not start\n%s" % (
+            utcnow(), traceback.format_exc())).encode("utf-8", "replace"))  # kernel.log
+        raise
+    try:
+        supervisor.run()
+    except Exception as exc:
+        supervisor.files.log_exception("supervisor failed")
+        supervisor.tree.stop_blocking()
+        if os.path.isdir(env_dir):
+            if supervisor.ready_fd is not None:
+                supervisor.record.update(state="dead", reason="start_failed", pid=None,
+                                         detail="the supervisor failed: %s: %s"
+                                         % (type(exc).__name__, exc))
+            else:
+                supervisor.record.update(state="dead", reason="supervisor_failed", pid=None)
+            try:
+                supervisor.save()
+            except OSError:
+                pass
+        raise
+    return 0
 
 
 if __name__ == "__main__":

@@ -56,13 +56,15 @@ class Requester:
 
 
 class Hub:
-    def __init__(self, selector, address, on_request, on_drop, key_file=None):
+    def __init__(self, selector, address, on_request, on_drop, key_file=None,
+                 before_send=None):
         self.selector = selector
         self.on_request = on_request  # (requester, type, body)
         self.on_drop = on_drop        # (client): forget whatever waits on it
+        self.before_send = before_send  # (): whatever must be true before anyone hears
         self.clients = {}
+        self.key = auth.read_key(key_file) if addresses.is_tcp(address) else None
         self.listener, self.address = addresses.listen(address)
-        self.key = auth.read_key(key_file) if addresses.is_tcp(self.address) else None
         selector.register(self.listener, selectors.EVENT_READ, self.on_accept)
 
     def on_accept(self, listener, mask):
@@ -137,6 +139,8 @@ class Hub:
     def send(self, client, envelope):
         if client.closed:
             return
+        if self.before_send is not None:
+            self.before_send()
         client.out += encode(envelope)
         self.flush(client)
 
@@ -168,5 +172,7 @@ class Hub:
         """Send what is buffered (best effort), then remove the socket file."""
         for client in list(self.clients.values()):
             self.flush(client)
+            client.sock.close()
+        self.clients = {}
         addresses.remove(self.address)
         self.listener.close()

@@ -1,4 +1,5 @@
-"""The env's files as its supervisor keeps them: env.json, history.jsonl, kernel.log.
+"""The env's files as its supervisor keeps them: env.json, history.jsonl, kernel.log,
+status.json.
 
 The supervisor is their one writer.  ``record`` is env.json in memory; ``save``
 writes it (atomically, by rename).  Execution records go to the history with
@@ -6,6 +7,8 @@ one ``O_APPEND`` write each, before anyone is told of them (a client may read
 the history next).  The directory itself is held by a descriptor, not by its
 path: a pooled kernel's directory is renamed when it is claimed, and only a
 directory that was really removed has no links (``directory_removed``).
+``status`` (store.StatusFile) is the live status for listings, published by
+``Supervisor.publish_status`` before each answer.
 """
 
 import os
@@ -13,7 +16,7 @@ import signal
 import traceback
 
 from ..wire.envelope import PROTOCOL_VERSION
-from ..store import LOG_FILE, History, read_record, utcnow, write_record
+from ..store import LOG_FILE, History, StatusFile, read_record, utcnow, write_record
 
 
 class EnvFiles:
@@ -25,6 +28,7 @@ class EnvFiles:
         self.history = History(env_dir, self.record.get("settings", {}).get("history_limit"))
         self.log = open(os.path.join(env_dir, LOG_FILE), "a", buffering=1)
         self.dir_fd = os.open(env_dir, os.O_RDONLY | os.O_DIRECTORY)
+        self.status = StatusFile(env_dir)  # its descriptor follows a rename of the dir
 
     def moved(self, env_dir, history_limit):
         """A pooled kernel's directory became an env's (``bind``)."""
@@ -84,6 +88,7 @@ class EnvFiles:
         (user code must never be able to write into history.jsonl)."""
         self.log.close()
         self.history.close()
+        self.status.close()
         os.close(self.dir_fd)
 
 

@@ -83,7 +83,8 @@ class Supervisor:
 
     def listen(self):
         self.hub = Hub(self.selector, self.record["address"], on_request=self.handle,
-                       on_drop=self.forget, key_file=self.record.get("key_file"))
+                       on_drop=self.forget, key_file=self.record.get("key_file"),
+                       before_send=self.publish_status)
         self.record["address"] = self.hub.address  # tcp:HOST:0 asked for any free port
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -133,6 +134,7 @@ class Supervisor:
                 key.data(key.fileobj, mask)
             self.executions.flush_outbox()
             self.check_timers()
+            self.publish_status()
         self.close()
 
     def next_timeout(self):
@@ -310,6 +312,10 @@ class Supervisor:
     def save(self):
         self.files.save(self.execution_count)
 
+    def publish_status(self):
+        """status.json for listings: what a status request would answer now."""
+        self.files.status.publish(self.ops.status())
+
     def answered(self, record):
         """An execution's final record reached who waited on it."""
         self.record["last_activity"] = record["finished"]
@@ -367,33 +373,3 @@ class Supervisor:
     def close(self):
         self.hub.close()
 
-
-def supervise(env_dir, ready_fd):
-    """Serve one env until it stops.  A failure is logged in kernel.log, recorded in
-    env.json -- ``dead``, reason ``start_failed`` (with ``detail``) if the kernel was not
-    ready yet, ``supervisor_failed`` after -- and raised."""
-    try:
-        supervisor = Supervisor(env_dir, ready_fd)
-    except Exception:
-        import traceback
-        os.write(2, ("%s the supervisor could not start\n%s" % (
-            utcnow(), traceback.format_exc())).encode("utf-8", "replace"))  # kernel.log
-        raise
-    try:
-        supervisor.run()
-    except Exception as exc:
-        supervisor.files.log_exception("supervisor failed")
-        supervisor.tree.stop_blocking()
-        if os.path.isdir(env_dir):
-            if supervisor.ready_fd is not None:
-                supervisor.record.update(state="dead", reason="start_failed", pid=None,
-                                         detail="the supervisor failed: %s: %s"
-                                         % (type(exc).__name__, exc))
-            else:
-                supervisor.record.update(state="dead", reason="supervisor_failed", pid=None)
-            try:
-                supervisor.save()
-            except OSError:
-                pass
-        raise
-    return 0

@@ -71,6 +71,24 @@ def command_lines():
         yield int(name), [arg.decode("utf-8", "replace") for arg in raw.split(b"\0") if arg]
 
 
+def processes_in(path):
+    """pids of live processes working in ``path`` or below it, or naming it in their
+    command line: the kernels of a state or env directory (a supervisor works in its
+    env dir, its user-code process in the work dir; one started by the forkserver has
+    the forkserver's command line, one started as a new python names its env dir)."""
+    path = os.path.abspath(path)
+    found = []
+    for pid, args in command_lines():
+        try:
+            cwd = os.readlink("/proc/%d/cwd" % pid)
+        except OSError:
+            cwd = ""
+        if (cwd == path or cwd.startswith(path + os.sep) or path in args
+                or any(arg.startswith(path + os.sep) for arg in args)) and pid_alive(pid):
+            found.append(pid)
+    return found
+
+
 class LiveServer:
     """A real ``scripts/serve.py`` on a free loopback port; use as a context manager."""
 

@@ -18,7 +18,8 @@ CONTROL = {"manager", "pool", "store", "statedir", "jsonpolicy", "config", "cont
            "control.environments", "control.registry", "control.link", "control.envobject",
            "control.lifecycle", "control.executions", "control.introspection",
            "control.errors", "control.envid", "provisioning", "provisioning.base",
-           "provisioning.local", "provisioning.launcher", "provisioning.processes"} | WIRE
+           "provisioning.local", "provisioning.launcher", "provisioning.processes",
+           "provisioning.forkserver"} | WIRE
 HTTP = {"dispatch", "errors", "params", "auth", "app", "api", "compat", "openapi", "ui",
         "routes", "converters", "server", "httpserver", "httpwire", "httpthreads", "wsgi"}
 

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from helpers import HANG_GUARD, LiveServer, command_lines, pid_alive, wait_for
+from helpers import HANG_GUARD, LiveServer, pid_alive, processes_in, wait_for
 
 # No pre-started kernels here except where the pool is the subject: a clean shutdown
 # racing a pool refill can leave a pooled kernel behind (the xfail at the end), and
@@ -23,11 +23,9 @@ NO_POOL = ("--pool-size", "0")
 
 
 def kernel_processes(state_dir):
-    """Live processes whose command line names a directory under ``state_dir``
-    (kernels are started with their env or pool directory as an argument)."""
-    prefix = os.path.abspath(state_dir) + os.sep
-    return [pid for pid, args in command_lines()
-            if any(arg.startswith(prefix) for arg in args) and pid_alive(pid)]
+    """Live processes of ``state_dir``'s kernels (and its forkserver): helpers.processes_in,
+    this test process aside."""
+    return [pid for pid in processes_in(state_dir) if pid != os.getpid()]
 
 
 def no_kernels_left(state_dir, timeout=HANG_GUARD):

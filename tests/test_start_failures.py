@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from helpers import assert_problem, command_lines, pid_alive, run, value, wait_for
+from helpers import assert_problem, pid_alive, processes_in, run, value, wait_for
 
 
 def env_dir(state_dir, env_id):
@@ -39,8 +39,8 @@ def write(path, text):
 
 
 def kernel_pids(path):
-    """Processes whose command line names ``path``: the kernel of that env directory."""
-    return [pid for pid, argv in command_lines() if path in argv and pid_alive(pid)]
+    """The processes of the kernel of the env directory ``path`` (helpers.processes_in)."""
+    return processes_in(path)
 
 
 def crash(state_dir, env_id):

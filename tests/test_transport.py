@@ -18,7 +18,7 @@ import threading
 import pytest
 import webtest
 
-from helpers import TOKEN, assert_problem, command_lines, run, value, wait_for
+from helpers import TOKEN, assert_problem, processes_in, run, value, wait_for
 from wsgikernel.provisioning import LocalProvisioner, for_record
 from wsgikernel.wire import address as addresses
 from wsgikernel.wire.envelope import message
@@ -58,7 +58,7 @@ def test_a_tcp_kernel_serves_every_kind_of_exchange(tcp, state_dir):
     assert restarted["session"] == 2 and restarted["state"] == "idle"
     assert run(tcp, "t1", "x")["error"]["ename"] == "NameError"
     tcp.delete("/envs/t1")
-    assert not any("t1" in line and "wsgikernel" in line for line in command_lines())
+    assert processes_in(os.path.join(state_dir, "envs", "t1")) == []
 
 
 def test_a_pooled_tcp_kernel_is_claimed_with_its_key(make_test_app, state_dir):

@@ -118,6 +118,8 @@ SETTINGS = (
     Setting("idle_timeout", seconds, None, "a kernel idle this long exits (env stopped)"),
     Setting("pool_size", count, 2, "pre-started kernels"),
     Setting("preload", names, (), "modules imported in pre-started kernels"),
+    Setting("kernel_forkserver", flag, True, "start kernels by forking a warm interpreter "
+            "(one per state dir) rather than starting a new python each time"),
     Setting("kernel_transport", choice("unix", "tcp"), "unix", "how web workers reach "
             "kernels: unix (a socket file) or tcp (127.0.0.1, HMAC-authenticated: the "
             "transport of kernels on other hosts)"),

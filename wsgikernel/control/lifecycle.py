@@ -15,7 +15,7 @@ import shutil
 import threading
 
 from ..config import rlimits
-from ..provisioning import LaunchError, LocalProvisioner, for_record
+from ..provisioning import LaunchError, LocalProvisioner, for_record, forkserver
 from ..statedir import file_lock
 from ..store import ENV_FILE, LOG_FILE, WORK_DIR, read_record, utcnow, write_record
 from ..wire.connection import KernelGone
@@ -249,3 +249,4 @@ class Lifecycle:
                 threads.append(thread)
         for thread in threads:
             thread.join()
+        forkserver.stop(self.config.state_dir)  # after the pool: a refill may have used it

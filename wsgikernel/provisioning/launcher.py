@@ -57,8 +57,36 @@ def launch_kernel(env_dir, memory_limited=False):
             start_new_session=True, close_fds=True)
 
 
-def wait_ready(proc, timeout):
-    """Wait for the kernel's ``ready`` line; LaunchError with its reason otherwise.
+def read_report(stream, timeout):
+    """(pid, line) from a starting kernel's report pipe: the pid its ``pid N`` line named
+    (None if none) and its first other line -- ``ready``, ``error: ...``, or what it
+    wrote before the pipe closed ("" for nothing); line None if ``timeout`` passed."""
+    import time
+    deadline = time.monotonic() + timeout
+    output, pid = b"", None
+    while True:
+        while b"\n" in output:
+            first, output = output.split(b"\n", 1)
+            first = first.decode("utf-8", "replace").strip()
+            if first.startswith("pid ") and first[4:].isdigit():
+                pid = int(first[4:])
+            elif first:
+                return pid, first
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return pid, None
+        readable, _, _ = select.select([stream], [], [], left)
+        if not readable:
+            continue
+        chunk = os.read(stream.fileno(), 4096)
+        if not chunk:
+            return pid, output.decode("utf-8", "replace").strip()
+        output += chunk
+
+
+def wait_ready(stream, timeout, proc=None):
+    """Wait for the kernel's ``ready`` line on ``stream``; LaunchError with its reason
+    otherwise.  ``proc``: the Popen of its first process, when it was started as one.
 
     Past ``timeout`` the kernel's supervisor (named by its ``pid`` line) is killed with
     its process group; its user-code process, if any, sees its control socket close and
@@ -66,45 +94,25 @@ def wait_ready(proc, timeout):
     """
     import time
     deadline = time.monotonic() + timeout
-    output = b""
-    supervisor = None
-    line = None
     try:
-        while line is None:
-            while b"\n" in output and line is None:
-                first, output = output.split(b"\n", 1)
-                first = first.decode("utf-8", "replace").strip()
-                if first.startswith("pid ") and first[4:].isdigit():
-                    supervisor = int(first[4:])
-                elif first:
-                    line = first
-            if line is not None:
-                break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                kill_supervisor(supervisor)
-                raise LaunchError("the kernel did not report ready within %g s, and was "
-                                  "stopped" % timeout)
-            readable, _, _ = select.select([proc.stdout], [], [], left)
-            if not readable:
-                continue
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                line = output.decode("utf-8", "replace").strip()
-                break
-            output += chunk
+        supervisor, line = read_report(stream, timeout)
+        if line is None:
+            kill_supervisor(supervisor)
+            raise LaunchError("the kernel did not report ready within %g s, and was "
+                              "stopped" % timeout)
     finally:
-        proc.stdout.close()
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))  # the first process exits at once
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stream.close()
+        if proc is not None:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))  # it exits at once
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     if line == "ready":
         return
     if line.startswith("error: "):
         raise LaunchError(line[len("error: "):])
-    if proc.returncode:  # the interpreter itself failed: what it said is in kernel.log
+    if proc is not None and proc.returncode:  # the interpreter failed: see kernel.log
         raise LaunchError("the kernel's interpreter exited with code %d before it was ready"
                           % proc.returncode)
     raise LaunchError("the kernel exited before it was ready")

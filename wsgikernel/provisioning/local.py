@@ -7,6 +7,11 @@ of ours: after a reboot a pid may be reused); signals go to whole groups.  The
 kernel listens on a Unix socket in the private runtime directory, or -- with
 ``kernel_transport = tcp`` -- on 127.0.0.1 with a per-kernel key (wire/auth.py),
 the transport kernels on other hosts use.
+
+A kernel is forked by the state dir's forkserver (provisioning/forkserver.py:
+milliseconds, pages shared) unless ``kernel_forkserver`` is off, the env has a
+``memory_limit`` (glibc's ``MALLOC_ARENA_MAX`` must be in its environment from
+the start) or the forkserver cannot be had; then it is a new interpreter.
 """
 
 import os
@@ -17,6 +22,7 @@ from ..statedir import runtime_dir
 from ..wire import address as addresses
 from ..wire.auth import KEY_FILE, create_key
 from .base import KernelProvisioner
+from .forkserver import Forkserver, ForkserverUnavailable
 from .launcher import launch_kernel, wait_ready
 from .processes import kill_group, pid_alive, supervisor_alive, supervisors_in
 
@@ -37,7 +43,15 @@ class LocalProvisioner(KernelProvisioner):
 
     def launch(self, env_dir, timeout):
         memory_limited = (self.record.get("limits") or {}).get("memory_limit") is not None
-        wait_ready(launch_kernel(env_dir, memory_limited), timeout)
+        if not memory_limited and getattr(self.config, "kernel_forkserver", False):
+            try:
+                report = Forkserver(self.config.state_dir).spawn(env_dir)
+            except ForkserverUnavailable:
+                pass  # a new interpreter, then
+            else:
+                return wait_ready(report, timeout)
+        proc = launch_kernel(env_dir, memory_limited)
+        wait_ready(proc.stdout, timeout, proc)
 
     def poll(self):
         return None if supervisor_alive(self.record.get("supervisor_pid")) else -1

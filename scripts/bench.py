@@ -1,32 +1,36 @@
 #!/usr/bin/env python3
-"""Benchmark wsgikernel against the in-process baseline, side by side in one run.
+"""Benchmark wsgikernel against its baselines, side by side in one run.
 
     python3 scripts/bench.py                 # every figure, a table with the targets
     python3 scripts/bench.py --json          # the same as JSON
     python3 scripts/bench.py --quick         # small counts (what the test runs)
     python3 scripts/bench.py --skip-scale    # without the 200-environment part
+    python3 scripts/bench.py --skip-gunicorn # without the gunicorn -w 2 section
     python3 scripts/bench.py --profile       # cProfile of the server's request threads
 
 Standard library only (jupyter_client + ipykernel are used for one comparison
 when importable; the tutorial's Flask app, ``scripts/flask_tutorial.py``, when
-``--flask-python`` -- by default this interpreter -- can import Flask: a
-bench-only extra, skipped with a note when absent).  It starts, on loopback
-with free ports and private temporary state dirs, ``scripts/serve.py`` (pool as
-configured by default), a second ``scripts/serve.py`` with ``--pool-size 0``
-(cold creation), the tutorial's in-process server ``scripts/baseline_server.py``
-and its ``--floor`` (a trivial app on the same server class) and the Flask app,
-and stops every one of them, and every kernel they started, before it exits.
-The HTTP side (servers, clients, the HTTP front end figures of issue 14) is
-``scripts/bench_http.py``.  Every loop is bounded by a count and a deadline.
-Figures drift +-30% from run to run on a small machine: compare the ratios,
-which are measured in the same run.  See docs/benchmarks.md.
+``--flask-python`` -- by default this interpreter -- can import Flask; gunicorn
+for its section when this interpreter can import it: bench-only extras, each
+skipped with a note when absent).  It starts, on loopback with free ports and
+private temporary state dirs, ``scripts/serve.py`` (pool as configured by
+default), a second ``scripts/serve.py`` with ``--pool-size 0`` (cold creation;
+and ``--output-cap 128MiB`` for the 100 MiB output), the tutorial's in-process
+server ``scripts/baseline_server.py`` and its ``--floor`` (a trivial app on the
+same server class), the Flask app, ``gunicorn -w 2`` on ``wsgikernel.wsgi`` and
+bare interpreters (the memory baselines), and stops every one of them, and
+every kernel they started, before it exits.  The HTTP side (servers, clients,
+the HTTP front end figures of issue 14) is ``scripts/bench_http.py``; the
+kernel side (creation, deletion, the pool, memory) ``scripts/bench_kernels.py``.
+Every loop is bounded by a count and a deadline.  Figures drift +-30% from run
+to run on a small machine: compare the ratios, which are measured in the same
+run.  See docs/benchmarks.md.
 """
 
 import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,23 +38,37 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_http import (  # noqa: E402 - the HTTP side: servers, clients, runs, table
-    COUNTS as HTTP_COUNTS, PHASE_DEADLINE, PYTHON, ROOT, TRIVIAL, BenchError, Deadline,
-    Fleet, Server, call, concurrent, create_envs, execute_path, figure, flask_note,
-    flask_version, front_end_figures, interleaved, kill_processes_of, log, machine, met_if,
-    now, p50, table, timed)
+    COUNTS as HTTP_COUNTS, PYTHON, ROOT, TRIVIAL, BenchError, Fleet, Server, call,
+    concurrent, create_envs, execute_path, figure, flask_note, flask_reference, flask_version,
+    front_end_figures, gunicorn_version, interleaved, kill_processes_of, log, machine, met_if,
+    now, output_round_trips, p50, percentile, table, timed)
+from bench_kernels import (  # noqa: E402 - the kernel side: creation, deletion, memory
+    POOL_WAIT, burst, create_series, creation_figures, delete_series, deletion_figures,
+    fill_envs, idle_envs, jupyter_figures, kernel_memory_kb, mb, memory_figures, scale_point,
+    settle, wait_pool, with_bare_pythons)
 
 CPU_CELL = "sum(range(300_000))"
-MB_CELL = "print('x' * 1_000_000)"
-POOL_WAIT = 15.0       # seconds to wait for the kernel pool to be full again
+MB_CELL = "print('x' * (2**20 - 1))"         # 1 MiB of output with its newline: the default cap
+BIG_CELL = "print('x' * (100 * 2**20 - 1))"  # 100 MiB: needs a raised output cap
+BIG_CAP = "128MiB"
+BIG_WAIT = 120         # seconds a 100 MiB execute may wait before a 202 (default_wait is 25)
+BIG_DEADLINE = 240.0   # seconds the whole 100 MiB run may take
+FRONT_ENVS = ("e0", "t0", "t1", "t2", "t3", "lp")
+GUNICORN_CONF = (  # the documented config module, access log off as for serve.py --quiet
+    "from wsgikernel.gunicorn_conf import *  # noqa: F401,F403\n"
+    "accesslog = None\n")
 
 COUNTS = {
     # name: (full, quick); warmup, execute, concurrent, longpolls: bench_http.COUNTS
     "create": (20, 3),
+    "burst": (10, 10),
     "jupyter": (3, 1),
-    "memory_envs": (3, 1),
+    "memory_envs": (50, 5),
     "throughput_trivial": (1200, 80),
     "throughput_cpu": (240, 16),
     "output_1mb": (30, 3),
+    "output_100mb": (3, 1),
+    "output_100mb_warmup": (1, 0),
     "scale_envs": (200, 20),
     "scale_probe_create": (8, 2),
     "scale_probe_list": (20, 3),
@@ -59,169 +77,274 @@ COUNTS = {
 }
 
 
-def memory_kb(pid):
-    """(RSS, PSS) of ``pid`` in kB from /proc/<pid>/smaps_rollup."""
-    rss = pss = None
-    with open("/proc/%d/smaps_rollup" % pid) as handle:
-        for line in handle:
-            if line.startswith("Rss:"):
-                rss = int(line.split()[1])
-            elif line.startswith("Pss:"):
-                pss = int(line.split()[1])
-    if rss is None or pss is None:
-        raise BenchError("no Rss/Pss in /proc/%d/smaps_rollup" % pid)
-    return rss, pss
+# -- creation and deletion ----------------------------------------------------------------
 
 
-def read_json(path):
+def creation_phase(args, wk, cold, pool_size, counts, notes, info, deletes):
+    """Paced warm creations, a back-to-back burst, cold creations, jupyter_client."""
+    log(args, "creation x%d warm, x%d back to back, x%d cold"
+        % (counts["create"], counts["burst"], counts["create"]))
+    call(cold.port, "PUT", "/envs/w", expect=(201,))  # warm the server's own code paths
+    call(cold.port, "DELETE", "/envs/w", expect=(204,))
+    warm = create_series(wk, "c", counts["create"], pool_size)
+    deletes.append(delete_series(wk, warm[3]))
+    bursts = burst(wk, "b", counts["burst"], pool_size)
+    deletes.append(delete_series(wk, bursts[2]))
+    cold_series = create_series(cold, "c", counts["create"], 0)
+    delete_series(cold, cold_series[3])
+    info["pool_observed"] = warm[2]
+    if pool_size and not warm[2]:
+        notes.append("no pooled kernel was ever seen in <state_dir>/pool: the 'warm' "
+                     "creation figures are cold starts")
+    jup, jup_pss, jup_rss, why = (jupyter_figures(counts["jupyter"]) if not args.no_jupyter
+                                  else (None, None, None, "--no-jupyter"))
+    if why:
+        notes.append("jupyter_client + ipykernel comparison: n/a (%s)" % why)
+    info["ipykernel_idle_kb"] = {"pss": jup_pss, "rss": jup_rss}
+    figures = creation_figures("", warm, bursts, pool_size)
+    cc50 = p50(cold_series[0])
+    figures["create_cold_p50_ms"] = figure(
+        cc50, label="create PUT->201, cold (--pool-size 0)", target="<= 80 ms",
+        met=met_if(cc50 <= 80.0, cc50))
+    figures["create_cold_first_execute_p50_ms"] = figure(
+        p50(cold_series[1]), label="create + first execute, cold")
+    jup50, cw50 = p50(jup) if jup else None, p50(warm[0])
+    figures["jupyter_start_p50_ms"] = figure(
+        jup50, label="jupyter_client+ipykernel start-to-ready")
+    speedup = jup50 / cw50 if jup50 and cw50 else None
+    figures["create_speedup_vs_jupyter"] = figure(
+        speedup, unit="x", label="jupyter start / wsgikernel warm create",
+        target=">= 100x", met=met_if(speedup is not None and speedup >= 100, speedup))
+    return figures, jup_pss
+
+
+# -- memory -----------------------------------------------------------------------------
+
+
+def memory_phase(args, wk, pool_size, counts, jup_pss, notes, info, deletes):
+    """Idle memory per env of every kernel-side process, at 1 env and at N envs.
+
+    ``wk`` has no env left when this starts; its envs are deleted at the end.
+    """
+    n = counts["memory_envs"]
+    log(args, "idle memory at 1 and %d envs" % n)
+    made, points = [], {}
+    for total in (1, n):
+        ready = idle_envs(wk, pool_size, "m", made, total)
+        if ready is not None and ready < pool_size:
+            notes.append("after creating %d envs back to back the pool held %d of %d ready "
+                         "kernels and no refill was under way (a refill starts only with a "
+                         "creation): the memory at %d envs has %d pooled"
+                         % (total, ready, pool_size, total, ready))
+        points[total] = with_bare_pythons(
+            lambda: kernel_memory_kb(wk.state_dir, [wk.proc.pid]))
+    deletes.append(delete_series(wk, made))
+    info["memory_kb"] = {str(total): {"kernels": parts, "bare": bare}
+                         for total, (parts, bare) in points.items()}
+    return memory_figures(points, n, jup_pss)
+
+
+# -- throughput and output -----------------------------------------------------------------
+
+
+def throughput_figures(args, wk, base, pool_size, counts):
+    """8 clients over 4 envs, trivial and CPU-bound cells, wsgikernel vs the baseline."""
+    log(args, "throughput")
+    settle(wk, pool_size)
+    tenvs = ["t0", "t1", "t2", "t3"]
+    rps = {}
+    for kind, code, total in (("trivial", TRIVIAL, counts["throughput_trivial"]),
+                              ("cpu", CPU_CELL, counts["throughput_cpu"])):
+        for name, server in (("wsgikernel", wk), ("baseline", base)):
+            for env_id in tenvs:
+                call(server.port, "POST", execute_path(env_id), {"code": code})
+            result = concurrent(server.port, tenvs, 8, total, False, code=code)
+            if result["failed"]:
+                raise BenchError("throughput run failed: %s" % result["errors"][0])
+            rps[kind, name] = result["rps"]
+    return {
+        "throughput_trivial_rps": figure(
+            rps["trivial", "wsgikernel"], rps["trivial", "baseline"], unit="req/s",
+            label="throughput x=1+1, 8 clients / 4 envs", target=">= 1.0x baseline",
+            met=rps["trivial", "wsgikernel"] >= rps["trivial", "baseline"]),
+        "throughput_cpu_rps": figure(
+            rps["cpu", "wsgikernel"], rps["cpu", "baseline"], unit="req/s",
+            label="throughput sum(range(300_000)), 8 clients / 4 envs",
+            target="> 1.0x baseline", met=rps["cpu", "wsgikernel"] > rps["cpu", "baseline"]),
+    }
+
+
+def output_figures(args, wk, base, flask, counts, info):
+    """1 MiB of output: wsgikernel vs the in-process baseline and vs Flask."""
+    log(args, "1 MiB output x%d" % counts["output_1mb"])
+    body = {"code": MB_CELL}
+    targets = {"wsgikernel": (wk.port, "e0", body), "baseline": (base.port, "e0", body)}
+    if flask:
+        targets["flask"] = (flask.port, "e0", body)
+    big, sizes = output_round_trips(targets, counts["output_1mb"], 1, 2**20)
+    info["output_1mb_response_bytes"] = sizes
+    m50, b50, f50 = p50(big["wsgikernel"]), p50(big["baseline"]), p50(big.get("flask"))
+    return {
+        "output_1mb_p50_ms": figure(
+            m50, b50, label="1 MiB output round trip p50 vs baseline",
+            target="<= 1.5x baseline", met=m50 <= 1.5 * b50),
+        "output_1mb_vs_flask_p50_ms": figure(
+            m50, f50, label="1 MiB output round trip p50 vs Flask", target="<= 1.5x Flask",
+            met=met_if(f50 is not None and m50 <= 1.5 * f50, f50)),
+    }
+
+
+def big_output_figures(args, cold, flask, counts, info):
+    """100 MiB of output on the server with a raised cap (``cold``) vs Flask."""
+    n = counts["output_100mb"]
+    log(args, "100 MiB output x%d" % n)
+    body = {"code": BIG_CELL, "wait": BIG_WAIT}
+    create_envs(cold.port, ("e0",))
+    targets = {"wsgikernel": (cold.port, "e0", body)}
+    if flask:
+        targets["flask"] = (flask.port, "e0", body)
     try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
-def env_pids(state_dir, env_id):
-    record = read_json(os.path.join(state_dir, "envs", env_id, "env.json")) or {}
-    pids = [record.get("supervisor_pid"), record.get("pid")]
-    if not all(pids):
-        raise BenchError("env.json of %s has no supervisor_pid/pid: %r" % (env_id, record))
-    return pids
-
-
-def processes_memory_kb(pids):
-    rss = pss = 0
-    for pid in pids:
-        r, p = memory_kb(pid)
-        rss, pss = rss + r, pss + p
-    return rss, pss
-
-
-def pool_ready(state_dir):
-    """How many pooled kernels are ready (``<state_dir>/pool/*/env.json`` says idle)."""
-    pool = os.path.join(state_dir, "pool")
-    try:
-        names = [n for n in os.listdir(pool) if not n.startswith(".")]
-    except FileNotFoundError:
-        return 0
-    return sum(1 for n in names
-               if (read_json(os.path.join(pool, n, "env.json")) or {}).get("state") == "idle")
-
-
-def create_series(server, prefix, n, pool_size):
-    """PUT /envs/{id} -> 201 and PUT + first execute, ``n`` times; (put ms, first ms, note)."""
-    puts, firsts = [], []
-    pool_seen = False
-    deadline = Deadline(PHASE_DEADLINE, "creation run")
-    for i in range(n):
-        deadline.check()
-        if pool_size:
-            pool_seen = wait_pool(server.state_dir, pool_size,
-                                  POOL_WAIT if pool_seen or i == 0 else 0.3) or pool_seen
-        env_id = "%s%d" % (prefix, i)
-        start = time.perf_counter()
-        call(server.port, "PUT", "/envs/" + env_id, expect=(201,))
-        created = time.perf_counter()
-        call(server.port, "POST", execute_path(env_id), {"code": TRIVIAL})
-        done = time.perf_counter()
-        puts.append((created - start) * 1000.0)
-        firsts.append((done - start) * 1000.0)
-    for i in range(n):
-        call(server.port, "DELETE", "/envs/%s%d" % (prefix, i), expect=(204,))
-    return puts, firsts, pool_seen
-
-
-def wait_pool(state_dir, size, timeout):
-    """Wait until ``size`` pooled kernels are ready; True if they were."""
-    end = time.monotonic() + timeout
-    while pool_ready(state_dir) < size:
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def settle(server, pool_size):
-    """Let a server's background pool refill finish before measuring latency."""
-    if pool_size and os.path.isdir(os.path.join(server.state_dir, "pool")):
-        wait_pool(server.state_dir, pool_size, POOL_WAIT)
-    time.sleep(0.2)
-
-
-def jupyter_figures(n):
-    """(start-to-ready ms samples, idle PSS kB, RSS kB, note) of ipykernel via jupyter_client."""
-    try:
-        from jupyter_client.manager import start_new_kernel
-    except Exception as exc:  # noqa: BLE001 - optional comparison
-        return None, None, None, "jupyter_client not importable (%s)" % type(exc).__name__
-    samples, pss, rss = [], None, None
-    try:
-        for i in range(n):
-            start = time.perf_counter()
-            km, kc = start_new_kernel(kernel_name="python3", startup_timeout=60,
-                                      stderr=subprocess.DEVNULL)
-            samples.append((time.perf_counter() - start) * 1000.0)
-            try:
-                if i == 0:
-                    time.sleep(0.5)
-                    pid = getattr(getattr(km, "provisioner", None), "pid", None)
-                    if pid is None:
-                        pid = getattr(getattr(km, "kernel", None), "pid", None)
-                    if pid:
-                        rss, pss = memory_kb(pid)
-            finally:
-                kc.stop_channels()
-                km.shutdown_kernel(now=True)
-    except Exception as exc:  # noqa: BLE001 - optional comparison
-        return None, None, None, "jupyter_client failed: %r" % (exc,)
-    return samples, pss, rss, None
-
-
-def bare_python_memory_kb():
-    """(RSS, PSS) of a bare ``python3 -c 'import time; time.sleep(60)'``, measured now."""
-    proc = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(60)"],
-                            stdin=subprocess.DEVNULL)
-    try:
-        time.sleep(0.7)
-        return memory_kb(proc.pid)
+        big, sizes = output_round_trips(targets, n, counts["output_100mb_warmup"],
+                                        100 * 2**20, BIG_DEADLINE)
     finally:
-        proc.kill()
-        proc.wait()
+        call(cold.port, "DELETE", "/envs/e0", expect=(204,))
+    info["output_100mb_response_bytes"] = sizes
+    m50, f50 = p50(big["wsgikernel"]), p50(big.get("flask"))
+    return {"output_100mb_vs_flask_p50_ms": figure(
+        m50, f50, label="100 MiB output round trip p50 (--output-cap %s, x%d) vs Flask"
+        % (BIG_CAP, n), target="<= 2x Flask",
+        met=met_if(f50 is not None and m50 <= 2.0 * f50, f50))}
 
 
-def scale_point(server, env_total, counts, prefix, made, pool_size):
-    """Fill ``server`` up to ``env_total`` envs; probe creation, listing and execute there."""
-    deadline = Deadline(PHASE_DEADLINE, "scale run")
-    probes = counts["scale_probe_create"]
-    fill_ms = []
-    while len(made) < env_total - probes:
-        deadline.check()
-        env_id = "%s%d" % (prefix, len(made))
-        fill_ms.append(timed(server.port, "PUT", "/envs/" + env_id, expect=(201,)))
-        made.append(env_id)
-    create = []
-    while len(made) < env_total:
-        deadline.check()
-        settle(server, pool_size)  # a paced creation, as a user would make one
-        env_id = "%s%d" % (prefix, len(made))
-        create.append(timed(server.port, "PUT", "/envs/" + env_id, expect=(201,)))
-        made.append(env_id)
-    settle(server, pool_size)  # the pool's refill would compete with the probes for the CPU
-    listing = []
-    for _ in range(counts["scale_probe_list"]):
-        deadline.check()
-        listing.append(timed(server.port, "GET", "/envs"))
-    status, body = call(server.port, "GET", "/envs")
-    listed = len(json.loads(body)["envs"])
-    if listed < env_total:
-        raise BenchError("GET /envs listed %d envs, expected %d" % (listed, env_total))
-    for _ in range(3):  # untimed: the env's first executions pay one-time costs
-        call(server.port, "POST", execute_path(made[0]), {"code": TRIVIAL})
-    execute = []
-    for i in range(counts["scale_probe_execute"]):
-        deadline.check()
-        execute.append(timed(server.port, "POST", execute_path(made[0]), {"code": TRIVIAL}))
-    return {"fill_ms": fill_ms, "create": create, "list": listing, "execute": execute}
+# -- gunicorn -w 2 ----------------------------------------------------------------------
+
+
+def gunicorn_section(args, fleet, state_root, flask, pool_size, counts, notes, info):
+    """Issue 15's figures again with ``gunicorn -w 2`` serving ``wsgikernel.wsgi``.
+
+    Its own fleet: the master's pid is in ``info["gunicorn"]["pids"]`` (``info["pids"]``
+    lists the main fleet's servers); stopped here, or by run()'s ``finally``.
+    """
+    version = gunicorn_version()
+    if args.skip_gunicorn or not version:
+        notes.append("gunicorn -w 2 section skipped: %s" % (
+            "--skip-gunicorn" if version else "gunicorn is not importable by %s (pip install "
+            "'gunicorn~=27.0.1')" % PYTHON))
+        return {}
+    log(args, "gunicorn -w 2")
+    config = os.path.join(state_root, "gunicorn_conf.py")
+    with open(config, "w") as handle:
+        handle.write(GUNICORN_CONF)
+    gdir = os.path.join(state_root, "gunicorn")
+    g = fleet.gunicorn("gunicorn -w 2", gdir, config, pool_size=args.pool_size)
+    g.wait_url()
+    info["gunicorn"] = {"version": version, "pids": fleet.pids}
+    call(g.port, "GET", "/envs")  # a worker's first request starts filling the pool
+    create_envs(g.port, ("e0",))
+    settle(g, pool_size)
+
+    targets = {"wsgikernel": (g.port, "POST", execute_path("e0"), {"code": TRIVIAL})}
+    if flask:
+        targets["flask"] = (flask.port, "POST", execute_path("e0"), {"code": TRIVIAL})
+    lat = interleaved(targets, counts["execute"], counts["warmup"])
+    w50, w99 = p50(lat["wsgikernel"]), percentile(lat["wsgikernel"], 99)
+    fl50, fl99, who = flask_reference(lat)
+    figures = {
+        "gunicorn_execute_vs_flask_p50_ms": figure(
+            w50, fl50, label="execute x=1+1 p50, new connection, vs %s" % who,
+            target="<= 0.8x Flask", met=met_if(w50 <= 0.8 * fl50, w50, fl50)),
+        "gunicorn_execute_vs_flask_p99_ms": figure(
+            w99, fl99, label="execute x=1+1 p99, new connection, vs %s" % who,
+            target="<= 1.0x Flask", met=met_if(fl99 is not None and w99 <= fl99, w99, fl99)),
+    }
+    deletes = []
+    warm = create_series(g, "c", counts["create"], pool_size)
+    deletes.append(delete_series(g, warm[3]))
+    bursts = burst(g, "b", counts["burst"], pool_size)
+    deletes.append(delete_series(g, bursts[2]))
+    figures.update(creation_figures("gunicorn_", warm, bursts, pool_size))
+
+    settle(g, pool_size)
+    body = {"code": MB_CELL}
+    out_targets = {"wsgikernel": (g.port, "e0", body)}
+    if flask:
+        out_targets["flask"] = (flask.port, "e0", body)
+    big, _ = output_round_trips(out_targets, counts["output_1mb"], 1, 2**20)
+    m50, f50 = p50(big["wsgikernel"]), p50(big.get("flask"))
+    figures["gunicorn_output_1mb_vs_flask_p50_ms"] = figure(
+        m50, f50, label="1 MiB output round trip p50 vs Flask", target="<= 1.5x Flask",
+        met=met_if(f50 is not None and m50 <= 1.5 * f50, f50))
+
+    made = fill_envs(g.port, 10, "l")
+    if flask:
+        fill_envs(flask.port, 10, "l")
+    settle(g, pool_size)
+    listing = {"wsgikernel": (g.port, "GET", "/envs", None)}
+    if flask:
+        listing["flask"] = (flask.port, "GET", "/envs", None)
+    lists = interleaved(listing, counts["scale_probe_list"], 2)
+    figures["gunicorn_list_10_p50_ms"] = figure(
+        p50(lists["wsgikernel"]), p50(lists.get("flask")),
+        label="GET /envs p50 at 10 envs vs Flask at 10 envs")
+    deletes.append(delete_series(g, made + ["e0"]))
+    figures.update(deletion_figures("gunicorn_", deletes, notes))
+    g.stop()
+    notes.append("gunicorn section: %s -m gunicorn --workers 2 -c <wsgikernel.gunicorn_conf, "
+                 "access log off> wsgikernel.wsgi:application (%s; gthread, 8 threads) on "
+                 "127.0.0.1, WSGIKERNEL_NO_AUTH=1, pool_size %d, a state dir of its own"
+                 % (PYTHON, version, pool_size))
+    for fig in figures.values():
+        fig["section"] = "gunicorn -w 2, wsgikernel.wsgi:application"
+    return figures
+
+
+# -- scale ------------------------------------------------------------------------------
+
+
+def scale_figures(args, fleet, scale_dir, pool_args, pool_size, counts, info):
+    """A fresh server filled with envs: probes at 1, 10 and 200 envs; memory per env."""
+    log(args, "scale to %d envs" % counts["scale_envs"])
+    scale = fleet.wsgikernel("wsgikernel scale", scale_dir, *pool_args)
+    scale.wait_url()
+    call(scale.port, "GET", "/envs")  # starts the pool filling
+    made = []
+    started = time.perf_counter()
+    one = scale_point(scale, 1, counts, "s", made, pool_size, create_probes=False)
+    low = scale_point(scale, 10, counts, "s", made, pool_size)
+    high = scale_point(scale, counts["scale_envs"], counts, "s", made, pool_size)
+    wall = time.perf_counter() - started
+    n = len(made)
+    parts, bare = with_bare_pythons(lambda: kernel_memory_kb(scale_dir, [scale.proc.pid]))
+    scale.stop()
+    rss_each = (parts["envs"][0] + parts["pool"][0]) / n
+    pss_each = (parts["envs"][1] + parts["pool"][1]) / n
+    fill = one["fill_ms"] + low["fill_ms"] + low["create"] + high["fill_ms"] + high["create"]
+    info["scale"] = {"envs": n, "wall_s": wall, "kernels_kb": parts, "bare_kb": bare}
+    c200, c10 = p50(high["create"]), p50(low["create"])
+    l200, l10 = p50(high["list"]), p50(low["list"])
+    e200, e1 = p50(high["execute"]), p50(one["execute"])
+    return {
+        "scale_create_p50_ms": figure(
+            c200, c10, label="scale: create PUT->201 p50, paced, at %d envs (baseline: at 10)"
+            % n, target="flat (<= 1.5x)", met=c200 <= 1.5 * c10),
+        "scale_list_p50_ms": figure(
+            l200, l10, label="scale: GET /envs p50 at %d envs (baseline: at 10)" % n,
+            target="<= 2x at 10 envs", met=l200 <= 2.0 * l10),
+        "scale_execute_p50_ms": figure(
+            e200, e1, label="scale: execute x=1+1 p50 at %d envs (baseline: at 1)" % n,
+            target="<= 1.1x at 1 env", met=e200 <= 1.1 * e1),
+        "scale_fill_s": figure(
+            sum(fill) / 1000.0, unit="s", label="scale: time to create %d envs (sum of PUTs)"
+            % n),
+        "scale_create_mean_ms": figure(
+            sum(fill) / len(fill), label="scale: mean PUT->201 over all %d envs" % n),
+        "scale_pss_per_env_mb": figure(
+            mb(pss_each), mb(bare["isolated"][1]), unit="MB",
+            label="scale: PSS per env at %d envs, pool included, vs python3 -I -S" % n),
+        "scale_rss_per_env_mb": figure(
+            mb(rss_each), mb(bare["isolated"][0]), unit="MB",
+            label="scale: RSS per env at %d envs, pool included, vs python3 -I -S" % n),
+    }
 
 
 # -- the run --------------------------------------------------------------------------
@@ -230,21 +353,17 @@ def scale_point(server, env_total, counts, prefix, made, pool_size):
 def run(args):
     counts = {k: v[1] if args.quick else v[0] for k, v in COUNTS.items()}
     load_before = os.getloadavg()[0]
-    figures = {}
-    notes = []
+    figures, notes = {}, []
     state_root = tempfile.mkdtemp(prefix="wkbench-")
     os.chmod(state_root, 0o700)
-    warm_dir = os.path.join(state_root, "warm")
-    cold_dir = os.path.join(state_root, "cold")
-    scale_dir = os.path.join(state_root, "scale")
-    fleet = Fleet()
+    fleet, gunicorn_fleet = Fleet(), Fleet()
     info = {"state_root": state_root, "pids": fleet.pids,
             "flask": flask_version(args.flask_python)}
-
     try:
         pool_args = () if args.pool_size is None else ("--pool-size", str(args.pool_size))
-        wk = fleet.wsgikernel("wsgikernel", warm_dir, *pool_args)
-        cold = fleet.wsgikernel("wsgikernel --pool-size 0", cold_dir, "--pool-size", "0")
+        wk = fleet.wsgikernel("wsgikernel", os.path.join(state_root, "warm"), *pool_args)
+        cold = fleet.wsgikernel("wsgikernel --pool-size 0", os.path.join(state_root, "cold"),
+                                "--pool-size", "0", "--output-cap", BIG_CAP)
         base = fleet.baseline("baseline")
         floor = fleet.baseline("floor", "--floor")
         flask = fleet.flask(args.flask_python) if info["flask"] else None
@@ -254,11 +373,11 @@ def run(args):
         pool_size = args.pool_size if args.pool_size is not None else 2
         info["pool_size"] = pool_size
 
-        # Environments for the latency, throughput and long-poll figures (pool filling
-        # starts now).
-        create_envs(wk.port, ("e0", "t0", "t1", "t2", "t3", "lp"))
+        # Environments for the latency, throughput, long-poll and output figures (pool
+        # filling starts now).
+        create_envs(wk.port, FRONT_ENVS)
         for server in (base, flask) if flask else (base,):
-            create_envs(server.port, ("e0", "t0", "t1", "t2", "t3"))
+            create_envs(server.port, FRONT_ENVS[:-1])
 
         # (1) execute round trip, new connection and keep-alive; the HTTP front end
         # with 8 and 32 clients, and with long-polls open (pool refills finished first:
@@ -267,149 +386,35 @@ def run(args):
         figures.update(front_end_figures(
             args, {"wsgikernel": wk.port, "baseline": base.port, "floor": floor.port},
             flask.port if flask else None, counts, notes, info))
-
-        # (2) environment creation: warm pool, cold, jupyter_client.
-        log(args, "creation x%d warm, x%d cold" % (counts["create"], counts["create"]))
-        call(cold.port, "PUT", "/envs/w", expect=(201,))  # warm the server's own code paths
-        call(cold.port, "DELETE", "/envs/w", expect=(204,))
-        warm_put, warm_first, pool_seen = create_series(wk, "c", counts["create"], pool_size)
-        cold_put, cold_first, _ = create_series(cold, "c", counts["create"], 0)
-        info["pool_observed"] = pool_seen
-        if pool_size and not pool_seen:
-            notes.append("no pooled kernel was ever seen in <state_dir>/pool: the 'warm' "
-                         "creation figures are cold starts")
-        cold.stop()
-        jup, jup_pss, jup_rss, why = (jupyter_figures(counts["jupyter"]) if not args.no_jupyter
-                                      else (None, None, None, "--no-jupyter"))
-        if why:
-            notes.append("jupyter_client + ipykernel comparison: n/a (%s)" % why)
-        jup50 = p50(jup) if jup else None
-        cw50, cc50 = p50(warm_put), p50(cold_put)
-        figures["create_warm_p50_ms"] = figure(
-            cw50, label="create PUT->201, pool warm (pool_size %d)" % pool_size,
-            target="<= 5 ms", met=met_if(cw50 <= 5.0, cw50))
-        figures["create_warm_first_execute_p50_ms"] = figure(
-            p50(warm_first), label="create + first execute, pool warm")
-        figures["create_cold_p50_ms"] = figure(
-            cc50, label="create PUT->201, cold (--pool-size 0)", target="<= 80 ms",
-            met=met_if(cc50 <= 80.0, cc50))
-        figures["create_cold_first_execute_p50_ms"] = figure(
-            p50(cold_first), label="create + first execute, cold")
-        figures["jupyter_start_p50_ms"] = figure(
-            jup50, label="jupyter_client+ipykernel start-to-ready")
-        speedup = jup50 / cw50 if jup50 and cw50 else None
-        figures["create_speedup_vs_jupyter"] = figure(
-            speedup, unit="x", label="jupyter start / wsgikernel warm create",
-            target=">= 100x", met=met_if(speedup is not None and speedup >= 100, speedup))
-
-        # (3) idle env memory vs a bare interpreter.
-        log(args, "idle memory")
-        settle(wk, pool_size)
-        mem_ids = ["m%d" % i for i in range(counts["memory_envs"])]
-        for env_id in mem_ids:
-            call(wk.port, "PUT", "/envs/" + env_id, expect=(201,))
-            call(wk.port, "POST", execute_path(env_id), {"code": TRIVIAL})
-        time.sleep(0.7)
-        env_mem = [processes_memory_kb(env_pids(warm_dir, env_id)) for env_id in mem_ids]
-        bare_rss, bare_pss = bare_python_memory_kb()
-        env_rss, env_pss = p50([m[0] for m in env_mem]), p50([m[1] for m in env_mem])
-        for env_id in mem_ids:
-            call(wk.port, "DELETE", "/envs/" + env_id, expect=(204,))
-        figures["idle_env_pss_mb"] = figure(
-            env_pss / 1024, bare_pss / 1024, unit="MB",
-            label="idle env PSS (supervisor+user) vs bare python", target="<= 1.5x baseline",
-            met=env_pss <= 1.5 * bare_pss)
-        figures["idle_env_rss_mb"] = figure(
-            env_rss / 1024, bare_rss / 1024, unit="MB",
-            label="idle env RSS (supervisor+user) vs bare python")
-        figures["ipykernel_idle_pss_mb"] = figure(
-            jup_pss / 1024 if jup_pss else None, bare_pss / 1024, unit="MB",
-            label="ipykernel idle PSS vs bare python")
-
-        # (4) throughput: 8 clients over 4 envs.
-        log(args, "throughput")
-        settle(wk, pool_size)
-        tenvs = ["t0", "t1", "t2", "t3"]
-        rps = {}
-        for kind, code, total in (("trivial", TRIVIAL, counts["throughput_trivial"]),
-                                  ("cpu", CPU_CELL, counts["throughput_cpu"])):
-            for name, server in (("wsgikernel", wk), ("baseline", base)):
-                for env_id in tenvs:
-                    call(server.port, "POST", execute_path(env_id), {"code": code})
-                result = concurrent(server.port, tenvs, 8, total, False, code=code)
-                if result["failed"]:
-                    raise BenchError("throughput run failed: %s" % result["errors"][0])
-                rps[kind, name] = result["rps"]
-        figures["throughput_trivial_rps"] = figure(
-            rps["trivial", "wsgikernel"], rps["trivial", "baseline"], unit="req/s",
-            label="throughput x=1+1, 8 clients / 4 envs", target=">= 1.0x baseline",
-            met=rps["trivial", "wsgikernel"] >= rps["trivial", "baseline"])
-        figures["throughput_cpu_rps"] = figure(
-            rps["cpu", "wsgikernel"], rps["cpu", "baseline"], unit="req/s",
-            label="throughput sum(range(300_000)), 8 clients / 4 envs",
-            target="> 1.0x baseline", met=rps["cpu", "wsgikernel"] > rps["cpu", "baseline"])
-
-        # (5) 1 MB of output.
-        log(args, "1 MB output x%d" % counts["output_1mb"])
-        big = interleaved({
-            "wsgikernel": (wk.port, "POST", execute_path("e0"), {"code": MB_CELL}),
-            "baseline": (base.port, "POST", execute_path("e0"), {"code": MB_CELL}),
-        }, counts["output_1mb"], 1)
-        _, body = call(wk.port, "POST", execute_path("e0"), {"code": MB_CELL})
-        record = json.loads(body)
-        if len(record.get("stdout", "")) != 1_000_001 or record.get("truncated"):
-            raise BenchError("the 1 MB cell came back cut: %d chars, truncated=%r"
-                             % (len(record.get("stdout", "")), record.get("truncated")))
-        _, base_body = call(base.port, "POST", execute_path("e0"), {"code": MB_CELL})
-        info["output_1mb_response_bytes"] = {"wsgikernel": len(body), "baseline": len(base_body)}
-        m50, mb50 = p50(big["wsgikernel"]), p50(big["baseline"])
-        figures["output_1mb_p50_ms"] = figure(
-            m50, mb50, label="1 MB output round trip p50", target="<= 1.5x baseline",
-            met=m50 <= 1.5 * mb50)
-
-        for server in (wk, base, floor, flask):
-            if server:
-                server.stop()
-
-        # (6) scale: up to 200 idle envs on one server.
+        # (2) creation: pool warm (paced, then back to back), cold, jupyter_client.
+        deletes = []
+        created, jup_pss = creation_phase(args, wk, cold, pool_size, counts, notes, info,
+                                          deletes)
+        figures.update(created)
+        # (3) throughput; (4) 1 MiB of output, then 100 MiB with a raised cap.
+        figures.update(throughput_figures(args, wk, base, pool_size, counts))
+        figures.update(output_figures(args, wk, base, flask, counts, info))
+        figures.update(big_output_figures(args, cold, flask, counts, info))
+        for server in (cold, base, floor):
+            server.stop()
+        # (5) idle memory at 1 and N envs, on wk emptied of its envs; (6) deletion.
+        deletes.append(delete_series(wk, FRONT_ENVS))
+        figures.update(memory_phase(args, wk, pool_size, counts, jup_pss, notes, info,
+                                    deletes))
+        figures.update(deletion_figures("", deletes, notes))
+        wk.stop()
+        # (7) the same targets under gunicorn -w 2 (printed last), Flask still up.
+        gunicorn = gunicorn_section(args, gunicorn_fleet, state_root, flask, pool_size,
+                                    counts, notes, info)
+        if flask:
+            flask.stop()
+        # (8) scale: up to 200 idle envs on one server.
         if not args.skip_scale:
-            log(args, "scale to %d envs" % counts["scale_envs"])
-            scale = fleet.wsgikernel("wsgikernel scale", scale_dir, *pool_args)
-            scale.wait_url()
-            call(scale.port, "GET", "/envs")  # starts the pool filling
-            made = []
-            started = time.perf_counter()
-            low = scale_point(scale, 10, counts, "s", made, pool_size)
-            high = scale_point(scale, counts["scale_envs"], counts, "s", made, pool_size)
-            wall = time.perf_counter() - started
-            per_env = [processes_memory_kb(env_pids(scale_dir, env_id)) for env_id in made]
-            n_envs = len(made)
-            rss_each = sum(m[0] for m in per_env) / n_envs
-            pss_each = sum(m[1] for m in per_env) / n_envs
-            fill = low["fill_ms"] + low["create"] + high["fill_ms"] + high["create"]
-            info["scale"] = {"envs": n_envs, "wall_s": wall,
-                             "total_pss_mb": sum(m[1] for m in per_env) / 1024,
-                             "total_rss_mb": sum(m[0] for m in per_env) / 1024}
-            for key, label in (("create", "create PUT->201 p50, paced"),
-                               ("list", "GET /envs p50"), ("execute", "execute x=1+1 p50")):
-                hi, lo = p50(high[key]), p50(low[key])
-                figures["scale_%s_p50_ms" % key] = figure(
-                    hi, lo, label="scale: %s at %d envs (baseline: at 10)" % (label, n_envs),
-                    target="flat (<= 1.5x)", met=hi <= 1.5 * lo)
-            figures["scale_fill_s"] = figure(
-                sum(fill) / 1000.0, unit="s",
-                label="scale: time to create %d envs (sum of PUTs)" % n_envs)
-            figures["scale_create_mean_ms"] = figure(
-                sum(fill) / len(fill), label="scale: mean PUT->201 over all %d envs" % n_envs)
-            figures["scale_pss_per_env_mb"] = figure(
-                pss_each / 1024, bare_pss / 1024, unit="MB",
-                label="scale: PSS per env at %d envs vs bare python" % n_envs,
-                target="<= 1.5x baseline", met=pss_each <= 1.5 * bare_pss)
-            figures["scale_rss_per_env_mb"] = figure(
-                rss_each / 1024, bare_rss / 1024, unit="MB",
-                label="scale: RSS per env at %d envs vs bare python" % n_envs)
-            scale.stop()
+            figures.update(scale_figures(args, fleet, os.path.join(state_root, "scale"),
+                                         pool_args, pool_size, counts, info))
+        figures.update(gunicorn)
     finally:
+        gunicorn_fleet.stop_all()
         fleet.stop_all()
         kill_processes_of(state_root)
         shutil.rmtree(state_root, ignore_errors=True)
@@ -463,7 +468,7 @@ def profile(args):
     import pstats
     n = args.profile
     phases = (("execute x=1+1", "execute", TRIVIAL, n),
-              ("execute print('x' * 1_000_000)", "execute", MB_CELL, max(5, n // 20)),
+              ("execute " + MB_CELL, "execute", MB_CELL, max(5, n // 20)),
               ("create PUT /envs/{id}, pool warm", "create", None, max(5, n // 25)))
     state_root = tempfile.mkdtemp(prefix="wkbench-")
     os.chmod(state_root, 0o700)
@@ -511,6 +516,8 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--quick", action="store_true", help="small counts (seconds, not minutes)")
     parser.add_argument("--skip-scale", action="store_true", help="skip the 200-env part")
+    parser.add_argument("--skip-gunicorn", action="store_true",
+                        help="skip the gunicorn -w 2 section")
     parser.add_argument("--no-jupyter", action="store_true",
                         help="skip the jupyter_client + ipykernel comparison")
     parser.add_argument("--flask-python", default=PYTHON,

@@ -53,8 +53,43 @@ def become_subreaper():
         return False
 
 
+# /proc/PID/task/TID/children (Linux >= 3.5 with CONFIG_PROC_CHILDREN): a walk down from
+# the supervisor reads a few small files; without it every process's stat is read.
+CHILDREN_FILES = os.path.exists("/proc/self/task/%d/children" % os.getpid())
+
+
 def descendants(root):
     """Pids of every process whose chain of parents leads to ``root`` ([] without /proc)."""
+    if not CHILDREN_FILES:
+        return scan_descendants(root)
+    found, seen, todo = [], {root}, [root]
+    while todo:
+        for pid in children_of(todo.pop()):
+            if pid not in seen:  # a pid reused mid-walk must not loop it
+                seen.add(pid)
+                found.append(pid)
+                todo.append(pid)
+    return found
+
+
+def children_of(pid):
+    """The children of every thread of ``pid`` ([] if it is gone)."""
+    try:
+        threads = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return []
+    kids = []
+    for tid in threads:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as handle:
+                kids += [int(word) for word in handle.read().split()]
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile
+    return kids
+
+
+def scan_descendants(root):
+    """descendants() from every process's parent link (/proc/*/stat)."""
     try:
         names = os.listdir("/proc")
     except OSError:

@@ -111,11 +111,13 @@ class KernelPool:
             self._filling.release()
 
     def fill(self):
-        """Start pooled kernels until ``size`` are ready (under a cross-process lock)."""
+        """Start pooled kernels until ``size`` are ready (under a cross-process lock),
+        counting again after each start: creates that claimed kernels meanwhile (their
+        refill_soon found this one running) are made up for too.  At most 4 x ``size``
+        starts, so kernels that die as they start cannot keep it busy."""
         with self.locked():
-            ready = self.prune()
-            for _ in range(self.size - ready):
-                if self.closed:
+            for _ in range(4 * self.size):
+                if self.closed or self.prune() >= self.size:
                     return
                 self.start_one()
 

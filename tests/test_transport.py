@@ -157,3 +157,17 @@ def test_a_kernel_of_another_protocol_version_is_refused_at_connect(testapp, app
         thread.join(5)
         with open(os.path.join(env_dir, "env.json"), "w") as handle:
             json.dump(record, handle)  # the real kernel is stopped with the app
+
+
+def test_delete_answers_once_the_kernels_processes_are_gone(testapp, state_dir):
+    """Not merely "no longer looking like a kernel": a supervisor that is exiting has an
+    empty command line for a moment, and DELETE must not answer before it is gone."""
+    from helpers import pid_alive
+    for n in range(6):
+        env_id = "gone%d" % n
+        testapp.put_json("/envs/" + env_id, {})
+        record = read_env_json(state_dir, env_id)
+        pids = [record["supervisor_pid"], record["pid"]]
+        assert all(pid_alive(pid) for pid in pids)
+        testapp.delete("/envs/" + env_id)
+        assert [pid for pid in pids if pid_alive(pid)] == [], env_id

@@ -22,6 +22,7 @@ from ..wire.envelope import AUTH_FAILED, hello, message
 from ..wire.framing import HANDSHAKE_LIMIT, MAX_MESSAGE, FrameReader, encode
 
 AUTH_TIMEOUT = 10.0  # seconds a TCP connection may take to prove itself
+SEND_CHUNK = 256 * 1024  # bytes handed to one send(): more than a socket buffer takes
 
 
 class Client:
@@ -31,7 +32,8 @@ class Client:
         self.sock = sock
         self.nonce = nonce  # our challenge, while a TCP peer has not answered it
         self.reader = FrameReader(HANDSHAKE_LIMIT) if nonce else FrameReader()
-        self.out = bytearray()
+        self.out = bytearray()  # frames not sent yet, from ``sent`` on
+        self.sent = 0
         self.closed = False
         self.deadline = time.monotonic() + AUTH_TIMEOUT if nonce else None
 
@@ -145,18 +147,27 @@ class Hub:
         self.flush(client)
 
     def flush(self, client):
+        """Send what the socket takes now.  The buffer is consumed from an offset and
+        compacted only when mostly sent, so a 100 MiB answer costs linear time (deleting
+        each sent piece from the front would move the rest every time)."""
         if client.closed:
             return
+        out = client.out
         try:
-            while client.out:
-                sent = client.sock.send(client.out)
-                del client.out[:sent]
+            while client.sent < len(out):
+                client.sent += client.sock.send(out[client.sent:client.sent + SEND_CHUNK])
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
             self.drop(client)
             return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
+        if client.sent == len(out):
+            out.clear()
+            client.sent = 0
+        elif client.sent > SEND_CHUNK and client.sent * 2 > len(out):
+            del out[:client.sent]
+            client.sent = 0
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0)
         self.selector.modify(client.sock, events, self.on_event)
 
     def drop(self, client):

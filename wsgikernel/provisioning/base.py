@@ -61,6 +61,10 @@ class KernelProvisioner:
     def running(self):
         return self.poll() is None
 
+    def ended(self):
+        """True once nothing of the kernel runs (what ``wait`` waits for)."""
+        return self.poll() is not None
+
     def terminate(self):
         self.send_signal(signal.SIGTERM)
 
@@ -70,7 +74,7 @@ class KernelProvisioner:
         often asked right after it was told to exit)."""
         deadline = time.monotonic() + timeout
         interval = WAIT_FIRST
-        while self.poll() is None:
+        while not self.ended():
             left = deadline - time.monotonic()
             if left <= 0:
                 return False

@@ -24,7 +24,7 @@ from ..wire.auth import KEY_FILE, create_key
 from .base import KernelProvisioner
 from .forkserver import Forkserver, ForkserverUnavailable
 from .launcher import launch_kernel, wait_ready
-from .processes import kill_group, pid_alive, supervisor_alive, supervisors_in
+from .processes import kill_group, pid_ended, supervisor_alive, supervisors_in
 
 
 class LocalProvisioner(KernelProvisioner):
@@ -57,7 +57,8 @@ class LocalProvisioner(KernelProvisioner):
         return None if supervisor_alive(self.record.get("supervisor_pid")) else -1
 
     def send_signal(self, signum):
-        kill_group(self.record.get("supervisor_pid"), signum)
+        if supervisor_alive(self.record.get("supervisor_pid")):  # never a reused pid's group
+            kill_group(self.record.get("supervisor_pid"), signum)
 
     def kill(self):
         """SIGKILL the supervisor's group (if it is still one of ours: a pid is reused), and
@@ -82,5 +83,5 @@ class LocalProvisioner(KernelProvisioner):
         return [cls({"supervisor_pid": pid}, config) for pid in supervisors_in(env_dir)]
 
     def ended(self):
-        """True once the supervisor's pid is gone (zombie or reused pids aside)."""
-        return not pid_alive(self.record.get("supervisor_pid"))
+        """True once the supervisor's process is gone, not merely exiting."""
+        return pid_ended(self.record.get("supervisor_pid"))

@@ -37,6 +37,20 @@ def supervisor_alive(pid):
         return True  # no /proc: trust the pid
 
 
+def pid_ended(pid):
+    """True once ``pid`` is gone for good, or is someone else's: unlike
+    ``not supervisor_alive``, a kernel in the middle of exiting (its command line
+    already empty) has not ended yet."""
+    if not pid_alive(pid):
+        return True
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            text = handle.read()
+    except OSError:
+        return False
+    return bool(text) and b"wsgikernel" not in text
+
+
 def kill_group(pid, signum):
     if pid:
         try:

@@ -29,7 +29,7 @@ from . import __version__
 from .control.errors import ControlError
 from .provisioning import for_record
 from .statedir import file_lock
-from .store import WORK_DIR, read_record, utcnow
+from .store import WORK_DIR, read_record, utcnow, write_record
 from .wire.auth import KEY_FILE
 from .wire.connection import KernelGone
 from .wire.envelope import PROTOCOL_VERSION
@@ -60,7 +60,12 @@ class KernelPool:
     # -- claiming -------------------------------------------------------------
 
     def claim(self, env_id, env_dir, record):
-        """Move a ready pooled kernel into ``env_dir`` (ours, empty) and bind it; True if done."""
+        """Move a ready pooled kernel into ``env_dir`` (ours, empty) and bind it; (its
+        env.json, its status) if done, else None.
+
+        The env's env.json is written here, before the kernel is told (``bind``), so
+        every worker finds the env's record at once; the kernel saves its own after
+        answering (it holds the same, plus what changes while it runs)."""
         if self.size <= 0:
             return False
         signature = self.signature()
@@ -76,20 +81,25 @@ class KernelPool:
                 continue  # another worker claimed it first
             if pooled.get("key_file"):  # it moved with the directory
                 pooled = dict(pooled, key_file=os.path.join(env_dir, KEY_FILE))
+            settings = dict(pooled.get("settings") or {}, idle_timeout=self.config.idle_timeout)
+            bound = dict(pooled, id=env_id, created=record["created"], pool=False,
+                         cwd=os.path.join(env_dir, WORK_DIR), settings=settings,
+                         last_activity=None)
             try:
-                self.manager.call(pooled, "bind", {
+                write_record(env_dir, bound)
+                status = self.manager.call(bound, "bind", {
                     "id": env_id, "env_dir": env_dir, "created": record["created"],
                     "settings": {"idle_timeout": self.config.idle_timeout}})
                 self.refill_soon()
-                return True
-            except (KernelGone, ControlError):
+                return bound, status
+            except (KernelGone, ControlError, OSError):
                 pass
             # A pooled kernel that died in the pool: clear it out, start cold instead.
             self.manager.shutdown_kernel(pooled, state=None, reason="deleted")
             shutil.rmtree(env_dir, ignore_errors=True)
             os.mkdir(env_dir, 0o700)
         self.refill_soon()
-        return False
+        return None
 
     # -- refilling --------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from ..wire.connection import KernelGone
 from ..wire.envelope import PROTOCOL_VERSION
 from .errors import (ControlError, EnvironmentExists, InvalidLimit, KernelUnavailable,
                      QuotaExceeded)
+from .envobject import env_object
 from .link import ALIVE_STATES, LAUNCH_TIMEOUT, STATUS_TIMEOUT
 
 RESTART_LOCK = ".restart.lock"  # in the env dir: one revival of a stopped env at a time
@@ -53,14 +54,15 @@ class Lifecycle:
             record = {"id": env_id, "session": 1, "created": utcnow(), "state": "starting",
                       "limits": self.env_limits(limits), "settings": self.kernel_settings(),
                       "cwd": os.path.join(env_dir, WORK_DIR), "execution_count": 0}
-            pooled = (record["limits"] == self.config.limits()
-                      and self.pool.claim(env_id, env_dir, record))
-            if not pooled:
-                try:
-                    self.launch(env_dir, record)
-                except KernelUnavailable:
-                    pass  # recorded: the env is dead (start_failed) and shows why
-                self.pool.refill_soon()
+            claimed = (record["limits"] == self.config.limits()
+                       and self.pool.claim(env_id, env_dir, record))
+            if claimed:  # its bind answered with its status: no second question
+                return env_object(*claimed), True
+            try:
+                self.launch(env_dir, record)
+            except KernelUnavailable:
+                pass  # recorded: the env is dead (start_failed) and shows why
+            self.pool.refill_soon()
         except BaseException:
             shutil.rmtree(env_dir, ignore_errors=True)
             raise

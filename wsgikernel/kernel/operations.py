@@ -182,7 +182,7 @@ class Operations:
         for execution in self.executions.by_key.values():
             execution.record["env"] = body["id"]
         sv.tree.send(message("rebind", {"work_dir": work_dir}))
-        sv.save()
+        sv.unsaved = True  # after the answer: the binder wrote the same env.json already
         client.reply(self.status())
 
     def op_restart(self, client, body):

@@ -69,6 +69,7 @@ class Supervisor:
         self.ops = Operations(self)
         self.handlers = self.ops.handlers()
         self.final = (None, None)  # (state, reason) of the final stop
+        self.unsaved = False  # env.json to be saved once this loop iteration has answered
         self.state = "starting"
         self.alive = True
         self.last_request = time.monotonic()
@@ -135,6 +136,8 @@ class Supervisor:
             self.executions.flush_outbox()
             self.check_timers()
             self.publish_status()
+            if self.unsaved:  # what could wait until after the answers
+                self.save()
         self.close()
 
     def next_timeout(self):
@@ -310,6 +313,7 @@ class Supervisor:
     # -- bookkeeping -----------------------------------------------------------
 
     def save(self):
+        self.unsaved = False
         self.files.save(self.execution_count)
 
     def publish_status(self):

@@ -30,17 +30,17 @@ the whole process group is killed: no orphan outlives its supervisor.
 
 import builtins
 import os
-import queue
 import signal
 import sys
 import threading
 import types
 
 from ..wire.envelope import INTERNAL, UNKNOWN_TYPE, message
-from ..wire.framing import encode, recv_message
+from ..wire.framing import encode
 from .capture import (CaptureFds, OutputBudget, OutStream, StdinText, guarded_open, make_input,
                       wait_for_pipes_drained)
 from .execute import Shell
+from .inbox import Inbox
 
 INTROSPECTION = ("complete", "inspect", "is_complete", "variables")
 THREAD_TAG = "_wsgikernel_execution"  # attribute of a Thread: the execution it belongs to
@@ -71,7 +71,7 @@ class Executor:
         self.fds = fds if fds is not None else CaptureFds()
         self.channel = Channel(sock, (self.fds.copy_of(1), self.fds.copy_of(2)))
         self.sock = sock
-        self.inbox = queue.Queue()
+        self.inbox = Inbox(sock, self.dispatch)
         self.executing = False
         self.current = None      # id of the execution the main thread runs, None between cells
         self.main_ident = threading.get_ident()
@@ -140,31 +140,19 @@ class Executor:
 
     # -- threads -------------------------------------------------------------
 
-    def read_forever(self):
-        """Reader thread: queue executions, answer introspection, die with the supervisor."""
-        try:
-            while True:
-                envelope = recv_message(self.sock)
-                kind = envelope.get("type")
-                if kind == "execute":
-                    self.inbox.put(envelope)
-                elif kind == "rebind":  # a pooled kernel was claimed: its directory moved
-                    work_dir = envelope["body"]["work_dir"]
-                    if sys.path and sys.path[0] == self.work_dir:
-                        sys.path[0] = work_dir
-                    self.work_dir = work_dir
-                elif kind in INTROSPECTION:
-                    threading.Thread(target=self.answer, args=(envelope,), daemon=True).start()
-                else:
-                    self.channel.send(message("error", {"code": UNKNOWN_TYPE},
-                                              parent=envelope.get("id")))
-        except BaseException:
-            pass
-        # The supervisor is gone (or sent garbage): take the whole group down.
-        try:
-            os.killpg(os.getpgid(0), signal.SIGKILL)
-        finally:
-            os._exit(1)
+    def dispatch(self, envelope):
+        """Whatever comes on the socket but a cell (kernel/inbox.py reads it)."""
+        kind = envelope.get("type")
+        if kind == "rebind":  # a pooled kernel was claimed: its directory moved
+            work_dir = envelope["body"]["work_dir"]
+            if sys.path and sys.path[0] == self.work_dir:
+                sys.path[0] = work_dir
+            self.work_dir = work_dir
+        elif kind in INTROSPECTION:
+            threading.Thread(target=self.answer, args=(envelope,), daemon=True).start()
+        else:
+            self.channel.send(message("error", {"code": UNKNOWN_TYPE},
+                                      parent=envelope.get("id")))
 
     def answer(self, envelope):
         from . import introspect  # on first use: most kernels never complete or inspect
@@ -182,7 +170,8 @@ class Executor:
     def run_forever(self):
         self.channel.send(message("ready", {"pid": os.getpid()}))
         while True:
-            envelope = self.inbox.get()
+            envelope = self.inbox.next_execute()  # read on this thread between cells
+            self.inbox.lend()
             outcome = self.execute(envelope["body"], envelope["id"])
             self.channel.send_in_order(message("done", outcome, parent=envelope["id"]))
 
@@ -276,7 +265,7 @@ def run(sock, work_dir, rlimits, preload=()):
         executor = Executor(sock, work_dir, fds)
         executor.install()
         # Before preload: a preload that hangs still dies with its supervisor.
-        threading.Thread(target=executor.read_forever, name="kernel-reader",
+        threading.Thread(target=executor.inbox.read_while_lent, name="kernel-reader",
                          daemon=True).start()
         for module in preload or ():
             try:

@@ -168,20 +168,39 @@ class StatusFile:
         os.close(self.fd)
 
 
-def read_status(env_dir):
+def read_status(env_dir, parsed=None):
     """What the env's running supervisor last published; None if nothing usable is there:
-    no file, a torn write, or a file whose supervisor is gone (nobody holds its lock)."""
+    no file, a torn write, or a file whose supervisor is gone (nobody holds its lock).
+
+    ``parsed``, a dict the caller keeps, maps the bytes read last time to what they
+    parsed to, so an unchanged status is not parsed again."""
     try:
-        with open(os.path.join(env_dir, STATUS_FILE), "rb") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return None  # we got the lock: no supervisor holds it
-            except BlockingIOError:
-                pass
-            status = jsonpolicy.loads(handle.read(STATUS_MAX))
-    except (OSError, ValueError):
+        fd = os.open(os.path.join(env_dir, STATUS_FILE), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
         return None
-    return status if isinstance(status, dict) else None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # we got the lock: no supervisor holds it
+        except BlockingIOError:
+            pass
+        data = os.read(fd, STATUS_MAX)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    known = parsed.get(env_dir) if parsed is not None else None
+    if known is not None and known[0] == data:
+        return dict(known[1])
+    try:
+        status = jsonpolicy.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(status, dict):
+        return None
+    if parsed is not None:
+        parsed[env_dir] = (data, status)
+    return dict(status)
 
 
 def log_tail(env_dir, lines=LOG_TAIL_LINES, limit=LOG_TAIL_BYTES):

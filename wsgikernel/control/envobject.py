@@ -23,6 +23,7 @@ class EnvDescriber:
     def __init__(self, registry, link):
         self.registry = registry
         self.link = link
+        self.statuses = {}  # env dir -> (status.json's bytes, parsed): see read_status
 
     def describe(self, env_id, touch=True):
         """The env object of ``env_id``; ``touch`` counts as activity (the idle timeout)."""
@@ -57,6 +58,8 @@ class EnvDescriber:
             except EnvironmentNotFound:
                 continue  # deleted while we listed
         self.registry.forget_missing(ids)
+        if len(self.statuses) > 2 * len(ids) + 16:  # deleted envs' entries
+            self.statuses.clear()
         return envs
 
 
@@ -66,7 +69,7 @@ class EnvDescriber:
         record = self.registry.read(env_id)
         if record.get("state") != "idle" or record.get("protocol") != PROTOCOL_VERSION:
             return self.describe(env_id, touch=False)
-        status = read_status(self.registry.env_dir(env_id))
+        status = read_status(self.registry.env_dir(env_id), self.statuses)
         if (status is None or status.get("supervisor_pid") != record.get("supervisor_pid")
                 or status.get("state") in ("dead", "stopped")):
             return self.describe(env_id, touch=False)

@@ -5,6 +5,7 @@ makes them: ``reply``, ``event``, ``client``); a journal of their calls shows wh
 was told what, in which order.
 """
 
+import json
 import time
 
 from wsgikernel.kernel.execution_queue import ExecutionQueue
@@ -28,6 +29,12 @@ class Requester:
     def event(self, body):
         self.journal.calls.append(("send", self.client, dict(body, type="event")))
 
+    def reply_record(self, key, data):  # the record comes encoded, as the hub sends it
+        self.reply({"key": key, "record": json.loads(data)})
+
+    def event_record(self, data):
+        self.event(dict(json.loads(data), event="record"))
+
 
 class Journal:
     """What the queue did, in order: ("send", client, body), ("persist", n, status),
@@ -39,7 +46,8 @@ class Journal:
     def to(self, client):
         return Requester(self, client)
 
-    def persist(self, execution, record):
+    def persist(self, execution, record, data):
+        assert json.loads(data) == record  # encoded once, for history and every answer
         self.calls.append(("persist", execution.n, record["status"]))
 
     def answered(self, record):

@@ -168,6 +168,18 @@ class StatusFile:
         os.close(self.fd)
 
 
+def write_all(fd, pieces):
+    """writev() until every byte of ``pieces`` is written (no copy of a large record)."""
+    views = [memoryview(piece) for piece in pieces]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
+
+
 def read_status(env_dir, parsed=None):
     """What the env's running supervisor last published; None if nothing usable is there:
     no file, a torn write, or a file whose supervisor is gone (nobody holds its lock).
@@ -249,13 +261,18 @@ class History:
         self.count = None  # lines in the file, counted lazily by the writer
         self.fd = None     # the writer keeps the file open: it appends twice per execute
 
-    def append(self, record):
-        """Write a record (final, or an ``accepted`` one); compact when the file is long."""
+    def append(self, record, data=None):
+        """Write a record (final, or an ``accepted`` one; ``data``: its JSON if encoded
+        already); compact when the file is long."""
         if self.fd is None:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                               0o600)
+        data = jsonpolicy.encode(record) if data is None else data
         try:
-            os.write(self.fd, jsonpolicy.encode(record) + b"\n")
+            if len(data) < 65536:
+                os.write(self.fd, data + b"\n")  # one write: O_APPEND keeps lines whole
+            else:
+                write_all(self.fd, [data, b"\n"])
         except OSError:
             self.close()
             raise

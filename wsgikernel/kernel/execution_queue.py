@@ -22,12 +22,14 @@ its own (tests/test_execution_queue.py).
 import collections
 import time
 
+from .. import jsonpolicy
+
 RECENT_KEPT = 32       # finished executions kept in memory for polling
 
 
 class ExecutionQueue:
     def __init__(self, persist, answered, recent_kept=RECENT_KEPT):
-        self.persist = persist      # (execution, record): durable, before any answer
+        self.persist = persist      # (execution, record, its JSON): durable, before answers
         self.answered = answered    # (record): its waiters and followers were answered
         self.recent_kept = recent_kept
         self.queued = collections.deque()
@@ -245,23 +247,32 @@ class ExecutionQueue:
     def finish_all(self, ended):
         """Persist every (execution, final record), then answer: whoever is answered
         may read the history at once."""
-        for execution, record in ended:
-            self.persist(execution, record)
-        self.notify_all(ended)
+        self.notify_all(self.persist_all(ended))
 
-    def notify_all(self, ended):
+    def persist_all(self, ended):
+        """Persist each (execution, record); [(execution, record, its JSON)].  A record is
+        encoded once, for history and for every answer (a 100 MiB output is 200 MiB of
+        record: encoding it is most of what it costs here)."""
+        sealed = []
         for execution, record in ended:
-            self.notify(execution, record)
+            data = jsonpolicy.encode(record)
+            self.persist(execution, record, data)
+            sealed.append((execution, record, data))
+        return sealed
 
-    def notify(self, execution, record):
+    def notify_all(self, sealed):
+        for execution, record, data in sealed:
+            self.notify(execution, record, data)
+
+    def notify(self, execution, record, data):
         """Answer the execution's waiters and followers, and forget old executions."""
         if record.get("error") is not None and execution.outputs:
             self.publish(execution, [execution.outputs[-1]])  # the error output, streamed too
         self.flush_outbox()  # outputs before the record
         for client, _ in execution.waiters:
-            client.reply({"key": execution.key, "record": record})
+            client.reply_record(execution.key, data)
         for client in execution.subscribers:
-            client.event(dict(record, event="record"))
+            client.event_record(data)
         execution.waiters, execution.subscribers = [], []
         self.answered(record)
         for index in (self.by_count, self.by_key):

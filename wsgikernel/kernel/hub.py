@@ -13,16 +13,19 @@ its answers find their way back (``reply``, ``event``, ``error``), named by
 the request's id.
 """
 
+import collections
 import selectors
 import time
 
 from ..wire import address as addresses
 from ..wire import auth
 from ..wire.envelope import AUTH_FAILED, hello, message
-from ..wire.framing import HANDSHAKE_LIMIT, MAX_MESSAGE, FrameReader, encode
+from .. import jsonpolicy
+from ..wire.framing import HANDSHAKE_LIMIT, HEADER, MAX_MESSAGE, FrameReader
 
 AUTH_TIMEOUT = 10.0  # seconds a TCP connection may take to prove itself
 SEND_CHUNK = 256 * 1024  # bytes handed to one send(): more than a socket buffer takes
+SMALL = 64 * 1024        # pieces below this are gathered into one buffer before sending
 
 
 class Client:
@@ -32,8 +35,8 @@ class Client:
         self.sock = sock
         self.nonce = nonce  # our challenge, while a TCP peer has not answered it
         self.reader = FrameReader(HANDSHAKE_LIMIT) if nonce else FrameReader()
-        self.out = bytearray()  # frames not sent yet, from ``sent`` on
-        self.sent = 0
+        self.out = collections.deque()  # pieces of frames not sent yet (Hub.queue)
+        self.sent = 0                   # bytes of out[0] sent already
         self.closed = False
         self.deadline = time.monotonic() + AUTH_TIMEOUT if nonce else None
 
@@ -51,6 +54,18 @@ class Requester:
 
     def event(self, body):
         self.hub.send(self.client, message("event", body, parent=self.parent))
+
+    def reply_record(self, key, record):
+        """reply {key, record} with ``record`` already JSON (bytes): spliced, not encoded."""
+        self.hub.send_payload(
+            self.client, b'{"type":"reply","parent":%s,"body":{"key":%s,"record":'
+            % (jsonpolicy.encode(self.parent), jsonpolicy.encode(key)), record, b"}}")
+
+    def event_record(self, record):
+        """The stream's last event: the record (JSON bytes) with ``"event": "record"``."""
+        self.hub.send_payload(
+            self.client, b'{"type":"event","parent":%s,"body":' % jsonpolicy.encode(
+                self.parent), memoryview(record)[:-1], b',"event":"record"}}')
 
     def error(self, code, **fields):
         self.hub.send(self.client, message("error", dict(fields, code=code),
@@ -139,34 +154,49 @@ class Hub:
         return [c.deadline for c in self.clients.values() if c.deadline]
 
     def send(self, client, envelope):
+        self.send_payload(client, jsonpolicy.encode(envelope))
+
+    def send_payload(self, client, *pieces):
+        """Send one frame whose JSON is the concatenation of ``pieces`` (bytes-like)."""
         if client.closed:
             return
         if self.before_send is not None:
             self.before_send()
-        client.out += encode(envelope)
+        self.queue(client, (HEADER.pack(sum(len(piece) for piece in pieces)),) + pieces)
         self.flush(client)
 
+    @staticmethod
+    def queue(client, pieces):
+        """Small pieces are gathered into one buffer (one send() for many events), large
+        ones queued as they are: a 100 MiB record is never copied here."""
+        out = client.out
+        for piece in pieces:
+            if len(piece) >= SMALL:
+                out.append(piece)
+            elif out and isinstance(out[-1], bytearray) and len(out[-1]) < SEND_CHUNK:
+                out[-1] += piece
+            else:
+                out.append(bytearray(piece))
+
     def flush(self, client):
-        """Send what the socket takes now.  The buffer is consumed from an offset and
-        compacted only when mostly sent, so a 100 MiB answer costs linear time (deleting
-        each sent piece from the front would move the rest every time)."""
+        """Send what the socket takes now, piece by piece from an offset (linear in
+        what is sent, however large)."""
         if client.closed:
             return
         out = client.out
         try:
-            while client.sent < len(out):
-                client.sent += client.sock.send(out[client.sent:client.sent + SEND_CHUNK])
+            while out:
+                piece = out[0]
+                client.sent += client.sock.send(
+                    memoryview(piece)[client.sent:client.sent + SEND_CHUNK])
+                if client.sent >= len(piece):
+                    out.popleft()
+                    client.sent = 0
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
             self.drop(client)
             return
-        if client.sent == len(out):
-            out.clear()
-            client.sent = 0
-        elif client.sent > SEND_CHUNK and client.sent * 2 > len(out):
-            del out[:client.sent]
-            client.sent = 0
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0)
         self.selector.modify(client.sock, events, self.on_event)
 

@@ -72,11 +72,12 @@ class EnvFiles:
                 self.log_exception("could not write history")
         return False
 
-    def persist(self, execution, record):
-        """Durable before anyone is told: a client may read history next."""
+    def persist(self, execution, record, data=None):
+        """Durable before anyone is told: a client may read history next.  ``data``: the
+        record's JSON, when it was encoded already."""
         if execution.n is not None and execution.request.get("store_history", True):
             try:
-                self.history.append(record)
+                self.history.append(record, data)
             except OSError:
                 self.log_exception("could not write history")
 

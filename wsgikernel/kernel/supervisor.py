@@ -268,12 +268,11 @@ class Supervisor:
             "; %s: POST /envs/%s/restart" % (description, self.record["id"]))
         # History, then env.json, then answers: whoever we answer may read either at once,
         # and a reader that sees "dead" must find the aborted records in history.
-        for ended_execution, record in ended:
-            self.files.persist(ended_execution, record)
+        sealed = self.executions.persist_all(ended)
         self.state = "dead"
         self.files.record_end("dead", reason, (code, signum))
         self.save()
-        self.executions.notify_all(ended)
+        self.executions.notify_all(sealed)
         self.ops.answer_ready()
         self.ops.drop_pending()
 

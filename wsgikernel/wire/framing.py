@@ -55,7 +55,7 @@ class FrameReader:
             end = HEADER.size + size
             if len(self.buffer) < end:
                 break
-            messages.append(decode(bytes(self.buffer[HEADER.size:end])))
+            messages.append(decode(bytes(memoryview(self.buffer)[HEADER.size:end])))
             del self.buffer[:end]
         return messages
 

@@ -106,6 +106,15 @@ def _constant(name):
     return _CONSTANTS[name]
 
 
+_DECODER = json.JSONDecoder(parse_constant=_constant)
+
+
 def loads(data):
-    """Parse JSON text or UTF-8 bytes; legacy NaN/Infinity literals read as strings."""
-    return json.loads(data, parse_constant=_constant)
+    """Parse JSON text or UTF-8 bytes; legacy NaN/Infinity literals read as strings.
+
+    One decoder, made once: ``json.loads`` with a keyword builds a new one per call,
+    which costs as much as decoding a small frame.  Everything the service writes is
+    UTF-8; bytes that are not are a ValueError (UnicodeDecodeError)."""
+    if not isinstance(data, str):
+        data = bytes(data).decode("utf-8")
+    return _DECODER.decode(data)

@@ -96,10 +96,13 @@ def _reject_constant(name):
     raise ValueError("%s is not valid JSON" % name)
 
 
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant)  # made once: see jsonpolicy.loads
+
+
 def loads_strict(text):
     """json.loads that refuses NaN/Infinity and survives absurd nesting (ValueError)."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _STRICT.decode(text)
     except RecursionError:
         raise ValueError("nested too deeply") from None
 

@@ -27,7 +27,7 @@ trick).
 import fcntl
 import os
 import tempfile
-from datetime import datetime, timezone
+import time
 from stat import S_ISREG
 
 from . import jsonpolicy
@@ -43,8 +43,11 @@ LOG_TAIL_BYTES = 4096  # ... in at most this many bytes
 
 
 def utcnow():
-    """ISO 8601 UTC with milliseconds, e.g. 2026-11-21T10:00:00.123Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """ISO 8601 UTC with milliseconds, e.g. 2026-11-21T10:00:00.123Z (three per execute:
+    time.strftime is half the cost of a datetime)."""
+    now = time.time()
+    return "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)),
+                         int(now * 1000) % 1000)
 
 
 def write_json_atomic(path, value):

@@ -8,6 +8,7 @@ dir is gone, and is never required: a launch that cannot have it starts a new
 interpreter, as memory-limited envs and ``kernel_forkserver = false`` always do.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -20,9 +21,19 @@ from helpers import pid_alive, processes_in, run, value, wait_for
 from wsgikernel.provisioning import forkserver
 
 
+def infos(state_dir):
+    """The forkservers recorded in ``state_dir`` (one file per identity)."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(state_dir, forkserver.INFO_FILE % "*"))):
+        with open(path) as handle:
+            found.append(json.load(handle))
+    return found
+
+
 def info(state_dir):
-    with open(os.path.join(state_dir, forkserver.INFO_FILE)) as handle:
-        return json.load(handle)
+    recorded = infos(state_dir)
+    assert len(recorded) == 1, recorded
+    return recorded[0]
 
 
 def env_json(state_dir, env_id):
@@ -69,7 +80,7 @@ def test_the_forkserver_stops_with_the_app_and_nothing_is_left(make_test_app, st
     wait_for(lambda: not pid_alive(server), message="the forkserver stopped")
     wait_for(lambda: [p for p in processes_in(state_dir) if p != os.getpid()] == [],
              message="no process of the state dir left")
-    assert not os.path.exists(os.path.join(state_dir, forkserver.INFO_FILE))
+    assert infos(state_dir) == []
 
 
 @pytest.mark.parametrize("config, limits", [({}, {"memory_limit": 512 * 1024 * 1024}),
@@ -97,15 +108,42 @@ def test_a_killed_forkserver_is_replaced_by_the_next_launch(testapp, state_dir):
     assert value(testapp, "k1", "'still'") == "'still'"  # its kernels live on without it
 
 
-def test_new_code_gets_a_new_forkserver_and_the_old_one_stops(testapp, state_dir, monkeypatch):
-    testapp.put_json("/envs/c1", {})
+def test_new_code_gets_a_new_forkserver_and_the_old_one_is_left_alone(make_test_app,
+                                                                       state_dir,
+                                                                       monkeypatch):
+    """During an upgrade old and new workers run side by side: neither stops the
+    other's forkserver; the server's shutdown stops both."""
+    import webtest
+    from helpers import TOKEN
+    app = make_test_app()
+    client = webtest.TestApp(app, extra_environ={"HTTP_AUTHORIZATION": "Bearer " + TOKEN})
+    client.put_json("/envs/c1", {})
     old = info(state_dir)
     monkeypatch.setattr(forkserver, "_code_digest", "another version of the code")
-    testapp.put_json("/envs/c2", {})
-    new = info(state_dir)
-    assert new["identity"] != old["identity"] and new["address"] != old["address"]
-    wait_for(lambda: not pid_alive(old["pid"]), message="the old forkserver stopped")
-    assert value(testapp, "c2", "2 * 21") == "42"
+    client.put_json("/envs/c2", {})
+    both = infos(state_dir)
+    assert len(both) == 2 and {i["identity"] for i in both} >= {old["identity"]}
+    assert all(pid_alive(i["pid"]) for i in both)
+    assert value(client, "c2", "2 * 21") == "42"
+    app.close()
+    wait_for(lambda: not any(pid_alive(i["pid"]) for i in both),
+             message="both forkservers stopped")
+    assert infos(state_dir) == []
+
+
+def test_a_recorded_pid_that_is_no_longer_the_forkserver_is_never_signalled(testapp,
+                                                                            state_dir):
+    """A kernel forked by the forkserver has its command line: a stale record naming a
+    kernel's pid must not get that kernel killed."""
+    testapp.put_json("/envs/v1", {})
+    recorded = info(state_dir)
+    victim = env_json(state_dir, "v1")["supervisor_pid"]
+    path = os.path.join(state_dir, forkserver.INFO_FILE % "stale")
+    with open(path, "w") as handle:
+        json.dump(dict(recorded, pid=victim, identity="stale"), handle)
+    forkserver.stop_one(path)
+    assert pid_alive(victim)
+    assert value(testapp, "v1", "'alive'") == "'alive'"
 
 
 def test_a_forkserver_that_cannot_start_means_a_new_interpreter(testapp, state_dir,

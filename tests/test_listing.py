@@ -65,3 +65,16 @@ def test_an_unusable_status_file_makes_the_listing_ask_the_kernel(testapp, state
         handle.truncate()
     env = listing(testapp)["l3"]
     assert (env["state"], env["execution_count"]) == ("idle", 1)
+
+
+def test_a_fifo_in_place_of_the_status_file_cannot_hang_the_listing(testapp, state_dir):
+    """A cell can write its env directory: a FIFO there must not block GET /envs."""
+    import threading
+    testapp.put_json("/envs/l4", {})
+    run(testapp, "l4", "import os; os.remove('../status.json'); os.mkfifo('../status.json')")
+    answers = []
+    thread = threading.Thread(target=lambda: answers.append(listing(testapp)), daemon=True)
+    thread.start()
+    thread.join(10)
+    assert answers, "GET /envs hung on a FIFO"
+    assert answers[0]["l4"]["state"] == "idle"  # asked the kernel instead

@@ -171,3 +171,21 @@ def test_delete_answers_once_the_kernels_processes_are_gone(testapp, state_dir):
         assert all(pid_alive(pid) for pid in pids)
         testapp.delete("/envs/" + env_id)
         assert [pid for pid in pids if pid_alive(pid)] == [], env_id
+
+
+def test_a_kernel_from_before_the_envelope_is_incompatible_not_unavailable(testapp, app,
+                                                                           state_dir):
+    """Protocol 1 recorded a ``socket`` path and no ``address``: 409 with the way out."""
+    testapp.put_json("/envs/v1rec", {})
+    path = os.path.join(state_dir, "envs", "v1rec", "env.json")
+    record = read_env_json(state_dir, "v1rec")
+    old = {k: v for k, v in record.items() if k != "address"}
+    old.update(socket=record["address"][len("unix:"):], protocol=1)
+    with open(path, "w") as handle:
+        json.dump(old, handle)
+    try:
+        res = testapp.post_json("/envs/v1rec/execute", {"code": "1"}, expect_errors=True)
+        assert_problem(res, 409, "kernel-incompatible", env_id="v1rec")
+    finally:
+        with open(path, "w") as handle:
+            json.dump(record, handle)

@@ -189,11 +189,14 @@ def read_status(env_dir, parsed=None):
 
     ``parsed``, a dict the caller keeps, maps the bytes read last time to what they
     parsed to, so an unchanged status is not parsed again."""
-    try:
-        fd = os.open(os.path.join(env_dir, STATUS_FILE), os.O_RDONLY | os.O_CLOEXEC)
+    try:  # a cell may have put a FIFO or a link there: never block, never follow
+        fd = os.open(os.path.join(env_dir, STATUS_FILE),
+                     os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
+        if not S_ISREG(os.fstat(fd).st_mode):
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return None  # we got the lock: no supervisor holds it

@@ -36,9 +36,7 @@ class KernelLink:
     def call(self, record, kind, body=None, timeout=STATUS_TIMEOUT):
         """One request/reply exchange with the env's supervisor: the reply's body.
         KernelGone if the exchange fails; the domain error of a refusal."""
-        address = record.get("address")
-        if not address:
-            raise KernelGone("no kernel address recorded")
+        address = address_of(record)
         try:
             conn = self.connections.acquire(address, timeout, record.get("key_file"))
         except wire.ProtocolMismatch as exc:
@@ -64,7 +62,7 @@ class KernelLink:
         caller sends a heartbeat then).  The connection is closed afterwards.
         """
         try:
-            conn = KernelConnection(record.get("address"), timeout, record.get("key_file"))
+            conn = KernelConnection(address_of(record), timeout, record.get("key_file"))
         except wire.ProtocolMismatch as exc:
             raise KernelIncompatible(record.get("id"), str(exc)) from None
         try:
@@ -142,6 +140,17 @@ class KernelLink:
             update_record(env_dir, state="dead", reason="kernel_lost", pid=None,
                           exit=record["exit"])
         return record
+
+
+def address_of(record):
+    """The kernel's address in env.json; KernelGone if none, KernelIncompatible for a
+    kernel from before the envelope (protocol 1 recorded a ``socket`` path)."""
+    address = record.get("address")
+    if address:
+        return address
+    if record.get("socket"):
+        raise KernelIncompatible(record.get("id"), str(wire.ProtocolMismatch(1)))
+    raise KernelGone("no kernel address recorded")
 
 
 def refusal(env_id, refused):

@@ -70,11 +70,13 @@ def main(argv=None):
     os.close(null)
     try:
         serve(listener, state_dir)
-    finally:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+    finally:  # its socket, and its record (provisioning/forkserver.py names it so)
+        identity = os.path.basename(path)[len("fork-"):-len(".sock")]
+        for leftover in (path, os.path.join(state_dir, "forkserver-%s.json" % identity)):
+            try:
+                os.unlink(leftover)
+            except OSError:
+                pass
     return 0
 
 
@@ -86,7 +88,8 @@ def serve(listener, state_dir):
         except socket.timeout:
             continue
         except OSError:
-            continue  # a reset while queued, or out of descriptors for a moment
+            time.sleep(0.05)  # a reset while queued, or out of descriptors for a moment
+            continue
         last = time.monotonic()
         with conn:
             try:

@@ -26,6 +26,8 @@ from ..wire.framing import HANDSHAKE_LIMIT, HEADER, MAX_MESSAGE, FrameReader
 AUTH_TIMEOUT = 10.0  # seconds a TCP connection may take to prove itself
 SEND_CHUNK = 256 * 1024  # bytes handed to one send(): more than a socket buffer takes
 SMALL = 64 * 1024        # pieces below this are gathered into one buffer before sending
+ACCEPT_PAUSE = 0.1       # seconds without accepting after accept() failed
+MAX_UNPROVEN = 64        # TCP connections at once that have not passed the challenge
 
 
 class Client:
@@ -82,6 +84,7 @@ class Hub:
         self.clients = {}
         self.key = auth.read_key(key_file) if addresses.is_tcp(address) else None
         self.listener, self.address = addresses.listen(address)
+        self.paused_until = None  # accepting paused (out of descriptors) until then
         selector.register(self.listener, selectors.EVENT_READ, self.on_accept)
 
     def on_accept(self, listener, mask):
@@ -89,8 +92,14 @@ class Hub:
             sock, _ = listener.accept()
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
-            return  # out of descriptors, or a connection reset while queued
+        except OSError:  # out of descriptors (or a reset while queued): pause, not spin
+            self.selector.unregister(listener)
+            self.paused_until = time.monotonic() + ACCEPT_PAUSE
+            return
+        if self.key is not None and sum(1 for c in self.clients.values() if c.nonce) >= \
+                MAX_UNPROVEN:
+            sock.close()  # strangers do not get to hold every descriptor
+            return
         sock.setblocking(False)
         client = Client(sock, auth.nonce() if self.key is not None else None)
         self.selector.register(sock, selectors.EVENT_READ, self.on_event)
@@ -146,12 +155,17 @@ class Hub:
         self.send(client, message("auth_ok", {"mac": proof}))
 
     def expire(self, now):
-        """Drop the TCP connections that did not prove themselves in time."""
+        """Drop the TCP connections that did not prove themselves in time; accept again
+        after a pause."""
+        if self.paused_until is not None and now >= self.paused_until:
+            self.paused_until = None
+            self.selector.register(self.listener, selectors.EVENT_READ, self.on_accept)
         for client in [c for c in self.clients.values() if c.deadline and now >= c.deadline]:
             self.drop(client)
 
     def deadlines(self):
-        return [c.deadline for c in self.clients.values() if c.deadline]
+        found = [c.deadline for c in self.clients.values() if c.deadline]
+        return found + ([self.paused_until] if self.paused_until is not None else [])
 
     def send(self, client, envelope):
         self.send_payload(client, jsonpolicy.encode(envelope))

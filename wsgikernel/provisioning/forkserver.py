@@ -7,11 +7,17 @@ of its files) and the environment kernels get -- so a server upgraded in
 place, or started with another environment, never gets kernels of the old
 one.  The first launch that finds none starts it (under a lock on
 ``<state_dir>/forkserver.lock``, so concurrent workers start one) and records
-it in ``<state_dir>/forkserver.json``; ``stop`` ends it (the server's
-shutdown).  Anything that goes wrong here is ``ForkserverUnavailable``: the
-caller starts the kernel as a new interpreter instead.
+it in ``<state_dir>/forkserver-<identity>.json``, which it removes when it
+exits.  A forkserver of another identity is left alone (an old and a new
+version of the server may run side by side during an upgrade): ``stop``, the
+server's shutdown, ends them all, checking that each recorded pid is still
+that forkserver before it signals it.  Anything that goes wrong before a
+request was sent is ``ForkserverUnavailable``: the caller starts the kernel
+as a new interpreter instead; after (the kernel may be starting), it is the
+launch's failure -- a request is never sent twice.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -27,11 +33,10 @@ from ..wire.envelope import message
 from ..wire.framing import HANDSHAKE_LIMIT, HEADER, decode, encode, frame_size
 from .base import LaunchError
 from .launcher import PACKAGE_ROOT, kernel_environment, read_report
-from .processes import supervisor_alive
 
 BOOT = ("import sys; root = sys.argv.pop(1); sys.path[0:sys.path[:1] == ['']] = [root]; "
         "from wsgikernel.kernel.forkserver import main; main()")
-INFO_FILE = "forkserver.json"
+INFO_FILE = "forkserver-%s.json"  # by identity
 LOCK_FILE = "forkserver.lock"
 LOG = "forkserver.log"
 START_TIMEOUT = 30.0   # seconds a new forkserver may take to say ready
@@ -39,7 +44,11 @@ ASK_TIMEOUT = 10.0     # seconds a spawn request may take to be answered
 
 
 class ForkserverUnavailable(Exception):
-    pass
+    """The forkserver could not be asked (``sent``: the request had gone out)."""
+
+    def __init__(self, why, sent=False):
+        super().__init__(why)
+        self.sent = sent
 
 
 _code_digest = None
@@ -64,11 +73,14 @@ def code_digest():
 class Forkserver:
     def __init__(self, state_dir):
         self.state_dir = state_dir
-        self.environment = kernel_environment()
-        identity = json.dumps([os.path.realpath(state_dir), sys.executable, PACKAGE_ROOT,
-                               code_digest(), sorted(self.environment.items())])
-        self.identity = hashlib.sha256(identity.encode()).hexdigest()[:16]
-        self.address = os.path.join(runtime_dir(), "fork-%s.sock" % self.identity)
+        try:
+            self.environment = kernel_environment()
+            identity = json.dumps([os.path.realpath(state_dir), sys.executable, PACKAGE_ROOT,
+                                   code_digest(), sorted(self.environment.items())])
+            self.identity = hashlib.sha256(identity.encode()).hexdigest()[:16]
+            self.address = os.path.join(runtime_dir(), "fork-%s.sock" % self.identity)
+        except Exception as exc:  # no runtime dir, the code changing under us...
+            raise ForkserverUnavailable(str(exc)) from None
 
     # -- spawning -------------------------------------------------------------------
 
@@ -77,12 +89,20 @@ class Forkserver:
         on, for ``launcher.wait_ready``.  ForkserverUnavailable if it cannot be asked."""
         try:
             return self._ask(env_dir)
-        except ForkserverUnavailable:
+        except ForkserverUnavailable as exc:
+            if exc.sent:
+                raise
+        try:
             self.start()
-            return self._ask(env_dir)
+        except ForkserverUnavailable:
+            raise
+        except Exception as exc:  # a lock, a Popen that failed
+            raise ForkserverUnavailable(str(exc)) from None
+        return self._ask(env_dir)
 
     def _ask(self, env_dir):
         read, write = os.pipe()
+        sent = False
         try:
             with open(os.path.join(env_dir, LOG_FILE), "ab") as log, \
                     socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -90,18 +110,18 @@ class Forkserver:
                 sock.connect(self.address)
                 request = encode(message("spawn", {"env_dir": env_dir}, id=1))
                 socket.send_fds(sock, [request], [write, log.fileno()])
+                sent = True
                 os.close(write)
                 write = None
                 answer = receive(sock)
-        except (OSError, ValueError) as exc:
+            if answer.get("type") != "reply":
+                raise ValueError("the forkserver answered %.200r" % (answer,))
+        except Exception as exc:
             os.close(read)
-            raise ForkserverUnavailable(str(exc)) from None
+            raise ForkserverUnavailable(str(exc), sent) from None
         finally:
             if write is not None:
                 os.close(write)
-        if answer.get("type") != "reply":
-            os.close(read)
-            raise ForkserverUnavailable("the forkserver answered %r" % (answer,))
         return os.fdopen(read, "rb")
 
     # -- its life -------------------------------------------------------------------
@@ -112,7 +132,7 @@ class Forkserver:
         with file_lock(os.path.join(self.state_dir, LOCK_FILE)):
             if self.answers():
                 return
-            self.stop_recorded()  # one of another identity (an older code, environment)
+            stop_one(os.path.join(self.state_dir, INFO_FILE % self.identity))  # hung?
             with open(os.path.join(self.state_dir, LOG), "ab") as log:
                 proc = subprocess.Popen(
                     [sys.executable, "-c", BOOT, PACKAGE_ROOT, "--forkserver", self.address,
@@ -125,24 +145,22 @@ class Forkserver:
                 proc.stdout.close()
                 proc.wait()  # its first process exits at once: the forkserver is its child
             if line != "ready":
-                if pid is not None and supervisor_alive(pid):
-                    os.kill(pid, signal.SIGKILL)
+                if pid is not None and start_time(pid) is not None:
+                    os.kill(pid, signal.SIGKILL)  # ours: it reported its pid just now
                 raise ForkserverUnavailable("the forkserver did not start (%s); see %s"
                                             % (line or "no answer", LOG))
-            write_info(self.state_dir, {"pid": pid, "address": self.address,
-                                        "identity": self.identity})
+            write_info(os.path.join(self.state_dir, INFO_FILE % self.identity),
+                       {"pid": pid, "started": start_time(pid), "address": self.address,
+                        "identity": self.identity})
 
     def answers(self):
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(1.0)
+                sock.settimeout(5.0)
                 sock.connect(self.address)
             return True
         except OSError:
             return False
-
-    def stop_recorded(self):
-        stop(self.state_dir)
 
 
 def receive(sock):
@@ -161,34 +179,60 @@ def receive(sock):
     return decode(data)
 
 
-def write_info(state_dir, info):
-    path = os.path.join(state_dir, INFO_FILE)
+def write_info(path, info):
     with open(path + ".tmp", "w") as handle:
         json.dump(info, handle)
     os.replace(path + ".tmp", path)
 
 
-def stop(state_dir):
-    """End the state dir's forkserver, if one runs (the kernels it forked go on)."""
-    path = os.path.join(state_dir, INFO_FILE)
+def start_time(pid):
+    """When ``pid`` started (clock ticks since boot: /proc/PID/stat field 22); None if
+    unknown.  With the pid, it names one process for the whole uptime."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_forkserver(pid, address, started):
+    """True if ``pid`` is still the forkserver of ``address`` that started at ``started``:
+    not a reused pid, nor one of the kernels it forked (they share its command line)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            args = handle.read().split(b"\0")
+    except OSError:
+        return False
+    return (b"--forkserver" in args and address.encode() in args
+            and started is not None and start_time(pid) == started)
+
+
+def stop_one(path):
     try:
         with open(path) as handle:
             info = json.load(handle)
         os.unlink(path)
     except (OSError, ValueError):
         return
-    pid = info.get("pid") if isinstance(info, dict) else None
-    if isinstance(pid, int) and supervisor_alive(pid):  # ours: its command line says so
+    pid, address = (info.get("pid"), info.get("address")) if isinstance(info, dict) else (
+        None, None)
+    if (isinstance(pid, int) and isinstance(address, str)
+            and is_forkserver(pid, address, info.get("started"))):
         try:
             os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
-    address = info.get("address")
     if isinstance(address, str) and os.path.basename(address).startswith("fork-"):
         try:
             os.unlink(address)
         except OSError:
             pass
+
+
+def stop(state_dir):
+    """End the state dir's forkservers, if any runs (the kernels they forked go on)."""
+    for path in glob.glob(os.path.join(glob.escape(state_dir), INFO_FILE % "*")):
+        stop_one(path)
 
 
 __all__ = ["Forkserver", "ForkserverUnavailable", "LaunchError", "stop"]

@@ -21,7 +21,7 @@ import signal
 from ..statedir import runtime_dir
 from ..wire import address as addresses
 from ..wire.auth import KEY_FILE, create_key
-from .base import KernelProvisioner
+from .base import KernelProvisioner, LaunchError
 from .forkserver import Forkserver, ForkserverUnavailable
 from .launcher import launch_kernel, wait_ready
 from .processes import kill_group, pid_ended, supervisor_alive, supervisors_in
@@ -46,8 +46,10 @@ class LocalProvisioner(KernelProvisioner):
         if not memory_limited and getattr(self.config, "kernel_forkserver", False):
             try:
                 report = Forkserver(self.config.state_dir).spawn(env_dir)
-            except ForkserverUnavailable:
-                pass  # a new interpreter, then
+            except ForkserverUnavailable as exc:
+                if exc.sent:  # it may be forking the kernel: never start a second one
+                    raise LaunchError("the forkserver took the request but did not answer: "
+                                      "%s" % exc) from None
             else:
                 return wait_ready(report, timeout)
         proc = launch_kernel(env_dir, memory_limited)
@@ -63,12 +65,12 @@ class LocalProvisioner(KernelProvisioner):
     def kill(self):
         """SIGKILL the supervisor's group (if it is still one of ours: a pid is reused), and
         the user-code group it may have left."""
-        if supervisor_alive(self.record.get("supervisor_pid")):
-            kill_group(self.record.get("supervisor_pid"), signal.SIGKILL)
-        kill_group(self.record.get("pid"), signal.SIGKILL)
+        for pid in (self.record.get("supervisor_pid"), self.record.get("pid")):
+            if supervisor_alive(pid):  # still one of ours: never a reused pid's group
+                kill_group(pid, signal.SIGKILL)
 
     def cleanup(self):
-        addresses.remove(self.record.get("address"))
+        addresses.remove(self.record.get("address") or self.record.get("socket"))  # or v1
         key_file = self.record.get("key_file")
         if key_file and os.path.basename(key_file) == KEY_FILE:
             try:

@@ -122,14 +122,39 @@ class KernelPool:
 
     def fill(self):
         """Start pooled kernels until ``size`` are ready (under a cross-process lock),
-        counting again after each start: creates that claimed kernels meanwhile (their
-        refill_soon found this one running) are made up for too.  At most 4 x ``size``
-        starts, so kernels that die as they start cannot keep it busy."""
+        the missing ones side by side, counting again after each round: creates that
+        claimed kernels meanwhile (their refill_soon found this one running) are made
+        up for too.  At most 4 rounds, so kernels that die as they start cannot keep
+        it busy."""
         with self.locked():
-            for _ in range(4 * self.size):
-                if self.closed or self.prune() >= self.size:
+            for _ in range(4):
+                missing = 0 if self.closed else self.size - self.prune()
+                if missing <= 0:
                     return
+                self.start_many(missing)
+
+    def start_many(self, count):
+        """Start ``count`` pooled kernels at once: forked by the forkserver, each is
+        ready in milliseconds, and waiting for each in turn would leave a burst of
+        creates to cold starts."""
+        if count == 1:
+            return self.start_one()
+        failures = []
+
+        def start():
+            try:
                 self.start_one()
+            except Exception as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=start, name="wsgikernel-pool-start", daemon=True)
+                   for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
 
     def locked(self):
         """The cross-process pool lock (flock on pool/.lock), as a context manager."""

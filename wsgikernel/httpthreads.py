@@ -11,7 +11,6 @@ at ``max_threads`` and retire those the load added above ``min_threads``.
 
 import collections
 import threading
-import time
 
 
 class WorkerPool:

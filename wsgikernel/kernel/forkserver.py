@@ -103,6 +103,8 @@ def handle(listener, conn):
     """One ``spawn`` request: fork the kernel, answer once the fork is done."""
     conn.settimeout(5.0)
     data, fds, _, _ = socket.recv_fds(conn, HANDSHAKE_LIMIT, 2)
+    if not data and not fds:
+        return  # a probe (provisioning/forkserver.py's answers()): connected, then gone
     try:
         reader = FrameReader(HANDSHAKE_LIMIT)
         messages = reader.feed(data)

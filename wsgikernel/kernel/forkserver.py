@@ -29,6 +29,7 @@ import socket
 import sys
 import time
 
+from ..wire import address as addresses
 from ..wire.envelope import message
 from ..wire.framing import HANDSHAKE_LIMIT, FrameReader, encode
 
@@ -54,15 +55,8 @@ def main(argv=None):
     from . import supervisor  # noqa: F401
     gc.collect()
     gc.freeze()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    listener.bind(path)
-    os.chmod(path, 0o600)
-    listener.listen(16)
-    listener.settimeout(CHECK_EVERY)
+    listener, _ = addresses.listen("unix:" + path, backlog=16)  # 0600, like a kernel's
+    listener.settimeout(CHECK_EVERY)  # blocking again, with a bound
     os.write(1, b"ready\n")
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)

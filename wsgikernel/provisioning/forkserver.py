@@ -30,7 +30,7 @@ from .. import __version__
 from ..statedir import file_lock, runtime_dir
 from ..store import LOG_FILE
 from ..wire.envelope import message
-from ..wire.framing import HANDSHAKE_LIMIT, HEADER, decode, encode, frame_size
+from ..wire.framing import HANDSHAKE_LIMIT, encode, recv_message
 from .base import LaunchError
 from .launcher import PACKAGE_ROOT, kernel_environment, read_report
 
@@ -113,7 +113,7 @@ class Forkserver:
                 sent = True
                 os.close(write)
                 write = None
-                answer = receive(sock)
+                answer = recv_message(sock, HANDSHAKE_LIMIT)
             if answer.get("type") != "reply":
                 raise ValueError("the forkserver answered %.200r" % (answer,))
         except Exception as exc:
@@ -161,22 +161,6 @@ class Forkserver:
             return True
         except OSError:
             return False
-
-
-def receive(sock):
-    head = b""
-    while len(head) < HEADER.size:
-        chunk = sock.recv(HEADER.size - len(head))
-        if not chunk:
-            raise ValueError("the forkserver closed the connection")
-        head += chunk
-    size, data = frame_size(head, HANDSHAKE_LIMIT), b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ValueError("the forkserver closed the connection")
-        data += chunk
-    return decode(data)
 
 
 def write_info(path, info):

@@ -12,7 +12,7 @@ import webtest
 from helpers import TOKEN, assert_problem, pid_alive, wait_for, run, value
 
 ENV_FIELDS = {"id", "state", "session", "execution_count", "queued", "created",
-              "last_activity", "pid", "limits", "cwd"}
+              "last_activity", "pid", "limits", "cwd", "sandbox"}
 INVALID_ID = "invalid-parameter"
 
 

@@ -59,14 +59,15 @@ class Api:
     def create_environment(self, environ):
         """Create an environment (id optional); 201 + Location, 409 if the id is taken."""
         params = environ["params"]
-        env, _ = self.manager.create(params["id"], limits=read_limits(params))
+        env, _ = self.manager.create(params["id"], limits=read_limits(params),
+                                     **read_sandbox(params))
         return created(environ, env)
 
     def put_environment(self, environ):
         """Create the environment if absent (201), else return it (200): idempotent."""
         params = environ["params"]
         env, was_created = self.manager.create(params["id"], limits=read_limits(params),
-                                               exist_ok=True)
+                                               exist_ok=True, **read_sandbox(params))
         return created(environ, env) if was_created else env
 
     def get_environment(self, environ):
@@ -163,6 +164,11 @@ class Api:
 def read_limits(params):
     """The per-env limits of a create request (None: the server's)."""
     return {key: params[key] for key in LIMIT_KEYS}
+
+
+def read_sandbox(params):
+    """The per-env sandbox of a create request (None: the server's)."""
+    return {"sandbox": params["sandbox"], "sandbox_network": params["sandbox_network"]}
 
 
 def execution_request(params):

@@ -25,7 +25,7 @@ import threading
 import time
 
 from .client import Client, ServiceError
-from .config import LIMITS
+from .config import LIMIT_KEYS, LIMITS
 
 OK, USER_ERROR, SERVICE_ERROR, INTERRUPTED = 0, 1, 2, 130
 PROGRESS_AFTER = 1.0  # seconds of silence before the progress line appears
@@ -46,6 +46,10 @@ def build_parser(prog="wsgikernel"):
     sub.add_argument("env")
     for limit in LIMITS:  # config.LIMITS: the one table of limits
         sub.add_argument(limit.flag, dest=limit.key, type=limit_type(limit), help=limit.help)
+    sub.add_argument("--sandbox", choices=("none", "bwrap"),
+                     help="run its code inside bubblewrap (default: the server's choice)")
+    sub.add_argument("--sandbox-network", action="store_true", default=None,
+                     help="give the sandbox a network (where the server allows it)")
     sub = add_parser("rm", help="delete an environment")
     sub.add_argument("env")
     for name, what in (("exec", "run code (from stdin when CODE is - or absent)"),
@@ -113,9 +117,9 @@ def cmd_envs(client, args):
 
 
 def cmd_create(client, args):
-    limits = {limit.key: getattr(args, limit.key) for limit in LIMITS
-              if getattr(args, limit.key) is not None}
-    env = client.create(args.env, **limits)
+    options = {key: getattr(args, key) for key in LIMIT_KEYS + ("sandbox", "sandbox_network")
+               if getattr(args, key) is not None}
+    env = client.create(args.env, **options)
     print("%s %s" % (env["id"], env["state"]))
     return OK
 

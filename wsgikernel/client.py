@@ -161,11 +161,12 @@ class Client:
         """Every environment (a list of env dicts)."""
         return self._call("GET", "/envs")["envs"]
 
-    def create(self, id=None, **limits):
-        """Create an env; with an id it is idempotent (PUT: the existing env if present)."""
+    def create(self, id=None, **options):
+        """Create an env; with an id it is idempotent (PUT: the existing env if present).
+        ``options``: limits (``memory_limit=...``), ``sandbox``, ``sandbox_network``."""
         if id is None:
-            return self._call("POST", "/envs", limits)
-        return self._call("PUT", _env(id), limits)
+            return self._call("POST", "/envs", options)
+        return self._call("PUT", _env(id), options)
 
     def get(self, id):
         return self._call("GET", _env(id))

@@ -68,6 +68,21 @@ def path(value):
     return None if value in (None, "") else os.path.abspath(os.path.expanduser(str(value)))
 
 
+def binds(value):
+    """Extra sandbox mounts: a comma-separated list (or a list) of ``SRC`` or ``SRC:DEST``,
+    both absolute; [[src, dest]] with dest = src where none is given."""
+    found = []
+    for item in names(value):
+        src, _, dest = item.partition(":")
+        src, dest = src.strip(), (dest.strip() or src.strip())
+        for part in (src, dest):
+            if not os.path.isabs(part) or "\0" in part:
+                raise ValueError("expected absolute paths such as /data or /data:/mnt/data, "
+                                 "got %r" % item)
+        found.append([os.path.normpath(src), os.path.normpath(dest)])
+    return tuple(found)
+
+
 def flag(value):
     if isinstance(value, bool):
         return value
@@ -123,6 +138,18 @@ SETTINGS = (
     Setting("kernel_transport", choice("unix", "tcp"), "unix", "how web workers reach "
             "kernels: unix (a socket file) or tcp (127.0.0.1, HMAC-authenticated: the "
             "transport of kernels on other hosts)"),
+    Setting("sandbox", choice("none", "bwrap"), "none", "where user code runs: none (as "
+            "the server's user, with its files and network) or bwrap (bubblewrap: its own "
+            "work dir, no network, no view of the server or other envs); per env it may "
+            "only be tightened"),
+    Setting("sandbox_network", choice("off", "on", "per-env"), "off", "network inside "
+            "bwrap sandboxes: off, on, or per-env (a create may ask sandbox_network: true)"),
+    Setting("sandbox_ro_binds", binds, (), "extra read-only paths inside sandboxes "
+            "(SRC or SRC:DEST, comma-separated), e.g. datasets"),
+    Setting("sandbox_rw_binds", binds, (), "extra read-write paths inside sandboxes "
+            "(SRC or SRC:DEST, comma-separated), e.g. a model cache"),
+    Setting("sandbox_bwrap", str, "bwrap", "the bubblewrap program (a path, or a name "
+            "looked up on PATH)"),
     # memory_limit, cpu_limit, file_size_limit, open_files_limit: from LIMITS below.
 )
 MIN_MEMORY_LIMIT = 256 * MiB

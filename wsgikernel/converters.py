@@ -225,6 +225,27 @@ class Pattern(Text):
     json = text
 
 
+class Word(Text):
+    """One of a few words (``sandbox``: none or bwrap), exactly as written."""
+
+    def __init__(self, *words):
+        self.words = words
+        super().__init__()
+
+    def __call__(self, value):
+        if value not in self.words:
+            raise ValueError("expected one of %s, got %s" % (
+                ", ".join(self.words), repr(value[:40]) if isinstance(value, str)
+                else _kind(value)))
+        return value
+
+    @property
+    def text(self):
+        return {"type": "string", "enum": list(self.words)}
+
+    json = text
+
+
 BOOLEAN_WORDS = {True: ("1", "true", "yes", "on"), False: ("0", "false", "no", "off", "")}
 
 

@@ -182,6 +182,8 @@ DOMAIN_ERRORS = {
     domain.QuotaExceeded: lambda e: http.QuotaExceeded(e.name, e.limit, retry_after=5),
     domain.InvalidEnvId: lambda e: http.InvalidParam("id", e.why),
     domain.InvalidLimit: lambda e: http.InvalidParam(e.name, e.why),
+    domain.InvalidSandbox: lambda e: http.InvalidParam(e.name, e.why),
+    domain.SandboxUnavailable: lambda e: http.SandboxUnavailable(e.why),
 }
 
 

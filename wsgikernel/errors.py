@@ -245,6 +245,16 @@ class KernelUnavailable(HTTPError):
                          env_id=env_id, headers=[("Retry-After", "1")])
 
 
+class SandboxUnavailable(HTTPError):
+    status = 503
+    type = "urn:wsgikernel:sandbox-unavailable"
+    title = "Sandbox unavailable"
+
+    def __init__(self, why):
+        super().__init__("a sandboxed environment cannot be created on this server: %s "
+                         "(environments with sandbox none still can)" % why)
+
+
 class VersionNotSupported(HTTPError):
     status = 505
     type = "urn:wsgikernel:http-version-not-supported"

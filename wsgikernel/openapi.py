@@ -37,7 +37,7 @@ def null_or(schema):
     """``schema`` or JSON null (OpenAPI 3.1 has no ``nullable``)."""
     if "anyOf" in schema:
         return dict(schema, anyOf=schema["anyOf"] + [{"type": "null"}])
-    if "type" in schema and "$ref" not in schema:
+    if "type" in schema and "$ref" not in schema and "enum" not in schema:
         kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         return dict(schema, type=kinds + ["null"])
     return {"anyOf": [schema, {"type": "null"}]}
@@ -78,7 +78,7 @@ SCHEMAS = {
            for limit in LIMITS}),
     "Env": obj(
         ["id", "state", "session", "execution_count", "queued", "created", "last_activity",
-         "pid", "limits", "cwd"],
+         "pid", "limits", "cwd", "sandbox"],
         "An environment: one kernel process and its namespace.",
         id=ref("EnvId"),
         state={"enum": ["starting", "idle", "busy", "dead", "stopped"]},
@@ -87,6 +87,9 @@ SCHEMAS = {
         created=null_or(TIMESTAMP), last_activity=null_or(TIMESTAMP),
         pid=null_or({"type": "integer", "description": "the user-code process"}),
         limits=ref("Limits"), cwd=null_or(STRING),
+        sandbox={"enum": ["none", "bwrap"], "description": "where user code runs"},
+        sandbox_network={"type": "boolean", "description": "bwrap envs only: whether the "
+                         "sandbox has a network"},
         exit=null_or(obj(["code", "signal"], "how the kernel ended (dead or stopped envs)",
                          code=null_or(INTEGER), signal=null_or(STRING))),
         reason=null_or({"type": "string", "description": "why it is dead or stopped"}),

@@ -10,7 +10,7 @@ gets ENOENT and tries the next.  The kernel is then told its id and new
 directory (``bind``).
 
 Only kernels started with the current settings (same limits, preload, output
-cap... and interpreter) are claimed; an environment asking for other limits
+cap, sandbox... and interpreter) are claimed; an environment asking for other limits
 gets a fresh kernel.  Refilling happens on a background thread, started lazily
 in each worker process (never at import or in ``make_app``, so pre-forking
 servers stay fork-safe), and is serialised across processes by ``flock`` on
@@ -48,7 +48,8 @@ class KernelPool:
         """What a pooled kernel must have been started with to be claimable."""
         settings = dict(self.manager.kernel_settings(), idle_timeout=None)
         blob = json.dumps([settings, self.config.limits(), sys.executable, __version__,
-                           PROTOCOL_VERSION, self.config.kernel_transport], sort_keys=True)
+                           PROTOCOL_VERSION, self.config.kernel_transport,
+                           self.manager.lifecycle.env_sandbox()], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def names(self):
@@ -185,6 +186,7 @@ class KernelPool:
                   "limits": self.config.limits(), "signature": self.signature(),
                   "settings": dict(self.manager.kernel_settings(), idle_timeout=None),
                   "cwd": os.path.join(path, WORK_DIR), "execution_count": 0}
+        record.update(self.manager.lifecycle.env_sandbox())
         try:
             self.manager.launch(path, record)
         except Exception:

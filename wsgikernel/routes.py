@@ -23,7 +23,7 @@ import functools
 
 from . import config as settings
 from .converters import (MAX_SECONDS, Anything, Boolean, Choice, Count, Pattern, Seconds, Size,
-                         Strings, Text)
+                         Strings, Text, Word)
 from .errors import InvalidParam
 from .params import ENV_ID_RULE, ENV_ID_RULE_TEXT, optional, require
 
@@ -155,6 +155,16 @@ LIMIT_PARAMS = tuple(
     for limit in settings.LIMITS)
 
 
+SANDBOX_PARAMS = (
+    Param("sandbox", BODY, Word("none", "bwrap"), description="none: user code runs as the "
+          "server's user; bwrap: inside bubblewrap (its work dir only, no network, no view "
+          "of other envs). Default: the server's; it may only be tightened"),
+    Param("sandbox_network", BODY, BOOLEAN, description="network inside a bwrap sandbox; "
+          "true only where the server's sandbox_network is per-env or on"),
+)
+CREATE_PARAMS = LIMIT_PARAMS + SANDBOX_PARAMS
+
+
 def timeout_converter(config):
     return Seconds(MAX_SECONDS if config.max_timeout is None else config.max_timeout)
 
@@ -226,11 +236,11 @@ ROUTES = (
               responses={"200": "EnvList"}),
     Operation("POST", "/envs", "create_environment", tag="environments",
               params=(Param("id", BODY, ENV_ID, description="generated if absent"),)
-              + LIMIT_PARAMS, responses={"201": "Env"}, headers={"201": LOCATION},
+              + CREATE_PARAMS, responses={"201": "Env"}, headers={"201": LOCATION},
               errors=(409, 429, 503), example={"id": "demo"}),
     env_route("GET", "", "get_environment", errors=(404,)),
     env_route("PUT", "", "put_environment", errors=(404, 429, 503),
-              params=(ENV,) + LIMIT_PARAMS, responses={"200": "Env", "201": "Env"},
+              params=(ENV,) + CREATE_PARAMS, responses={"200": "Env", "201": "Env"},
               headers={"201": LOCATION}, example={}),
     env_route("DELETE", "", "delete_environment", responses={"204": None}),
     env_route("POST", "/restart", "restart_environment", errors=(404, 409, 503)),

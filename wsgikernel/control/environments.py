@@ -77,8 +77,9 @@ class EnvironmentManager:
     def list(self):
         return self.describer.list()
 
-    def create(self, env_id=None, limits=None, exist_ok=False):
-        return self.lifecycle.create(env_id, limits, exist_ok)
+    def create(self, env_id=None, limits=None, exist_ok=False, sandbox=None,
+               sandbox_network=None):
+        return self.lifecycle.create(env_id, limits, exist_ok, sandbox, sandbox_network)
 
     def ensure_running(self, env_id):
         return self.lifecycle.ensure_running(env_id)

@@ -90,7 +90,10 @@ def env_object(record, status):
         "pid": status.get("pid", record.get("pid")),
         "limits": record.get("limits") or {},
         "cwd": record.get("cwd"),
+        "sandbox": "bwrap" if record.get("sandbox") else "none",
     }
+    if record.get("sandbox"):
+        env["sandbox_network"] = bool(record["sandbox"].get("network"))
     if state in ("dead", "stopped"):
         env["exit"] = record.get("exit") or {"code": None, "signal": None}
         env["reason"] = record.get("reason")

@@ -86,6 +86,25 @@ class InvalidEnvId(ControlError):
         self.why = why
 
 
+class InvalidSandbox(ControlError):
+    """A per-env sandbox setting ``name`` the server does not allow (``why``): looser than
+    the server's, or network where the server gives none."""
+
+    def __init__(self, name, why):
+        super().__init__("invalid sandbox setting %s: %s" % (name, why))
+        self.name = name
+        self.why = why
+
+
+class SandboxUnavailable(ControlError):
+    """A bwrap sandbox cannot run on this host (``why``: bubblewrap missing, namespaces
+    refused...); envs without a sandbox still can."""
+
+    def __init__(self, why):
+        super().__init__("no sandbox can be created: %s" % why)
+        self.why = why
+
+
 class InvalidLimit(ControlError):
     """A per-env limit ``name`` the server does not allow (``why``)."""
 

@@ -15,13 +15,14 @@ import shutil
 import threading
 
 from ..config import rlimits
-from ..provisioning import LaunchError, LocalProvisioner, for_record, forkserver
+from ..provisioning import LaunchError, LocalProvisioner, SandboxProvisioner, for_record
+from ..provisioning import forkserver, sandbox
 from ..statedir import file_lock
 from ..store import ENV_FILE, LOG_FILE, WORK_DIR, read_record, utcnow, write_record
 from ..wire.connection import KernelGone
 from ..wire.envelope import PROTOCOL_VERSION
-from .errors import (ControlError, EnvironmentExists, InvalidLimit, KernelUnavailable,
-                     QuotaExceeded)
+from .errors import (ControlError, EnvironmentExists, InvalidLimit, InvalidSandbox,
+                     KernelUnavailable, QuotaExceeded, SandboxUnavailable)
 from .envobject import env_object
 from .link import ALIVE_STATES, LAUNCH_TIMEOUT, STATUS_TIMEOUT
 
@@ -38,8 +39,10 @@ class Lifecycle:
 
     # -- creating ------------------------------------------------------------------
 
-    def create(self, env_id=None, limits=None, exist_ok=False):
-        """(env, created): make the directory (the cross-process lock), start the kernel."""
+    def create(self, env_id=None, limits=None, exist_ok=False, sandbox=None,
+               sandbox_network=None):
+        """(env, created): make the directory (the cross-process lock), start the kernel.
+        ``sandbox`` ("none", "bwrap") and ``sandbox_network`` tighten the server's."""
         if env_id is None:
             env_id = secrets.token_hex(6)
         try:
@@ -54,7 +57,9 @@ class Lifecycle:
             record = {"id": env_id, "session": 1, "created": utcnow(), "state": "starting",
                       "limits": self.env_limits(limits), "settings": self.kernel_settings(),
                       "cwd": os.path.join(env_dir, WORK_DIR), "execution_count": 0}
+            record.update(self.env_sandbox(sandbox, sandbox_network))
             claimed = (record["limits"] == self.config.limits()
+                       and record.get("sandbox") == self.env_sandbox(None, None).get("sandbox")
                        and self.pool.claim(env_id, env_dir, record))
             if claimed:  # its bind answered with its status: no second question
                 return env_object(*claimed), True
@@ -97,6 +102,32 @@ class Lifecycle:
                 raise InvalidLimit(key, "the server allows at most %s" % ceiling)
             limits[key] = value
         return limits
+
+    def env_sandbox(self, requested=None, network=None):
+        """env.json's provisioner fields for a create: the server's sandbox tightened by
+        ``requested`` and ``network`` ({} for none).  InvalidSandbox if they would loosen
+        it; SandboxUnavailable if bwrap cannot run here."""
+        server = self.config.sandbox
+        kind = requested or server
+        if kind == "none":
+            if server != "none":
+                raise InvalidSandbox("sandbox", "this server runs every environment in a %s "
+                                     "sandbox" % server)
+            if network is not None:
+                raise InvalidSandbox("sandbox_network", "it applies to sandboxed environments "
+                                     "only (sandbox: bwrap)")
+            return {}
+        allowed = self.config.sandbox_network
+        if network is None:
+            network = allowed == "on"
+        elif network and allowed == "off":
+            raise InvalidSandbox("sandbox_network", "this server gives sandboxes no network "
+                                 "(sandbox_network=off)")
+        spec = sandbox.spec(self.config, network)
+        why = sandbox.problem(spec)
+        if why:
+            raise SandboxUnavailable(why)
+        return {"provisioner": SandboxProvisioner.name, "sandbox": spec}
 
     def kernel_settings(self):
         config = self.config

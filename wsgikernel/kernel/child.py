@@ -177,9 +177,15 @@ class Child:
         self.terminating = False    # SIGTERM sent by a stop
         self.kill_at = None         # monotonic time to SIGKILL the tree (a stop's grace)
 
+    @property
+    def group(self):
+        """The process group that interrupts and kills go to: the child's own."""
+        return self.pid
+
     @classmethod
-    def spawn(cls, work_dir, rlimits, preload, close_inherited):
-        """Fork the user-code process; ``close_inherited()`` runs in the child first."""
+    def spawn(cls, work_dir, rlimits, preload, close_inherited, run=executor.run):
+        """Fork the user-code process; ``close_inherited()`` runs in the child first, then
+        ``run(sock, work_dir, rlimits, preload)`` (the sandbox's execs bwrap)."""
         parent_sock, child_sock = socket.socketpair()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -200,7 +206,7 @@ class Child:
                 os.dup2(err_w, 2)
                 for fd in (devnull, out_w, err_w):
                     os.close(fd)
-                executor.run(child_sock, work_dir, rlimits, preload)
+                run(child_sock, work_dir, rlimits, preload)
             finally:
                 os._exit(1)
         try:
@@ -241,13 +247,13 @@ class Child:
     def signal(self, signum):
         """Signal the child's whole process group; a group already gone is fine."""
         try:
-            os.killpg(self.pid, signum)
+            os.killpg(self.group, signum)
         except OSError:
             pass
 
     def signal_tree(self, signum):
         """Signal its group and every descendant (``setsid()`` ones too, see signal_tree)."""
-        return signal_tree(self.pid, signum)
+        return signal_tree(self.group, signum)
 
     def poll(self):
         """(code, signal) once the child exited (reaped now if it was not); None while it runs."""

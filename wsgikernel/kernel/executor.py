@@ -241,7 +241,18 @@ def unshadow(work_dir, machinery, kept):
             del sys.modules[key]
 
 
-def run(sock, work_dir, rlimits, preload=()):
+def main(kept):
+    """Entry point of a user-code process that is a new interpreter (in a sandbox, see
+    sandbox.py): the control socket is fd 3, the rest is the last argument (JSON);
+    ``kept`` is what the interpreter had loaded before the kernel's imports."""
+    import json
+    import socket
+    args = json.loads(sys.argv[-1])
+    sock = socket.socket(fileno=3)
+    run(sock, args["work_dir"], args["rlimits"], args["preload"], kept)
+
+
+def run(sock, work_dir, rlimits, preload=(), kept=None):
     """Entry point of the forked user-code process; never returns.
 
     Everything the kernel needs is imported before the work dir goes on sys.path
@@ -253,8 +264,9 @@ def run(sock, work_dir, rlimits, preload=()):
     import traceback
     try:
         import importlib.machinery
-        entry = sys.modules.get(__name__.rpartition(".")[0] + ".__main__")
-        kept = getattr(entry, "INTERPRETER_MODULES", None)
+        if kept is None:
+            entry = sys.modules.get(__name__.rpartition(".")[0] + ".__main__")
+            kept = getattr(entry, "INTERPRETER_MODULES", None)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.chdir(work_dir)
         fds = CaptureFds()  # before the limits: open_files_limit may leave no room

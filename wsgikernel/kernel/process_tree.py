@@ -31,6 +31,7 @@ import time
 
 from ..store import utcnow
 from .child import KILL_WAIT, Child, reap_children, signal_tree
+from .sandbox import SandboxedChild
 
 EOF_KILL_AFTER = 1.0   # seconds a child whose control socket closed may take to exit
 REAP_POLL = 0.02       # seconds between sweeps of a dead child's tree
@@ -52,9 +53,14 @@ class ProcessTree:
     def pid(self):
         return self.child.pid if self.child is not None else None
 
-    def spawn(self, work_dir, rlimits, preload, close_in_child):
-        """Fork the user-code process; it reports ``ready`` over the control socket."""
-        self.child = Child.spawn(work_dir, rlimits, preload, close_in_child)
+    def spawn(self, work_dir, rlimits, preload, close_in_child, sandbox=None):
+        """Fork the user-code process (inside bwrap if ``sandbox`` says so, see sandbox.py);
+        it reports ``ready`` over the control socket."""
+        if sandbox:
+            self.child = SandboxedChild.spawn(work_dir, rlimits, preload, close_in_child,
+                                              sandbox)
+        else:
+            self.child = Child.spawn(work_dir, rlimits, preload, close_in_child)
         self.selector.register(self.child.sock, selectors.EVENT_READ, self.on_readable)
         if self.child.pidfd is not None:
             self.selector.register(self.child.pidfd, selectors.EVENT_READ, self.on_pidfd)
@@ -183,7 +189,7 @@ class ProcessTree:
         # Whatever it left behind: its group now, then check_stop() (this loop iteration)
         # SIGKILLs and reaps every descendant (setsid() daemons re-parented to us) until
         # nothing is left.
-        self.stopped_group = child.pid
+        self.stopped_group = child.group
         self.reap_until = time.monotonic() + KILL_WAIT
         child.signal(signal.SIGKILL)
         if self.stop_goal in ("restart", "final"):  # the end of a stop we asked for

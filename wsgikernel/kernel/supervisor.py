@@ -109,7 +109,8 @@ class Supervisor:
         """Fork the user-code process; it reports ``ready`` over the control socket."""
         work_dir = self.record.get("cwd") or os.path.join(self.files.env_dir, WORK_DIR)
         self.tree.spawn(work_dir, self.record.get("rlimits") or (),
-                        self.settings.get("preload") or (), self.close_in_child)
+                        self.settings.get("preload") or (), self.close_in_child,
+                        self.record.get("sandbox"))
         self.state = "starting"
 
     def close_in_child(self):

@@ -5,14 +5,17 @@ it still runs, to signal, kill and clean it up -- never a pid, ``killpg`` or
 ``/proc`` itself.  ``for_record`` re-attaches to the kernel that env.json
 names (its ``provisioner`` and the fields that provisioner recorded), so a
 server restarted after a crash finds the kernels it left behind.  The local
-provisioner is the first; a sandbox (bubblewrap) and a batch scheduler
-(Slurm) are others of the same shape.
+provisioner is the first; the sandbox (``sandbox.py``) is a local one whose
+user-code process runs inside bubblewrap; a batch scheduler (Slurm) would be
+another of the same shape.
 """
 
 from .base import KernelProvisioner, LaunchError
 from .local import LocalProvisioner
+from .sandbox import SandboxProvisioner
 
-PROVISIONERS = {LocalProvisioner.name: LocalProvisioner}
+PROVISIONERS = {LocalProvisioner.name: LocalProvisioner,
+                SandboxProvisioner.name: SandboxProvisioner}
 DEFAULT = LocalProvisioner.name
 
 
@@ -23,4 +26,5 @@ def for_record(record, config=None):
     return kind(record, config)
 
 
-__all__ = ["KernelProvisioner", "LaunchError", "LocalProvisioner", "PROVISIONERS", "for_record"]
+__all__ = ["KernelProvisioner", "LaunchError", "LocalProvisioner", "PROVISIONERS",
+           "SandboxProvisioner", "for_record"]

@@ -1,19 +1,25 @@
 #!/bin/sh
 # Install the system programs the tests drive: Debian's chromium and
-# chromium-driver (tests/test_browser.py) and nginx (the reverse-proxy recipe of
-# docs/deploy.md, tests/test_deploy_gunicorn.py).
+# chromium-driver (tests/test_browser.py), nginx (the reverse-proxy recipe of
+# docs/deploy.md, tests/test_deploy_gunicorn.py) and bubblewrap (the sandbox=bwrap
+# environments of docs/security.md, tests/test_sandbox.py).
 #
 # Idempotent and quiet: does nothing when they are already there.  Needs root (or sudo) and apt-get,
 # i.e. a Debian or Ubuntu-like system; .ci/run calls it before the tests.
 set -eu
 
-if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && command -v nginx >/dev/null 2>&1; then
+have_all() {
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && command -v nginx >/dev/null 2>&1 \
+        && command -v bwrap >/dev/null 2>&1
+}
+
+if have_all; then
     exit 0
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "install-system-deps.sh: apt-get not found; install chromium and chromedriver" \
-         "so that /usr/bin/chromium and /usr/bin/chromedriver exist" >&2
+         "(so that /usr/bin/chromium and /usr/bin/chromedriver exist), nginx and bubblewrap" >&2
     exit 1
 fi
 
@@ -32,14 +38,16 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Quiet on success; the whole apt log on failure.
 if ! { $SUDO apt-get update -qq && \
-       $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver nginx-light; } \
+       $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver nginx-light \
+           bubblewrap; } \
        >"$log" 2>&1; then
     cat "$log" >&2
     echo "install-system-deps.sh: apt-get failed" >&2
     exit 1
 fi
 
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || ! command -v nginx >/dev/null 2>&1; then
-    echo "install-system-deps.sh: chromium, chromedriver or nginx still missing after apt-get" >&2
+if ! have_all; then
+    echo "install-system-deps.sh: chromium, chromedriver, nginx or bwrap still missing after" \
+         "apt-get" >&2
     exit 1
 fi

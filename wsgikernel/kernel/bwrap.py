@@ -8,14 +8,15 @@ layer, which tries it once before it lets a sandboxed env be created
   directories), the ``/etc`` files programs need (``ETC``: users, name
   resolution, certificates, time zone, the dynamic linker; not ``shadow`` or
   ``ssh``), the interpreter's prefixes and every ``sys.path`` directory;
-- its work dir read-write, the configured extra binds, a private ``/tmp``,
+- its work dir read-write, at ``HOME`` (``/home/user``, as E2B's sandboxes
+  have it) whatever its path outside, the configured extra binds, a private ``/tmp``,
   ``/proc`` of its own PID namespace and a minimal ``/dev``; the state dir and
   the runtime dir are covered by empty tmpfs wherever a bind exposed them;
 - new PID, IPC, UTS and cgroup namespaces, no network unless asked
   (``--unshare-net``), a new session, no capabilities, and ``--die-with-parent``
   (the supervisor's death kills it);
 - the environment of the supervisor (no ``WSGIKERNEL_*`` already) with
-  ``HOME`` the work dir and ``TMPDIR`` ``/tmp``.
+  ``HOME`` and the current directory the work dir and ``TMPDIR`` ``/tmp``.
 
 The spec (env.json's ``sandbox``) is made by the control layer: ``bwrap``
 (the program's path), ``network``, ``ro_binds`` and ``rw_binds`` ([src,
@@ -28,6 +29,9 @@ import sys
 
 CONTROL_FD = 3      # the control socket, inside the sandbox too
 INFO_FD = 4         # bwrap writes {"child-pid": ...} here (the init, our group leader)
+# Where the work dir appears inside, whatever its path outside: a pooled kernel's directory
+# is renamed when an env claims it, and a mount inside does not follow a rename outside.
+HOME = "/home/user"
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC = ("passwd", "group", "nsswitch.conf", "hosts", "host.conf", "resolv.conf", "gai.conf",
        "services", "protocols", "localtime", "timezone", "ld.so.cache", "ld.so.conf",
@@ -93,10 +97,10 @@ def command(spec, work_dir, info_fd=INFO_FD, paths=None, system=SYSTEM, etc="/et
     for folder in spec.get("hide") or ():
         if any(within(folder, outer) for outer in exposed):
             argv += ["--tmpfs", folder]
-    argv += ["--bind", work_dir, work_dir]
+    argv += ["--bind", work_dir, HOME]
     for src, dest in spec.get("rw_binds") or ():
         argv += ["--bind", src, dest]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--chdir", work_dir, "--"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--chdir", HOME, "--"]
     return argv
 
 
@@ -105,6 +109,6 @@ def interpreter(args):
     return [sys.executable, "-c", BOOT, os.path.dirname(PACKAGE), json.dumps(args)]
 
 
-def environment(environ, work_dir):
-    env = dict(environ, HOME=work_dir, TMPDIR="/tmp", PYTHONIOENCODING="utf-8")
+def environment(environ):
+    env = dict(environ, HOME=HOME, TMPDIR="/tmp", PYTHONIOENCODING="utf-8")
     return {k: v for k, v in env.items() if not k.startswith("WSGIKERNEL_")}

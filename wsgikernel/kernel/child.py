@@ -182,6 +182,10 @@ class Child:
         """The process group that interrupts and kills go to: the child's own."""
         return self.pid
 
+    def path_inside(self, work_dir):
+        """``work_dir`` as the child sees it (a sandbox mounts it elsewhere)."""
+        return work_dir
+
     @classmethod
     def spawn(cls, work_dir, rlimits, preload, close_inherited, run=executor.run):
         """Fork the user-code process; ``close_inherited()`` runs in the child first, then

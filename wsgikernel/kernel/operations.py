@@ -181,7 +181,8 @@ class Operations:
                          pool=False, settings=sv.settings, last_activity=None)
         for execution in self.executions.by_key.values():
             execution.record["env"] = body["id"]
-        sv.tree.send(message("rebind", {"work_dir": work_dir}))
+        if sv.tree.child is not None:
+            sv.tree.send(message("rebind", {"work_dir": sv.tree.child.path_inside(work_dir)}))
         sv.unsaved = True  # after the answer: the binder wrote the same env.json already
         client.reply(self.status())
 

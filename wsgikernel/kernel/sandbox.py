@@ -22,7 +22,7 @@ import json
 import os
 import select
 
-from .bwrap import CONTROL_FD, INFO_FD, command, environment, interpreter
+from .bwrap import CONTROL_FD, HOME, INFO_FD, command, environment, interpreter
 from .child import Child
 
 
@@ -35,6 +35,9 @@ class SandboxedChild(Child):
         super().__init__(pid, sock, pipes, pidfd)
         self.info_fd = info_fd
         self._group = None
+
+    def path_inside(self, work_dir):
+        return HOME
 
     @property
     def status(self):
@@ -129,8 +132,8 @@ def exec_bwrap(spec, sock_fd, info_fd, work_dir, rlimits, preload):
     place_fds({CONTROL_FD: sock_fd, INFO_FD: info_fd})
     close_fds_from(INFO_FD + 1)
     argv = command(spec, work_dir) + interpreter(
-        {"work_dir": work_dir, "rlimits": rlimits, "preload": list(preload)})
+        {"work_dir": HOME, "rlimits": rlimits, "preload": list(preload)})
     try:
-        os.execve(argv[0], argv, environment(os.environ, work_dir))
+        os.execve(argv[0], argv, environment(os.environ))
     except OSError as exc:
         os.write(2, ("cannot run %s: %s\n" % (argv[0], exc)).encode("utf-8", "replace"))

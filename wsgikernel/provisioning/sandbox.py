@@ -67,7 +67,7 @@ def trial(spec):
         try:
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, timeout=PROBE_TIMEOUT,
-                                  env=environment(os.environ, work_dir), pass_fds=())
+                                  env=environment(os.environ), pass_fds=())
         except subprocess.TimeoutExpired:
             return "bubblewrap did not start a sandbox within %g seconds" % PROBE_TIMEOUT
         except OSError as exc:

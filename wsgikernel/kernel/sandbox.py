@@ -134,6 +134,7 @@ def exec_bwrap(spec, sock_fd, info_fd, work_dir, rlimits, preload):
     argv = command(spec, work_dir) + interpreter(
         {"work_dir": HOME, "rlimits": rlimits, "preload": list(preload)})
     try:
+        os.chdir("/")  # only the supervisor works in the env dir (strays are found by it)
         os.execve(argv[0], argv, environment(os.environ))
     except OSError as exc:
         os.write(2, ("cannot run %s: %s\n" % (argv[0], exc)).encode("utf-8", "replace"))

@@ -26,7 +26,7 @@ import sys
 import threading
 
 from . import __version__
-from .control.errors import ControlError
+from .control.errors import ControlError, SandboxUnavailable
 from .provisioning import for_record
 from .statedir import file_lock
 from .store import WORK_DIR, read_record, utcnow, write_record
@@ -113,10 +113,12 @@ class KernelPool:
         thread.start()
 
     def _fill_and_release(self):
+        import logging
         try:
             self.fill()
+        except SandboxUnavailable as exc:  # a known cause: one line, not a traceback each time
+            logging.getLogger("wsgikernel").warning("could not refill the kernel pool: %s", exc)
         except Exception:
-            import logging
             logging.getLogger("wsgikernel").exception("could not refill the kernel pool")
         finally:
             self._filling.release()

@@ -225,8 +225,8 @@ class Lifecycle:
 
     def rebuilt_record(self, env_id):
         """A record for an env whose env.json is unusable or missing (moved aside to
-        env.json.bad): its id and work dir, the server's limits and settings, and the
-        session, execution count and creation time its history shows."""
+        env.json.bad): its id and work dir, the server's limits, settings and sandbox, and
+        the session, execution count and creation time its history shows."""
         env_dir = self.registry.env_dir(env_id)
         path = os.path.join(env_dir, ENV_FILE)
         if os.path.lexists(path):
@@ -241,7 +241,8 @@ class Lifecycle:
         return {"id": env_id, "session": max(sessions, default=0),
                 "created": (records[0].get("queued_at") if records else None) or utcnow(),
                 "limits": self.env_limits(None), "settings": self.kernel_settings(),
-                "cwd": os.path.join(env_dir, WORK_DIR), "execution_count": max(counts, default=0)}
+                "cwd": os.path.join(env_dir, WORK_DIR), "execution_count": max(counts, default=0),
+                **self.env_sandbox()}
 
     # -- stopping ------------------------------------------------------------------
 

@@ -6,6 +6,8 @@
     python3 scripts/bench.py --quick         # small counts (what the test runs)
     python3 scripts/bench.py --skip-scale    # without the 200-environment part
     python3 scripts/bench.py --skip-gunicorn # without the gunicorn -w 2 section
+    python3 scripts/bench.py --skip-sandbox  # without the sandbox section (issue 16)
+    python3 scripts/bench.py --only sandbox  # the sandbox section alone (~10 s)
     python3 scripts/bench.py --profile       # cProfile of the server's request threads
 
 Standard library only (jupyter_client + ipykernel are used for one comparison
@@ -17,8 +19,10 @@ private temporary state dirs, ``scripts/serve.py`` (pool as configured by
 default), a second ``scripts/serve.py`` with ``--pool-size 0`` (cold creation;
 and ``--output-cap 128MiB`` for the 100 MiB output), the tutorial's in-process
 server ``scripts/baseline_server.py`` and its ``--floor`` (a trivial app on the
-same server class), the Flask app, ``gunicorn -w 2`` on ``wsgikernel.wsgi`` and
-bare interpreters (the memory baselines), and stops every one of them, and
+same server class), the Flask app, ``gunicorn -w 2`` on ``wsgikernel.wsgi``,
+bare interpreters (the memory baselines) and, where bubblewrap can run, a
+``--sandbox none`` and a ``--sandbox bwrap`` server (the sandbox section), and
+stops every one of them, and
 every kernel they started, before it exits.  The HTTP side (servers, clients,
 the HTTP front end figures of issue 14) is ``scripts/bench_http.py``; the
 kernel side (creation, deletion, the pool, memory) ``scripts/bench_kernels.py``.
@@ -46,6 +50,7 @@ from bench_kernels import (  # noqa: E402 - the kernel side: creation, deletion,
     POOL_WAIT, burst, create_series, creation_figures, delete_series, deletion_figures,
     fill_envs, idle_envs, jupyter_figures, kernel_memory_kb, mb, memory_figures, scale_point,
     settle, wait_pool, with_bare_pythons)
+from bench_sandbox import SANDBOX_COUNTS, sandbox_section  # noqa: E402 - issue 16
 
 CPU_CELL = "sum(range(300_000))"
 MB_CELL = "print('x' * (2**20 - 1))"         # 1 MiB of output with its newline: the default cap
@@ -74,6 +79,7 @@ COUNTS = {
     "scale_probe_list": (20, 3),
     "scale_probe_execute": (100, 10),
     **HTTP_COUNTS,
+    **SANDBOX_COUNTS,
 }
 
 
@@ -347,6 +353,41 @@ def scale_figures(args, fleet, scale_dir, pool_args, pool_size, counts, info):
     }
 
 
+# -- the sandbox section (issue 16) -----------------------------------------------------
+
+
+def sandbox_figures(args, fleet, state_root, pool_size, counts, notes, info):
+    """``--sandbox bwrap`` vs ``--sandbox none`` (bench_kernels.sandbox_section), or a note."""
+    if args.skip_sandbox:
+        notes.append("sandbox section skipped: --skip-sandbox")
+        return {}
+    return sandbox_section(lambda text: log(args, text), fleet, state_root, pool_size,
+                           counts, notes, info)
+
+
+def run_sandbox_only(args):
+    """``--only sandbox``: the sandbox section's servers and nothing else."""
+    counts = {k: v[1] if args.quick else v[0] for k, v in COUNTS.items()}
+    load_before = os.getloadavg()[0]
+    notes = []
+    state_root = tempfile.mkdtemp(prefix="wkbench-")
+    os.chmod(state_root, 0o700)
+    fleet = Fleet()
+    pool_size = args.pool_size if args.pool_size is not None else 2
+    info = {"state_root": state_root, "pids": [], "pool_size": pool_size}
+    try:
+        figures = sandbox_figures(args, fleet, state_root, pool_size, counts, notes, info)
+    finally:
+        fleet.stop_all()
+        kill_processes_of(state_root)
+        shutil.rmtree(state_root, ignore_errors=True)
+    return {
+        "date": now(), "machine": machine(load_before),
+        "quick": bool(args.quick), "counts": counts, "figures": figures, "notes": notes,
+        "info": info, "skipped": ["all but sandbox"],
+    }
+
+
 # -- the run --------------------------------------------------------------------------
 
 
@@ -356,7 +397,7 @@ def run(args):
     figures, notes = {}, []
     state_root = tempfile.mkdtemp(prefix="wkbench-")
     os.chmod(state_root, 0o700)
-    fleet, gunicorn_fleet = Fleet(), Fleet()
+    fleet, gunicorn_fleet, sandbox_fleet = Fleet(), Fleet(), Fleet()
     info = {"state_root": state_root, "pids": fleet.pids,
             "flask": flask_version(args.flask_python)}
     try:
@@ -408,12 +449,18 @@ def run(args):
                                     counts, notes, info)
         if flask:
             flask.stop()
-        # (8) scale: up to 200 idle envs on one server.
+        # (8) sandbox: --sandbox bwrap vs --sandbox none, two servers of its own (printed
+        # after gunicorn).
+        sandbox = sandbox_figures(args, sandbox_fleet, state_root, pool_size, counts, notes,
+                                  info)
+        # (9) scale: up to 200 idle envs on one server.
         if not args.skip_scale:
             figures.update(scale_figures(args, fleet, os.path.join(state_root, "scale"),
                                          pool_args, pool_size, counts, info))
         figures.update(gunicorn)
+        figures.update(sandbox)
     finally:
+        sandbox_fleet.stop_all()
         gunicorn_fleet.stop_all()
         fleet.stop_all()
         kill_processes_of(state_root)
@@ -421,7 +468,8 @@ def run(args):
     return {
         "date": now(), "machine": machine(load_before),
         "quick": bool(args.quick), "counts": counts, "figures": figures, "notes": notes,
-        "info": info, "skipped": ["scale"] if args.skip_scale else [],
+        "info": info, "skipped": (["scale"] if args.skip_scale else [])
+        + (["sandbox"] if args.skip_sandbox else []),
     }
 
 
@@ -518,6 +566,11 @@ def main(argv=None):
     parser.add_argument("--skip-scale", action="store_true", help="skip the 200-env part")
     parser.add_argument("--skip-gunicorn", action="store_true",
                         help="skip the gunicorn -w 2 section")
+    parser.add_argument("--skip-sandbox", action="store_true",
+                        help="skip the sandbox section (--sandbox bwrap vs none)")
+    parser.add_argument("--only", choices=("sandbox",), default=None,
+                        help="run one section alone: sandbox (--sandbox bwrap vs none, "
+                             "issue 16)")
     parser.add_argument("--no-jupyter", action="store_true",
                         help="skip the jupyter_client + ipykernel comparison")
     parser.add_argument("--flask-python", default=PYTHON,
@@ -533,7 +586,7 @@ def main(argv=None):
     if args.profile is not None:
         return profile(args)
     try:
-        result = run(args)
+        result = run_sandbox_only(args) if args.only == "sandbox" else run(args)
     except BenchError as exc:
         print("bench failed: %s" % exc, file=sys.stderr)
         return 1

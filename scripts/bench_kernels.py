@@ -276,29 +276,67 @@ def parent_pid(pid):
         return None
 
 
-def kernel_processes(state_dir, server_pids):
-    """pid -> cwd of every kernel-side process of ``state_dir``.
-
-    A process whose command line names the state dir or whose working directory
-    is in it: supervisors, user-code processes, pooled kernels (double-forked,
-    nobody's child) and any helper the server starts for its kernels -- minus
-    the server's own processes: ``server_pids`` and their forks that kept their
-    command line (gunicorn's workers).
-    """
-    servers = {pid: (proc_facts(pid) or (None, None, None))[1] for pid in server_pids}
-    kernels = {}
+def process_table():
+    """pid -> (parent pid, proc_facts()) of every process readable here but this one."""
+    table = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid() or int(name) in servers:
+        if not name.isdigit() or int(name) == os.getpid():
             continue
         pid = int(name)
         facts = proc_facts(pid)
-        if not facts or not (state_dir.encode() in facts[1] or in_dir(facts[2], state_dir)):
+        if facts:
+            table[pid] = (parent_pid(pid), facts)
+    return table
+
+
+def kernel_processes(state_dir, server_pids):
+    """pid -> the directory of the env (or pooled kernel) of every kernel-side process.
+
+    A kernel-side process: one whose command line names the state dir or whose
+    working directory is in it -- supervisors, user-code processes, pooled
+    kernels, the forkserver and any helper the server starts for its kernels --
+    and every descendant of one (a sandboxed env's supervisor runs bwrap ->
+    bwrap -> python; user code's own subprocesses), minus the server's own
+    processes: ``server_pids`` and their forks that kept their command line
+    (gunicorn's workers).  Its directory is the working directory of its
+    outermost kernel-side ancestor (or itself) inside ``envs/`` or ``pool/``:
+    the supervisor's, which a claim's rename of ``pool/<k>`` to ``envs/<id>``
+    carries along, whereas the processes inside a bwrap mount namespace still
+    read as ``pool/<k>/work`` from outside after the rename.  A process under
+    no such ancestor (the forkserver) keeps its own working directory.
+    """
+    servers = {pid: (proc_facts(pid) or (None, None, None))[1] for pid in server_pids}
+    table = process_table()
+    children = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    kernels = set()
+    for pid, (parent, facts) in table.items():
+        if pid in servers or not (state_dir.encode() in facts[1] or in_dir(facts[2], state_dir)):
             continue
-        parent = parent_pid(pid)
         if parent in servers and servers[parent] == facts[1]:
             continue
-        kernels[pid] = facts[2]
-    return kernels
+        kernels.add(pid)
+    todo = list(kernels)
+    while todo:  # their descendants
+        for child in children.get(todo.pop(), ()):
+            if child not in kernels and child not in servers:
+                kernels.add(child)
+                todo.append(child)
+    owned = [os.path.join(state_dir, "envs"), os.path.join(state_dir, "pool")]
+
+    def directory(pid):
+        found = table[pid][1][2]
+        for _ in range(64):  # up the ancestry, while kernel-side
+            if pid not in kernels:
+                break
+            cwd = table[pid][1][2]
+            if any(in_dir(cwd, top) and cwd != top for top in owned):
+                found = cwd
+            pid = table[pid][0]
+        return found
+
+    return {pid: directory(pid) for pid in kernels}
 
 
 def kernel_memory_kb(state_dir, server_pids):

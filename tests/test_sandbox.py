@@ -288,6 +288,19 @@ def test_writes_to_the_system_and_the_state_dir_do_not_reach_the_host(sandboxed,
     assert testapp.get("/envs/w").json["pid"] == env["pid"]
 
 
+def test_the_hosts_kernel_knobs_under_proc_are_read_only(sandboxed):
+    """As root, without it a cell could write /proc/sys/kernel/core_pattern (a known
+    container escape) or /proc/sysrq-trigger.  Opened for writing only: nothing is written
+    even where the open succeeded."""
+    testapp = sandboxed()
+    create(testapp, "knobs")
+    knobs = ("/proc/sys/kernel/core_pattern", "/proc/sys/fs/file-max", "/proc/sysrq-trigger")
+    seen = probe(on(testapp, "knobs"), **{
+        "k%d" % i: "os.close(os.open(%r, os.O_WRONLY))" % path for i, path in enumerate(knobs)})
+    for outcome in seen.values():
+        assert failed(outcome, "EROFS", "EACCES", "EPERM", "ENOENT")
+
+
 def test_a_sandboxed_cell_cannot_see_signal_or_reach_the_server(state_dir):
     outside = listener()
     server = LiveServer("--pool-size", "0", "--quiet", "--sandbox", "bwrap", state_dir=state_dir)

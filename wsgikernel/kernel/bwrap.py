@@ -38,6 +38,9 @@ ETC = ("passwd", "group", "nsswitch.conf", "hosts", "host.conf", "resolv.conf", 
        "ld.so.conf.d", "ssl", "ca-certificates", "ca-certificates.conf", "pki",
        "alternatives", "mime.types", "fonts", "os-release", "debian_version", "xdg/pip",
        "pip.conf", "matplotlibrc", "python3", "mailcap", "magic")
+# The host-wide knobs of /proc, read-only (bwrap's own cover of them is skipped when the
+# server runs as root): otherwise a root cell writes /proc/sys/kernel/core_pattern.
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../wsgikernel
 # As launcher.BOOT: the package root takes the place of the '' that -c puts on sys.path.
 BOOT = ("import sys; kept = frozenset(sys.modules); root = sys.argv.pop(1); "
@@ -100,7 +103,10 @@ def command(spec, work_dir, info_fd=INFO_FD, paths=None, system=SYSTEM, etc="/et
     argv += ["--bind", work_dir, HOME]
     for src, dest in spec.get("rw_binds") or ():
         argv += ["--bind", src, dest]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--chdir", HOME, "--"]
+    argv += ["--proc", "/proc"]
+    for path in PROC_READ_ONLY:
+        argv += ["--ro-bind-try", path, path]
+    argv += ["--dev", "/dev", "--chdir", HOME, "--"]
     return argv
 
 

@@ -245,8 +245,11 @@ def main(kept):
     """Entry point of a user-code process that is a new interpreter (in a sandbox, see
     sandbox.py): the control socket is fd 3, the rest is the last argument (JSON);
     ``kept`` is what the interpreter had loaded before the kernel's imports."""
+    import gc
     import json
     import socket
+    gc.collect()
+    gc.freeze()  # the kernel's own objects, as a forked child has them (forkserver.py)
     args = json.loads(sys.argv[-1])
     sock = socket.socket(fileno=3)
     run(sock, args["work_dir"], args["rlimits"], args["preload"], kept)

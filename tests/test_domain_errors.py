@@ -29,6 +29,10 @@ CASES = [
     (domain.InvalidEnvId(".x", ENV_ID_RULE_TEXT), http.InvalidParam("id", ENV_ID_RULE_TEXT)),
     (domain.InvalidLimit("cpu_limit", "the server allows at most 5"),
      http.InvalidParam("cpu_limit", "the server allows at most 5")),
+    (domain.InvalidSandbox("sandbox", "this server runs every environment in a bwrap sandbox"),
+     http.InvalidParam("sandbox", "this server runs every environment in a bwrap sandbox")),
+    (domain.SandboxUnavailable("bubblewrap is not installed"),
+     http.SandboxUnavailable("bubblewrap is not installed")),
 ]
 
 

@@ -109,10 +109,45 @@ def test_system_links_stay_links_and_directories_are_bound_read_only(tmp_path):
 def test_only_the_listed_etc_files_are_bound(tmp_path):
     for name in ("passwd", "resolv.conf", "shadow", "ssh"):
         (tmp_path / name).write_text("x")
+    for folder in ("ssl/certs", "ssl/private"):
+        (tmp_path / folder).mkdir(parents=True)
     argv = bwrap.command(spec(), "/w", paths=[], etc=str(tmp_path))
     bound = [src for src, _ in pairs(argv, "--ro-bind")]
     assert str(tmp_path / "passwd") in bound and str(tmp_path / "resolv.conf") in bound
     assert str(tmp_path / "shadow") not in bound and str(tmp_path / "ssh") not in bound
+    # Certificates, not the keys beside them (a root cell passes the owner's checks).
+    assert str(tmp_path / "ssl" / "certs") in bound
+    assert not any(b.startswith(str(tmp_path / "ssl")) and "certs" not in b for b in bound)
+
+
+def test_binds_below_home_go_over_the_work_dir_and_binds_above_it_under(tmp_path):
+    argv = bwrap.command(spec(ro_binds=[["/srv/venv", bwrap.HOME + "/.venv"],
+                                        ["/srv/home", "/home"]]), "/w", paths=[])
+    work = argv.index(bwrap.HOME, argv.index("--bind"))
+    assert argv.index(bwrap.HOME + "/.venv") > work  # seen inside the work dir
+    assert argv.index("/srv/home") < work             # covered by it at /home/user
+
+
+@pytest.mark.parametrize("kind, source", [
+    ("rw_binds", "{base}"), ("ro_binds", "{base}"), ("ro_binds", "{base}/state/envs"),
+    ("rw_binds", "{link}"),
+])
+def test_a_bind_that_would_show_the_state_dir_is_refused(tmp_path, kind, source):
+    state = tmp_path / "state"
+    (state / "envs").mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    src = source.format(base=tmp_path, link=link)
+    why = bwrap.exposing(spec(hide=[str(state.resolve())], **{kind: [[src, "/data"]]}))
+    assert why and src in why and str(state.resolve()) in why
+
+
+def test_binds_beside_the_state_dir_are_fine(tmp_path):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "data").mkdir()
+    assert bwrap.exposing(spec(hide=[str(tmp_path / "state")],
+                               ro_binds=[[str(tmp_path / "data"), "/data"]],
+                               rw_binds=[[str(tmp_path / "data"), "/d2"]])) is None
 
 
 def test_the_interpreter_and_the_package_are_always_bound():
@@ -165,6 +200,7 @@ def test_sandbox_settings_are_checked_when_the_config_loads():
 @pytest.mark.parametrize("raw, read", [
     ((0, None), (0, None)), ((3, None), (3, None)), ((128, None), (128, None)),
     ((137, None), (None, 9)), ((130, None), (None, 2)), ((None, 9), (None, 9)),
+    ((200, None), (200, None)), ((255, None), (255, None)),
     ((None, None), (None, None)),
 ])
 def test_a_sandboxed_childs_128_plus_n_exit_reads_as_signal_n(raw, read):

@@ -530,6 +530,36 @@ def test_interrupt_and_timeout_in_a_sandbox(sandboxed):
     assert after["sandbox"] == "bwrap", after
 
 
+def test_a_cell_that_leaves_the_process_group_is_still_interrupted(sandboxed):
+    """Inside, the interpreter is not its group's leader, so setsid() succeeds there (it
+    fails locally): the interrupt goes to the interpreter itself as well."""
+    testapp = sandboxed()
+    env = create(testapp, "away")
+    pending = submit(testapp, "away", "import os, time\nos.setsid()\n"
+                                      "open('started', 'w').close()\ntime.sleep(30)")
+    wait_for(lambda: os.path.exists(os.path.join(env["cwd"], "started")),
+             message="the cell to start")
+    assert testapp.post("/envs/away/interrupt").status_int == 200
+    record = poll(testapp, "away", pending["execution_count"])
+    assert (record["status"], record["reason"]) == ("error", "interrupted"), record
+
+
+def test_a_restart_gives_the_cell_its_sigterm_grace(sandboxed):
+    """SIGTERM reaches the user code, not the outer bwrap (whose death would take the
+    sandbox down at once): a handler that takes a moment still finishes."""
+    testapp = sandboxed(kill_grace=5)
+    env = create(testapp, "grace")
+    run(testapp, "grace", "import signal, time\n"
+                          "def bye(*_):\n"
+                          "    time.sleep(0.3)\n"
+                          "    open('said-goodbye', 'w').close()\n"
+                          "    raise SystemExit(0)\n"
+                          "signal.signal(signal.SIGTERM, bye)")
+    restarted = testapp.post("/envs/grace/restart").json
+    assert restarted["state"] == "idle" and restarted["sandbox"] == "bwrap", restarted
+    assert os.path.exists(os.path.join(env["cwd"], "said-goodbye"))
+
+
 def test_a_cell_that_ignores_sigint_is_killed_and_the_sandbox_is_gone(sandboxed, state_dir):
     testapp = sandboxed(kill_grace=0.5)
     env = create(testapp, "deaf")
@@ -804,6 +834,15 @@ def test_a_bind_that_does_not_exist_is_503_naming_it(make_test_app, tmp_path):
     body = refused(testapp, "post", "/envs", {"id": "box"}, 503, "sandbox-unavailable")
     assert "bubblewrap cannot create the sandbox" in body["detail"], body
     assert missing in body["detail"], body
+    assert testapp.get("/envs/box", expect_errors=True).status_int == 404
+
+
+@pytest.mark.parametrize("setting", ["sandbox_rw_binds", "sandbox_ro_binds"])
+def test_a_bind_that_would_show_the_state_dir_is_503(make_test_app, state_dir, setting):
+    parent = os.path.dirname(state_dir)
+    testapp = client(make_test_app(sandbox="bwrap", **{setting: ["%s:/data" % parent]}))
+    body = refused(testapp, "post", "/envs", {"id": "box"}, 503, "sandbox-unavailable")
+    assert parent in body["detail"] and "state" in body["detail"], body
     assert testapp.get("/envs/box", expect_errors=True).status_int == 404
 
 

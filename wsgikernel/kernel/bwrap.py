@@ -35,7 +35,8 @@ HOME = "/home/user"
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC = ("passwd", "group", "nsswitch.conf", "hosts", "host.conf", "resolv.conf", "gai.conf",
        "services", "protocols", "localtime", "timezone", "ld.so.cache", "ld.so.conf",
-       "ld.so.conf.d", "ssl", "ca-certificates", "ca-certificates.conf", "pki",
+       "ld.so.conf.d", "ssl/certs", "ssl/openssl.cnf", "ca-certificates",
+       "ca-certificates.conf", "pki/tls/certs", "pki/ca-trust", "pki/tls/openssl.cnf",
        "alternatives", "mime.types", "fonts", "os-release", "debian_version", "xdg/pip",
        "pip.conf", "matplotlibrc", "python3", "mailcap", "magic")
 # The host-wide knobs of /proc, read-only (bwrap's own cover of them is skipped when the
@@ -73,6 +74,20 @@ def read_only_binds(spec, paths=None):
     return [(p, p) for p in chosen] + [tuple(b) for b in spec.get("ro_binds") or ()]
 
 
+def exposing(spec):
+    """Why a configured bind would show a hidden directory (the state dir, the runtime
+    dir) inside the sandbox, or None: its source, made real, is inside one or holds one."""
+    for kind in ("ro_binds", "rw_binds"):
+        for src, _ in spec.get(kind) or ():
+            real = os.path.realpath(src)
+            for hidden in spec.get("hide") or ():
+                if within(real, hidden) or within(hidden, real):
+                    return ("sandbox_%s %s would show %s (the state or runtime directory, "
+                            "with the token and every env) inside the sandbox"
+                            % (kind, src, hidden))
+    return None
+
+
 def command(spec, work_dir, info_fd=INFO_FD, paths=None, system=SYSTEM, etc="/etc"):
     """The bwrap command line for the user-code process of ``work_dir``, up to ``--``: the
     program to run follows (``interpreter()``)."""
@@ -94,13 +109,19 @@ def command(spec, work_dir, info_fd=INFO_FD, paths=None, system=SYSTEM, etc="/et
         if os.path.exists(path):
             argv += ["--ro-bind", path, path]
     binds = read_only_binds(spec, paths)
+    # The work dir goes over what is bound at or above HOME, under what is bound below it
+    # (a venv in /home/user/.venv of a server user named "user").
+    below = [(src, dest) for src, dest in binds if within(dest, HOME) and dest != HOME]
     for src, dest in binds:
-        argv += ["--ro-bind", src, dest]
+        if (src, dest) not in below:
+            argv += ["--ro-bind", src, dest]
     exposed = [dest for _, dest in binds] + list(system) + ["/tmp"]
     for folder in spec.get("hide") or ():
         if any(within(folder, outer) for outer in exposed):
             argv += ["--tmpfs", folder]
     argv += ["--bind", work_dir, HOME]
+    for src, dest in below:
+        argv += ["--ro-bind", src, dest]
     for src, dest in spec.get("rw_binds") or ():
         argv += ["--bind", src, dest]
     argv += ["--proc", "/proc"]

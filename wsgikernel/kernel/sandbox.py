@@ -20,10 +20,10 @@ the exec.
 import fcntl
 import json
 import os
-import select
+import signal
 
 from .bwrap import CONTROL_FD, HOME, INFO_FD, command, environment, interpreter
-from .child import Child
+from .child import Child, children_of, descendants
 
 
 class SandboxedChild(Child):
@@ -34,7 +34,9 @@ class SandboxedChild(Child):
         self._status = None
         super().__init__(pid, sock, pipes, pidfd)
         self.info_fd = info_fd
+        self.info = b""           # what bwrap wrote on the info fd so far
         self._group = None
+        self.interpreter = None   # host pid of the user-code interpreter (the init's child)
 
     def path_inside(self, work_dir):
         return HOME
@@ -45,9 +47,39 @@ class SandboxedChild(Child):
 
     @status.setter
     def status(self, value):
-        if value is not None and value[1] is None and value[0] is not None and value[0] > 128:
+        if (value is not None and value[1] is None and value[0] is not None
+                and 128 < value[0] < 128 + signal.NSIG):
             value = (None, value[0] - 128)
         self._status = value
+
+    def signal(self, signum):
+        """The sandbox's group, and the interpreter itself: inside, it is not the group
+        leader, so a cell may ``setsid()`` out of the group."""
+        super().signal(signum)
+        if self.interpreter is None and self._group is not None:
+            kids = children_of(self._group)
+            self.interpreter = kids[0] if kids else None
+        if self.interpreter is not None:
+            try:
+                os.kill(self.interpreter, signum)
+            except OSError:
+                pass
+
+    def signal_tree(self, signum):
+        """As Child's, but a stop's SIGTERM spares the two bwrap processes: the outer one
+        would die of it at once and take the sandbox with it, before ``kill_grace``."""
+        if signum == signal.SIGKILL:
+            return super().signal_tree(signum)
+        self.signal(signum)
+        spared = {self.pid, self.group}
+        found = descendants(os.getpid())
+        for pid in found:
+            if pid not in spared:
+                try:
+                    os.kill(pid, signum)
+                except OSError:
+                    pass
+        return found
 
     @property
     def group(self):
@@ -57,18 +89,23 @@ class SandboxedChild(Child):
         return self._group or self.pid
 
     def read_info(self):
-        """The init's pid from bwrap's info fd (written before the interpreter runs, so it is
-        there once the child said ``ready``); None if it is not (yet) there."""
+        """The init's pid from bwrap's info fd (complete before the interpreter runs, so
+        once the child said ``ready``); None while it is not all there.  bwrap writes it in
+        several pieces and closes it: read (non-blocking) to the end of file."""
         try:
-            if not select.select([self.info_fd], [], [], 0)[0]:
-                return None
-            data = os.read(self.info_fd, 4096)
-            os.close(self.info_fd)
+            while True:
+                data = os.read(self.info_fd, 4096)
+                if not data:
+                    break
+                self.info += data
+        except BlockingIOError:
+            return None  # not all written yet
         except OSError:
-            return None
+            pass
+        os.close(self.info_fd)
         self.info_fd = None
         try:
-            pid = json.loads(data.decode("utf-8", "replace")).get("child-pid")
+            pid = json.loads(self.info.decode("utf-8", "replace")).get("child-pid")
         except (ValueError, AttributeError):
             return None
         return pid if isinstance(pid, int) and pid > 1 else None
@@ -98,6 +135,7 @@ class SandboxedChild(Child):
             raise
         finally:
             os.close(info_w)
+        os.set_blocking(info_r, False)
         child.info_fd = info_r
         return child
 

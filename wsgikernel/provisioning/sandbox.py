@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 
-from ..kernel.bwrap import command, environment
+from ..kernel.bwrap import command, environment, exposing
 from ..statedir import runtime_dir
 from .local import LocalProvisioner
 
@@ -59,6 +59,9 @@ def problem(spec):
 
 def trial(spec):
     program = spec["bwrap"]
+    why = exposing(spec)
+    if why:
+        return why
     if not (os.path.isfile(program) and os.access(program, os.X_OK)):
         return ("bubblewrap is not installed: no program %r (install the bubblewrap package, "
                 "or set sandbox_bwrap to its path)" % program)

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Install the system programs the tests drive: Debian's chromium and
 # chromium-driver (tests/test_browser.py), nginx (the reverse-proxy recipe of
-# docs/deploy.md, tests/test_deploy_gunicorn.py) and bubblewrap (the sandbox=bwrap
-# environments of docs/security.md, tests/test_sandbox.py).
+# docs/deploy.md, tests/test_deploy_gunicorn.py), bubblewrap (the sandbox=bwrap
+# environments of docs/security.md, tests/test_sandbox.py) and slurm-wlm + munge (the
+# single-node cluster of scripts/slurm-dev-cluster.sh, tests/test_slurm.py).
 #
 # Idempotent and quiet: does nothing when they are already there.  Needs root (or sudo) and apt-get,
 # i.e. a Debian or Ubuntu-like system; .ci/run calls it before the tests.
@@ -10,7 +11,8 @@ set -eu
 
 have_all() {
     [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && command -v nginx >/dev/null 2>&1 \
-        && command -v bwrap >/dev/null 2>&1
+        && command -v bwrap >/dev/null 2>&1 && command -v slurmctld >/dev/null 2>&1 \
+        && command -v slurmd >/dev/null 2>&1 && command -v munged >/dev/null 2>&1
 }
 
 if have_all; then
@@ -19,7 +21,8 @@ fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "install-system-deps.sh: apt-get not found; install chromium and chromedriver" \
-         "(so that /usr/bin/chromium and /usr/bin/chromedriver exist), nginx and bubblewrap" >&2
+         "(so that /usr/bin/chromium and /usr/bin/chromedriver exist), nginx, bubblewrap," \
+         "slurm-wlm and munge" >&2
     exit 1
 fi
 
@@ -39,7 +42,7 @@ trap 'rm -f "$log"' EXIT
 # Quiet on success; the whole apt log on failure.
 if ! { $SUDO apt-get update -qq && \
        $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver nginx-light \
-           bubblewrap; } \
+           bubblewrap slurm-wlm munge; } \
        >"$log" 2>&1; then
     cat "$log" >&2
     echo "install-system-deps.sh: apt-get failed" >&2
@@ -47,7 +50,7 @@ if ! { $SUDO apt-get update -qq && \
 fi
 
 if ! have_all; then
-    echo "install-system-deps.sh: chromium, chromedriver, nginx or bwrap still missing after" \
+    echo "install-system-deps.sh: chromium, chromedriver, nginx, bwrap or slurm still missing after" \
          "apt-get" >&2
     exit 1
 fi

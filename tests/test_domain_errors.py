@@ -31,6 +31,8 @@ CASES = [
      http.InvalidParam("cpu_limit", "the server allows at most 5")),
     (domain.InvalidSandbox("sandbox", "this server runs every environment in a bwrap sandbox"),
      http.InvalidParam("sandbox", "this server runs every environment in a bwrap sandbox")),
+    (domain.InvalidResources("Requested node configuration is not available"),
+     http.InvalidParam("resources", "Requested node configuration is not available")),
     (domain.SandboxUnavailable("bubblewrap is not installed"),
      http.SandboxUnavailable("bubblewrap is not installed")),
 ]

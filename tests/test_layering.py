@@ -19,7 +19,8 @@ CONTROL = {"manager", "pool", "store", "statedir", "jsonpolicy", "config", "cont
            "control.lifecycle", "control.executions", "control.introspection",
            "control.errors", "control.envid", "provisioning", "provisioning.base",
            "provisioning.local", "provisioning.launcher", "provisioning.processes",
-           "provisioning.forkserver", "provisioning.sandbox"} | WIRE
+           "provisioning.forkserver", "provisioning.sandbox",
+           "provisioning.slurm"} | WIRE
 HTTP = {"dispatch", "errors", "params", "auth", "app", "api", "compat", "openapi", "ui",
         "routes", "converters", "server", "httpserver", "httpwire", "httpthreads", "wsgi"}
 

@@ -804,10 +804,12 @@ def test_per_env_settings_may_tighten_never_loosen(make_test_app, tmp_path):
     assert create(strict, "a", sandbox="bwrap", sandbox_network=False)["sandbox"] == "bwrap"
 
     loose = client(make_test_app(state_dir=str(tmp_path / "loose"), sandbox_network="per-env"))
-    for body in ({"id": "b", "sandbox_network": True},
-                 {"id": "b", "sandbox": "none", "sandbox_network": False}):
-        refused(loose, "post", "/envs", body, 422, "invalid-parameter", param="sandbox_network")
+    refused(loose, "post", "/envs", {"id": "b", "sandbox": "none", "sandbox_network": False},
+            422, "invalid-parameter", param="sandbox_network")
     assert loose.get("/envs").json["envs"] == []
+    # Asking for the sandbox's network asks for a sandbox.
+    implied = create(loose, "b", sandbox_network=True)
+    assert (implied["sandbox"], implied["sandbox_network"]) == ("bwrap", True), implied
 
 
 def test_a_missing_bubblewrap_is_503_and_local_envs_still_work(make_test_app, tmp_path):

@@ -168,7 +168,8 @@ def read_limits(params):
 
 def read_sandbox(params):
     """The per-env sandbox of a create request (None: the server's)."""
-    return {"sandbox": params["sandbox"], "sandbox_network": params["sandbox_network"]}
+    return {"sandbox": params["sandbox"], "sandbox_network": params["sandbox_network"],
+            "resources": params["resources"]}
 
 
 def execution_request(params):

@@ -83,6 +83,16 @@ def binds(value):
     return tuple(found)
 
 
+def arguments(value):
+    """Command-line arguments: a list, or one string split as a shell would."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        import shlex
+        return tuple(shlex.split(value))
+    return tuple(str(item) for item in value)
+
+
 def flag(value):
     if isinstance(value, bool):
         return value
@@ -150,6 +160,11 @@ SETTINGS = (
             "(SRC or SRC:DEST, comma-separated), e.g. a model cache"),
     Setting("sandbox_bwrap", str, "bwrap", "the bubblewrap program (a path, or a name "
             "looked up on PATH)"),
+    Setting("launcher", choice("local", "slurm"), "local", "where kernels run: local "
+            "(this host) or slurm (a batch job each, on a node the scheduler picks; the "
+            "state dir must be shared with the nodes)"),
+    Setting("slurm_args", arguments, (), "extra sbatch options for every kernel's job, "
+            "e.g. '--account=lab --qos=normal'"),
     # memory_limit, cpu_limit, file_size_limit, open_files_limit: from LIMITS below.
 )
 MIN_MEMORY_LIMIT = 256 * MiB

@@ -277,6 +277,32 @@ class Boolean(Converter):
         return {"anyOf": [{"const": False}, {"const": 0}, self.words(False), NULL]}
 
 
+class FalseOnly(Boolean):
+    """A boolean the server allows only false of (``why`` says why not true)."""
+
+    def __init__(self, why):
+        self.why = why
+        super().__init__()
+
+    def from_text(self, value):
+        if super().from_text(value):
+            raise ValueError(self.why)
+        return False
+
+    def from_json(self, value):
+        if super().from_json(value):
+            raise ValueError(self.why)
+        return False
+
+    @property
+    def text(self):
+        return self.words(False)
+
+    @property
+    def json(self):
+        return {"anyOf": [{"const": False}, {"const": 0}, self.words(False)]}
+
+
 class Count(Converter):
     """A whole number in [lo, hi]; a JSON float with no fraction (2.0) counts."""
 
@@ -402,6 +428,54 @@ class Strings(Converter):
     @property
     def text(self):
         return dict(text_pattern(self.regex), contentMediaType="application/json")
+
+
+class Resources(Converter):
+    """A batch job's resources, in a JSON body only: {"cpus": 4, "mem": "8G", "gpus": 1,
+    "time": "2:00:00", "partition": "gpu"} (Slurm's own notations for mem and time)."""
+
+    expected = 'a JSON object such as {"cpus": 4, "mem": "8G"}'
+    FIELDS = {
+        "cpus": {"type": "integer", "minimum": 1, "maximum": 65536},
+        "gpus": {"type": "integer", "minimum": 0, "maximum": 1024},
+        "mem": {"type": "string", "pattern": "^[1-9][0-9]{0,9}[KMGT]?$"},
+        "time": {"type": "string",
+                 "pattern": "^(?:[0-9]{1,4}-)?[0-9]{1,4}(?::[0-9]{1,2}){0,2}$"},
+        "partition": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+    }
+
+    def __init__(self, refused=None):
+        self.refused = refused  # why none may be asked for (this server has no scheduler)
+        super().__init__()
+
+    def from_text(self, value):
+        raise ValueError("resources go in a JSON body, as an object")
+
+    def from_json(self, value):
+        if not isinstance(value, dict):
+            return super().from_json(value)
+        if value and self.refused:
+            raise ValueError(self.refused)
+        for key, item in value.items():
+            schema = self.FIELDS.get(key)
+            if schema is None:
+                raise ValueError("unknown resource %r (known: %s)" % (
+                    key[:40], ", ".join(sorted(self.FIELDS))))
+            if schema["type"] == "integer":
+                if type(item) is not int or not schema["minimum"] <= item <= schema["maximum"]:
+                    raise ValueError("%s must be a whole number from %d to %d"
+                                     % (key, schema["minimum"], schema["maximum"]))
+            elif not isinstance(item, str) or not re.match(schema["pattern"], item):
+                raise ValueError("%s must match %s" % (key, schema["pattern"]))
+        return dict(value)
+
+    text = {"not": {}, "description": "only in a JSON body"}
+
+    @property
+    def json(self):
+        if self.refused:
+            return {"type": "object", "maxProperties": 0}
+        return {"type": "object", "additionalProperties": False, "properties": self.FIELDS}
 
 
 class Anything(Converter):

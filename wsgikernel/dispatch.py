@@ -183,6 +183,7 @@ DOMAIN_ERRORS = {
     domain.InvalidEnvId: lambda e: http.InvalidParam("id", e.why),
     domain.InvalidLimit: lambda e: http.InvalidParam(e.name, e.why),
     domain.InvalidSandbox: lambda e: http.InvalidParam(e.name, e.why),
+    domain.InvalidResources: lambda e: http.InvalidParam("resources", e.why),
     domain.SandboxUnavailable: lambda e: http.SandboxUnavailable(e.why),
 }
 

@@ -90,6 +90,12 @@ SCHEMAS = {
         sandbox={"enum": ["none", "bwrap"], "description": "where user code runs"},
         sandbox_network={"type": "boolean", "description": "bwrap envs only: whether the "
                          "sandbox has a network"},
+        slurm=obj(["job_id", "state", "reason", "node"], "launcher slurm only: the env's "
+                  "job, in Slurm's words (PENDING, RUNNING...; Resources, Priority...)",
+                  job_id=null_or(STRING), state=null_or(STRING), reason=null_or(STRING),
+                  node=null_or(STRING)),
+        resources={"type": "object", "description": "launcher slurm only: the resources "
+                   "the env's job asked for"},
         exit=null_or(obj(["code", "signal"], "how the kernel ended (dead or stopped envs)",
                          code=null_or(INTEGER), signal=null_or(STRING))),
         reason=null_or({"type": "string", "description": "why it is dead or stopped"}),

@@ -40,7 +40,8 @@ class KernelPool:
         self.manager = manager
         self.config = manager.config
         self.dir = os.path.join(self.config.state_dir, "pool")
-        self.size = self.config.pool_size or 0
+        # A pooled Slurm job would hold a node's resources for nobody: no pool there.
+        self.size = 0 if self.config.launcher == "slurm" else (self.config.pool_size or 0)
         self._filling = threading.Lock()
         self.closed = False  # set by stop_all: no refill may start a kernel after it
 

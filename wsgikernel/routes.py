@@ -23,7 +23,7 @@ import functools
 
 from . import config as settings
 from .converters import (MAX_SECONDS, Anything, Boolean, Choice, Count, Pattern, Seconds, Size,
-                         Strings, Text, Word)
+                         FalseOnly, Resources, Strings, Text, Word)
 from .errors import InvalidParam
 from .params import ENV_ID_RULE, ENV_ID_RULE_TEXT, optional, require
 
@@ -155,14 +155,36 @@ LIMIT_PARAMS = tuple(
     for limit in settings.LIMITS)
 
 
+def sandbox_converter(config):  # a per-env value may tighten the server's, never loosen it
+    return Word("bwrap") if config.sandbox == "bwrap" else Word("none", "bwrap")
+
+
+def network_converter(config):
+    if config.sandbox_network == "off":
+        return FalseOnly("this server gives sandboxes no network (sandbox_network=off)")
+    return BOOLEAN
+
+
+def resources_converter(config):
+    if config.launcher == "slurm":
+        return Resources()
+    return Resources(refused="resources apply to kernels run as Slurm jobs (launcher "
+                     "slurm); this server runs them on its own host")
+
+
 SANDBOX_PARAMS = (
-    Param("sandbox", BODY, Word("none", "bwrap"), description="none: user code runs as the "
-          "server's user; bwrap: inside bubblewrap (its work dir only, no network, no view "
-          "of other envs). Default: the server's; it may only be tightened"),
-    Param("sandbox_network", BODY, BOOLEAN, description="network inside a bwrap sandbox; "
-          "true only where the server's sandbox_network is per-env or on"),
+    Param("sandbox", BODY, Configured(sandbox_converter), description="none: user code runs "
+          "as the server's user; bwrap: inside bubblewrap (its work dir only, no network, "
+          "no view of other envs). Default: the server's; it may only be tightened"),
+    Param("sandbox_network", BODY, Configured(network_converter), description="network "
+          "inside the bwrap sandbox (giving it asks for a sandbox); true only where the "
+          "server's sandbox_network is per-env or on"),
 )
-CREATE_PARAMS = LIMIT_PARAMS + SANDBOX_PARAMS
+CREATE_PARAMS = LIMIT_PARAMS + SANDBOX_PARAMS + (
+    Param("resources", BODY, Configured(resources_converter), description="launcher slurm "
+          "only: the job's cpus, mem, gpus, time and partition (sbatch's --cpus-per-task, "
+          "--mem, --gres=gpu:N, --time, --partition)"),
+)
 
 
 def timeout_converter(config):

@@ -44,6 +44,7 @@ class EnvDescriber:
                     # It died after we read env.json: the supervisor saved it first.
                     record = self.registry.read(env_id)
         env = env_object(record, status)
+        env.update(for_record(record).details(env))
         if env.get("reason") == "start_failed":
             env["log"] = log_tail(self.registry.env_dir(env_id))  # why, as the kernel told it
         return env

@@ -96,6 +96,15 @@ class InvalidSandbox(ControlError):
         self.why = why
 
 
+class InvalidResources(ControlError):
+    """The job's ``resources`` cannot be had (``why``: sbatch's reason, or no scheduler)."""
+
+    def __init__(self, why):
+        super().__init__("invalid resources: %s" % why)
+        self.name = "resources"
+        self.why = why
+
+
 class SandboxUnavailable(ControlError):
     """A bwrap sandbox cannot run on this host (``why``: bubblewrap missing, namespaces
     refused...); envs without a sandbox still can."""

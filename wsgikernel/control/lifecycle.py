@@ -17,12 +17,13 @@ import threading
 from ..config import rlimits
 from ..provisioning import LaunchError, LocalProvisioner, SandboxProvisioner, for_record
 from ..provisioning import forkserver, sandbox
+from ..provisioning.slurm import Refused, SlurmProvisioner
 from ..statedir import file_lock
 from ..store import ENV_FILE, LOG_FILE, WORK_DIR, read_record, utcnow, write_record
 from ..wire.connection import KernelGone
 from ..wire.envelope import PROTOCOL_VERSION
-from .errors import (ControlError, EnvironmentExists, InvalidLimit, InvalidSandbox,
-                     KernelUnavailable, QuotaExceeded, SandboxUnavailable)
+from .errors import (ControlError, EnvironmentExists, InvalidLimit, InvalidResources,
+                     InvalidSandbox, KernelUnavailable, QuotaExceeded, SandboxUnavailable)
 from .envobject import env_object
 from .link import ALIVE_STATES, LAUNCH_TIMEOUT, STATUS_TIMEOUT
 
@@ -40,9 +41,10 @@ class Lifecycle:
     # -- creating ------------------------------------------------------------------
 
     def create(self, env_id=None, limits=None, exist_ok=False, sandbox=None,
-               sandbox_network=None):
+               sandbox_network=None, resources=None):
         """(env, created): make the directory (the cross-process lock), start the kernel.
-        ``sandbox`` ("none", "bwrap") and ``sandbox_network`` tighten the server's."""
+        ``sandbox`` ("none", "bwrap") and ``sandbox_network`` tighten the server's;
+        ``resources`` are a Slurm job's (launcher slurm)."""
         if env_id is None:
             env_id = secrets.token_hex(6)
         try:
@@ -58,6 +60,7 @@ class Lifecycle:
                       "limits": self.env_limits(limits), "settings": self.kernel_settings(),
                       "cwd": os.path.join(env_dir, WORK_DIR), "execution_count": 0}
             record.update(self.env_sandbox(sandbox, sandbox_network))
+            record.update(self.env_launcher(resources))
             claimed = (record["limits"] == self.config.limits()
                        and record.get("sandbox") == self.env_sandbox(None, None).get("sandbox")
                        and self.pool.claim(env_id, env_dir, record))
@@ -108,14 +111,14 @@ class Lifecycle:
         ``requested`` and ``network`` ({} for none).  InvalidSandbox if they would loosen
         it; SandboxUnavailable if bwrap cannot run here."""
         server = self.config.sandbox
-        kind = requested or server
+        kind = requested or ("bwrap" if network is not None else server)
         if kind == "none":
             if server != "none":
                 raise InvalidSandbox("sandbox", "this server runs every environment in a %s "
                                      "sandbox" % server)
             if network is not None:
                 raise InvalidSandbox("sandbox_network", "it applies to sandboxed environments "
-                                     "only (sandbox: bwrap)")
+                                     "only (sandbox: bwrap), and sandbox is none here")
             return {}
         allowed = self.config.sandbox_network
         if network is None:
@@ -128,6 +131,16 @@ class Lifecycle:
         if why:
             raise SandboxUnavailable(why)
         return {"provisioner": SandboxProvisioner.name, "sandbox": spec}
+
+    def env_launcher(self, resources=None):
+        """env.json's fields for where the kernel runs: {} on this host, the Slurm
+        provisioner and the job's ``resources`` with launcher slurm."""
+        if self.config.launcher != "slurm":
+            if resources:
+                raise InvalidResources("resources apply to kernels run as Slurm jobs "
+                                       "(launcher slurm); this server runs them on its host")
+            return {}
+        return {"provisioner": SlurmProvisioner.name, "resources": resources or {}}
 
     def kernel_settings(self):
         config = self.config
@@ -154,6 +167,9 @@ class Lifecycle:
         write_record(env_dir, record)
         try:
             provisioner.launch(env_dir, LAUNCH_TIMEOUT)
+        except Refused as exc:  # the request's resources, not a kernel that failed
+            provisioner.cleanup()
+            raise InvalidResources(str(exc)) from None
         except (LaunchError, OSError) as exc:
             self.record_start_failure(env_dir, record, str(exc), provisioner)
             raise KernelUnavailable(record["id"], str(exc)) from None

@@ -8,6 +8,8 @@ writes ``pid N`` (the supervisor's) to that pipe, so a launcher can stop a
 start that hangs; the supervisor writes ``ready`` when its user-code process
 can execute, or ``error: ...`` if it could not start (with the traceback on
 stderr, which the launcher points at kernel.log).
+
+``--foreground ENV_DIR``: no fork and no pipe, for a batch scheduler's job.
 """
 
 import os
@@ -21,6 +23,8 @@ INTERPRETER_MODULES = frozenset(sys.modules)
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[0] == "--foreground":
+        return foreground(os.path.abspath(argv[1]))
     env_dir = os.path.abspath(argv[0])
     pid = os.fork()
     if pid > 0:
@@ -44,6 +48,22 @@ def main(argv=None):
         except OSError:
             pass
         code = 1
+    os._exit(code)
+
+
+def foreground(env_dir):
+    """The kernel of a batch job (provisioning/slurm.py): the supervisor is the job's own
+    process (the scheduler tracks and signals it), and it reports ready in env.json only."""
+    if not os.path.isdir(env_dir):
+        sys.stderr.write("the env directory %s is not visible on this host: the state dir "
+                         "must be on a file system the compute nodes share\n" % env_dir)
+        os._exit(3)
+    try:
+        from .supervisor import Supervisor
+        code = supervise(Supervisor, env_dir, ready_fd=None)
+    except BaseException:
+        code = 1
+    sys.stderr.flush()
     os._exit(code)
 
 

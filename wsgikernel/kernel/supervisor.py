@@ -159,7 +159,12 @@ class Supervisor:
         if not self.alive:
             return
         if self.terminate and self.tree.stop_goal != "final":
-            self.stop(state="stopped", reason="terminated")
+            ended = self.ended_by_scheduler()
+            if ended:  # a batch job's SIGTERM is the scheduler ending it, not a clean stop
+                self.stop(state="dead", reason="kernel_died",
+                          abort=("kernel_died", "KernelDied", ended))
+            else:
+                self.stop(state="stopped", reason="terminated")
             return
         execution = self.executions.running
         if execution is not None:
@@ -264,6 +269,8 @@ class Supervisor:
                                   (code, signum))
             return
         description = exit_description(code, signum)
+        if signum == signal.SIGTERM:
+            description = self.ended_by_scheduler() or description
         reason, ended = self.executions.kernel_died(
             description, self.kill_grace,
             "; %s: POST /envs/%s/restart" % (description, self.record["id"]))
@@ -279,14 +286,25 @@ class Supervisor:
 
     # -- stopping --------------------------------------------------------------
 
-    def stop(self, state, reason):
+    @staticmethod
+    def ended_by_scheduler():
+        """In a Slurm job, what its SIGTERM means (Slurm sends it to every process of the
+        job: the user-code process often dies of it first); None elsewhere."""
+        job = os.environ.get("SLURM_JOB_ID")
+        if not job:
+            return None
+        return ("Slurm ended job %s (scancel, its time limit, preemption or a node "
+                "failure): the kernel was stopped" % job)
+
+    def stop(self, state, reason, abort=None):
         """Stop the child and its tree, then leave the loop (finish_stop), without blocking
-        it (ProcessTree.begin_stop); ``state=None`` means the env dir is gone."""
+        it (ProcessTree.begin_stop); ``state=None`` means the env dir is gone.  ``abort``:
+        (reason, ename, evalue) the unfinished executions end with, if not a cancel."""
         if self.tree.stop_goal == "final":
             return
         self.final = (state, reason)
-        self.executions.abort_all("cancelled", "ExecutionCancelled",
-                                  "the environment was stopped (%s)" % reason)
+        self.executions.abort_all(*(abort or (
+            "cancelled", "ExecutionCancelled", "the environment was stopped (%s)" % reason)))
         self.state = "stopped"  # from now on: no new executions, no introspection
         self.tree.begin_stop("final")
 

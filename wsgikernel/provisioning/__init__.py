@@ -6,16 +6,18 @@ it still runs, to signal, kill and clean it up -- never a pid, ``killpg`` or
 names (its ``provisioner`` and the fields that provisioner recorded), so a
 server restarted after a crash finds the kernels it left behind.  The local
 provisioner is the first; the sandbox (``sandbox.py``) is a local one whose
-user-code process runs inside bubblewrap; a batch scheduler (Slurm) would be
-another of the same shape.
+user-code process runs inside bubblewrap; ``slurm.py`` runs a kernel as a
+Slurm batch job, reached over authenticated TCP.
 """
 
 from .base import KernelProvisioner, LaunchError
 from .local import LocalProvisioner
 from .sandbox import SandboxProvisioner
+from .slurm import SlurmProvisioner
 
 PROVISIONERS = {LocalProvisioner.name: LocalProvisioner,
-                SandboxProvisioner.name: SandboxProvisioner}
+                SandboxProvisioner.name: SandboxProvisioner,
+                SlurmProvisioner.name: SlurmProvisioner}
 DEFAULT = LocalProvisioner.name
 
 
@@ -27,4 +29,4 @@ def for_record(record, config=None):
 
 
 __all__ = ["KernelProvisioner", "LaunchError", "LocalProvisioner", "PROVISIONERS",
-           "SandboxProvisioner", "for_record"]
+           "SandboxProvisioner", "SlurmProvisioner", "for_record"]

@@ -10,7 +10,8 @@ A provisioner holds one kernel (its supervisor and everything under it):
   it was not our child); ``wait(timeout)``: True once it ended;
 - ``send_signal(signum)``, ``terminate()``, ``kill()`` (its whole tree);
 - ``cleanup()``: what it leaves behind (a socket file, a key) once it ended;
-- ``info()``: what identifies it for a re-attach, kept in env.json.
+- ``info()``: what identifies it for a re-attach, kept in env.json;
+- ``details(env)``: what the env object shows of it (a batch job's state).
 
 It is built from env.json (``record``), so any worker process, and a
 restarted server, can make one for a kernel some other process launched.
@@ -55,6 +56,10 @@ class KernelProvisioner:
 
     def info(self):
         return {"provisioner": self.name}
+
+    def details(self, env):
+        """Fields the env object ``env`` gets from where the kernel runs ({}: none)."""
+        return {}
 
     # -- what follows from the above ---------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Where a kernel listens: ``unix:PATH`` (this host) or ``tcp:HOST:PORT`` (any host).
 
 A bare absolute path is read as ``unix:PATH``.  ``tcp:HOST:0`` asks the
-listener to pick a free port; ``listen`` returns the address to publish.
+listener to pick a free port; ``listen`` returns the address to publish
+(``tcp:0.0.0.0:0``, every interface, is published under this host's address).
 IPv6 hosts are written in brackets (``tcp:[::1]:7000``).
 """
 
@@ -60,6 +61,21 @@ def connect(address, timeout):
     return sock
 
 
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def advertised(host):
+    """What others reach a listener on ``host`` by: a wildcard (a kernel in a batch job
+    listens on every interface) is published as this host's address, from its name;
+    127.0.0.1 where the name does not resolve (a single-node cluster)."""
+    if host not in WILDCARDS:
+        return host
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
 def listen(address, backlog=64):
     """(listening non-blocking socket, the address to publish).  A Unix socket file is
     created 0600: file permissions are the access control between users of one host."""
@@ -77,7 +93,7 @@ def listen(address, backlog=64):
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(where)
-            published = format_tcp(where[0], sock.getsockname()[1])
+            published = format_tcp(advertised(where[0]), sock.getsockname()[1])
         sock.listen(backlog)
         sock.setblocking(False)
     except BaseException:

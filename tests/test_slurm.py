@@ -1,0 +1,196 @@
+"""Kernels as Slurm jobs (launcher slurm): a real single-node cluster, real kernels.
+
+The cluster is scripts/slurm-dev-cluster.sh's (slurmctld + slurmd on this host,
+ports of its own), started once per test process and stopped in ``finally``;
+everything is skipped with the reason where it cannot run (no slurm-wlm or munge,
+not root).  Each env is a batch job running its kernel in the foreground, reached
+over the HMAC-authenticated TCP transport.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+import webtest
+
+from helpers import HANG_GUARD, ROOT, TOKEN, assert_problem, processes_in, run, value, wait_for
+from wsgikernel.wire.connection import KernelConnection, KernelGone
+
+SCRIPT = os.path.join(ROOT, "scripts", "slurm-dev-cluster.sh")
+
+
+def cluster_problem():
+    missing = [p for p in ("slurmctld", "slurmd", "sbatch", "munged") if not shutil.which(p)]
+    if missing:
+        return "Slurm is not installed (%s missing; scripts/install-system-deps.sh)" % (
+            ", ".join(missing))
+    if os.geteuid() != 0:
+        return "the dev cluster's slurmd runs as root"
+    return None
+
+
+pytestmark = pytest.mark.skipif(cluster_problem() is not None, reason=str(cluster_problem()))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """SLURM_CONF of a running single-node cluster (this module's own)."""
+    folder = tempfile.mkdtemp(prefix="wk-slurm-")
+    try:
+        done = subprocess.run(["sh", SCRIPT, "start", folder], capture_output=True, text=True,
+                              timeout=HANG_GUARD * 2)
+        if done.returncode != 0:
+            pytest.skip("the dev cluster did not start: %s" % done.stderr.strip()[-300:])
+        conf = os.path.join(folder, "slurm.conf")
+        previous = os.environ.get("SLURM_CONF")
+        os.environ["SLURM_CONF"] = conf
+        try:
+            yield conf
+        finally:
+            if previous is None:
+                os.environ.pop("SLURM_CONF", None)
+            else:
+                os.environ["SLURM_CONF"] = previous
+    finally:
+        subprocess.run(["sh", SCRIPT, "stop", folder], capture_output=True, timeout=HANG_GUARD)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def slurm(cluster, make_test_app):
+    """A client of an app whose kernels are Slurm jobs (extra config as keywords)."""
+    return lambda **config: client(make_test_app(launcher="slurm", **config))
+
+
+def client(app):
+    return webtest.TestApp(app, extra_environ={"HTTP_AUTHORIZATION": "Bearer " + TOKEN})
+
+
+def squeue(job_id):
+    """The job's state as squeue prints it ("" once it left the queue)."""
+    done = subprocess.run(["squeue", "--noheader", "--states=all", "--jobs", str(job_id),
+                           "--format=%T"], capture_output=True, text=True, timeout=HANG_GUARD)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def job_gone(job_id):
+    return squeue(job_id) in ("", "CANCELLED", "COMPLETED", "FAILED", "TIMEOUT")
+
+
+def create(testapp, env_id, **body):
+    res = testapp.post_json("/envs", dict(body, id=env_id))
+    assert res.status_int == 201, res.body[:500]
+    return res.json
+
+
+def test_an_env_is_a_job_that_runs_its_cells_on_the_node(slurm, state_dir):
+    testapp = slurm()
+    env = create(testapp, "job", resources={"cpus": 1, "mem": "256M", "time": "10:00"})
+    assert env["state"] == "idle", env
+    job_id = env["slurm"]["job_id"]
+    assert env["slurm"]["state"] == "RUNNING" and env["slurm"]["node"], env
+    assert squeue(job_id) == "RUNNING"
+    seen = run(testapp, "job", "import os, socket\nkept = 41\n"
+                               "print(os.environ.get('SLURM_JOB_ID'), socket.gethostname())")
+    assert seen["stdout"].split() == [job_id, env["slurm"]["node"]], seen
+    assert value(testapp, "job", "kept + 1") == "42"
+    assert testapp.get("/envs/job").json["slurm"]["job_id"] == job_id
+    assert testapp.delete("/envs/job").status_int == 204
+    wait_for(lambda: job_gone(job_id), message="the job to leave the queue")
+    wait_for(lambda: not processes_in(os.path.join(state_dir, "envs", "job")),
+             message="no process of the env left")
+
+
+def test_resources_the_cluster_cannot_give_are_422_with_sbatchs_reason(slurm, state_dir):
+    testapp = slurm()
+    res = testapp.post_json("/envs", {"id": "huge", "resources": {"cpus": 4096}},
+                            expect_errors=True)
+    body = assert_problem(res, 422, "invalid-parameter", param="resources")
+    assert "Batch job submission failed" in body["detail"], body  # sbatch's own words
+    assert testapp.get("/envs/huge", expect_errors=True).status_int == 404
+
+
+@pytest.mark.parametrize("resources", [{"cpus": 0}, {"cpus": "4"}, {"mem": "lots"},
+                                       {"gpu": 1}, {"time": "soon"}, [1], "cpus=4"])
+def test_malformed_resources_are_422(slurm, resources):
+    res = slurm().post_json("/envs", {"id": "m", "resources": resources}, expect_errors=True)
+    assert_problem(res, 422, "invalid-parameter", param="resources")
+
+
+def test_a_pending_job_is_starting_queued_and_runs_once_released(slurm):
+    testapp = slurm(slurm_args=["--hold"])
+    env = create(testapp, "held")
+    assert (env["state"], env.get("reason")) == ("starting", "queued"), env
+    assert env["slurm"]["state"] == "PENDING" and env["slurm"]["reason"], env
+    subprocess.run(["scontrol", "release", env["slurm"]["job_id"]], check=True,
+                   capture_output=True, timeout=HANG_GUARD)
+    wait_for(lambda: testapp.get("/envs/held").json["state"] == "idle",
+             message="the released job's kernel to serve")
+    assert value(testapp, "held", "6 * 7") == "42"
+
+
+def test_interrupt_and_timeout_of_a_cell_in_a_job(slurm, state_dir):
+    testapp = slurm()
+    env = create(testapp, "busy")
+    run(testapp, "busy", "kept = 1")
+    submitted = testapp.post_json("/envs/busy/execute", {
+        "code": "open('started', 'w').close()\nwhile True: pass", "wait": 0}).json
+    wait_for(lambda: os.path.exists(os.path.join(env["cwd"], "started")),
+             message="the busy loop to start")
+    assert testapp.post("/envs/busy/interrupt").status_int == 200
+    record = testapp.get("/envs/busy/executions/%d?wait=20"
+                         % submitted["execution_count"]).json
+    assert (record["status"], record["reason"]) == ("error", "interrupted"), record
+    record = run(testapp, "busy", "import time\ntime.sleep(10)", timeout=0.5)
+    assert (record["status"], record["reason"]) == ("aborted", "timeout"), record
+    assert value(testapp, "busy", "kept") == "1"
+
+
+def test_a_restarted_web_tier_reattaches_to_the_running_job(slurm):
+    first = slurm()
+    env = create(first, "again")
+    run(first, "again", "kept = 'still here'")
+    second = slurm()  # another app on the same state dir: a restarted server
+    assert value(second, "again", "kept") == "'still here'"
+    assert second.get("/envs/again").json["slurm"]["job_id"] == env["slurm"]["job_id"]
+
+
+def test_a_job_cancelled_by_hand_ends_the_env_and_its_cell(slurm):
+    testapp = slurm()
+    env = create(testapp, "gone")
+    submitted = testapp.post_json("/envs/gone/execute", {
+        "code": "import time\ntime.sleep(60)", "wait": 0}).json
+    subprocess.run(["scancel", env["slurm"]["job_id"]], check=True, capture_output=True,
+                   timeout=HANG_GUARD)
+    wait_for(lambda: testapp.get("/envs/gone").json["state"] == "dead",
+             message="the env to show its job gone")
+    record = testapp.get("/envs/gone/executions/%d" % submitted["execution_count"]).json
+    assert (record["status"], record["reason"]) == ("aborted", "kernel_died"), record
+    assert "Slurm ended job %s" % env["slurm"]["job_id"] in record["error"]["evalue"], record
+    dead = testapp.get("/envs/gone").json
+    assert dead["reason"] == "kernel_died" and dead["slurm"]["state"] == "CANCELLED", dead
+    wait_for(lambda: job_gone(env["slurm"]["job_id"]), message="the job to leave the queue")
+
+
+def test_a_connection_with_the_wrong_key_is_refused(slurm, state_dir, tmp_path):
+    testapp = slurm()
+    create(testapp, "keyed")
+    import json
+    with open(os.path.join(state_dir, "envs", "keyed", "env.json")) as handle:
+        record = json.load(handle)
+    wrong = tmp_path / "kernel.key"
+    wrong.write_text("0" * 64)
+    os.chmod(wrong, 0o600)
+    with pytest.raises(KernelGone):
+        conn = KernelConnection(record["address"], 5, key_file=str(wrong))
+        conn.request("status", {}, 5)
+    assert value(testapp, "keyed", "'served'") == "'served'"
+
+
+def test_resources_on_a_server_without_slurm_are_422(make_test_app):
+    testapp = client(make_test_app())
+    res = testapp.post_json("/envs", {"id": "r", "resources": {"cpus": 2}}, expect_errors=True)
+    assert_problem(res, 422, "invalid-parameter", param="resources")
+    assert testapp.post_json("/envs", {"id": "r", "resources": {}}).status_int == 201

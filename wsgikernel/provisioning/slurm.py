@@ -1,0 +1,186 @@
+"""The Slurm provisioner: a kernel is a batch job, on whichever node the scheduler picks.
+
+``launch`` submits ``sbatch`` running the kernel in the foreground
+(``python -m wsgikernel.kernel --foreground ENV_DIR``: the job's own process is
+the supervisor, so Slurm tracks, signals and accounts it).  The kernel listens
+on every interface of its node with the HMAC-authenticated TCP transport
+(wire/auth.py; the key is ``kernel.key`` in the env dir) and publishes its
+address in env.json: the state dir must be on a file system the nodes share,
+as a cluster's home directories are.  env.json records ``slurm: {job_id}``.
+
+The job is the kernel's liveness: ``squeue`` says whether it is pending,
+running or gone (``poll``), ``scancel`` signals and kills it.  A job still
+pending after the launch timeout is not an error: the env stays ``starting``
+and ``job()`` gives Slurm's own words (``PENDING``, ``Resources``) for the env
+object.  A submission sbatch refuses (resources the cluster cannot give, an
+unknown partition) raises ``Refused`` with sbatch's message.
+
+Risks: every ``poll`` is a ``squeue`` (a few ms against slurmctld); the
+commands run with ``SLURM_CONF`` from the server's environment.
+"""
+
+import os
+import subprocess
+import time
+
+from ..store import LOG_FILE, read_record
+from ..wire.auth import KEY_FILE, create_key
+from .base import KernelProvisioner, LaunchError
+from .launcher import BOOT, PACKAGE_ROOT, kernel_environment
+
+COMMAND_TIMEOUT = 30.0  # seconds one Slurm command may take (slurmctld busy or down)
+READY_POLL = 0.05       # seconds between looks at env.json while the job starts
+PENDING_WAIT = 5.0      # seconds a create waits for a pending job before answering "queued"
+ALIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "RESIZING",
+         "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT")
+RESOURCE_OPTIONS = {  # the env's ``resources`` -> sbatch's options
+    "cpus": "--cpus-per-task=%s", "mem": "--mem=%s", "gpus": "--gres=gpu:%s",
+    "time": "--time=%s", "partition": "--partition=%s",
+}
+
+
+class Refused(LaunchError):
+    """sbatch refused the job (``str()`` is its reason): the request's fault, not ours."""
+
+
+def slurm(*argv, timeout=COMMAND_TIMEOUT):
+    """(exit status, stdout, stderr) of a Slurm command; status None if it cannot run."""
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, "", str(exc)
+    return (done.returncode, done.stdout.decode("utf-8", "replace").strip(),
+            done.stderr.decode("utf-8", "replace").strip())
+
+
+def sbatch_options(resources, site_args=()):
+    return [RESOURCE_OPTIONS[key] % value for key, value in sorted((resources or {}).items())
+            if key in RESOURCE_OPTIONS and value is not None] + list(site_args)
+
+
+class SlurmProvisioner(KernelProvisioner):
+    name = "slurm"
+
+    @property
+    def job_id(self):
+        return (self.record.get("slurm") or {}).get("job_id")
+
+    def prepare(self, env_dir):
+        fields = {"address": "tcp:0.0.0.0:0", "key_file": create_key(env_dir),
+                  "supervisor_pid": None, "pid": None, "slurm": {"job_id": None}}
+        fields.update(self.info())
+        self.record.update(fields)
+        return fields
+
+    def launch(self, env_dir, timeout):
+        """Submit the job, then wait up to ``timeout`` for the kernel to say it serves (in
+        env.json); a job still pending then is left to start later."""
+        command = " ".join(shell_quote(word) for word in (
+            os.environ.get("WSGIKERNEL_SLURM_PYTHON") or __import__("sys").executable,
+            "-c", BOOT, PACKAGE_ROOT, "--foreground", env_dir))
+        argv = ["sbatch", "--parsable", "--job-name=wsgikernel-%s" % (self.record.get("id")
+                                                                     or "pool"),
+                "--chdir=%s" % env_dir, "--output=%s" % os.path.join(env_dir, LOG_FILE),
+                "--open-mode=append", "--export=ALL"]
+        argv += sbatch_options(self.record.get("resources"), self.site_args())
+        argv += ["--wrap", "exec " + command]
+        status, out, err = self.submit(argv)
+        if status is None:
+            raise LaunchError("sbatch cannot be run: %s" % err)
+        if status != 0:
+            raise Refused(err.replace("sbatch: error: ", "") or "sbatch exited with %d" % status)
+        job_id = out.split(";")[0]
+        self.record["slurm"] = {"job_id": job_id}
+        from ..store import write_record
+        write_record(env_dir, self.record)
+        self.wait_ready(env_dir, timeout)
+
+    def submit(self, argv):
+        env = kernel_environment()
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=COMMAND_TIMEOUT, env=env)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, "", str(exc)
+        return (done.returncode, done.stdout.decode("utf-8", "replace").strip(),
+                done.stderr.decode("utf-8", "replace").strip())
+
+    def site_args(self):
+        return list(getattr(self.config, "slurm_args", None) or ())
+
+    def wait_ready(self, env_dir, timeout):
+        deadline = time.monotonic() + timeout
+        kernel_id = self.record.get("kernel_id")
+        while True:
+            current = read_record(env_dir) or {}
+            if current.get("kernel_id") == kernel_id and current.get("state") in (
+                    "idle", "busy"):
+                self.record.update(current)
+                return
+            if current.get("kernel_id") == kernel_id and current.get("state") == "dead":
+                raise LaunchError(current.get("detail") or "the kernel did not start")
+            job = self.job()
+            if job is None or job["state"] not in ALIVE:
+                raise LaunchError("job %s ended (%s) before the kernel was ready: see "
+                                  "kernel.log; the state dir must be visible from the node"
+                                  % (self.job_id, (job or {}).get("state") or "gone"))
+            waited = timeout - (deadline - time.monotonic())
+            if job["state"] == "PENDING" and waited >= min(PENDING_WAIT, timeout):
+                return  # it starts when Slurm says so; the env stays starting meanwhile
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise LaunchError("the kernel did not report ready within %g s of its job "
+                                  "starting, and its job was cancelled" % timeout)
+            time.sleep(READY_POLL)
+
+    def job(self):
+        """{job_id, state, reason, node} of the job as squeue shows it, None once it left
+        the queue (or squeue cannot tell)."""
+        if not self.job_id:
+            return None
+        status, out, _ = slurm("squeue", "--noheader", "--states=all", "--jobs",
+                               str(self.job_id), "--format=%T|%r|%N")
+        if status != 0 or not out:
+            return None
+        state, reason, node = (out.splitlines()[0].split("|") + ["", ""])[:3]
+        return {"job_id": self.job_id, "state": state, "reason": reason, "node": node or None}
+
+    def details(self, env):
+        """``slurm: {job_id, node, state, reason}`` in Slurm's words, and ``reason:
+        queued`` while the job waits for its resources."""
+        job = self.job() or {"job_id": self.job_id, "node": None, "state": None,
+                              "reason": None}
+        extra = {"slurm": job, "resources": self.record.get("resources") or {}}
+        if env.get("state") == "starting" and job["state"] == "PENDING":
+            extra["reason"] = "queued"
+        return extra
+
+    def poll(self):
+        if not self.job_id:
+            return -1
+        job = self.job()
+        return None if job is not None and job["state"] in ALIVE else -1
+
+    def send_signal(self, signum):
+        if self.job_id:
+            import signal
+            name = signal.Signals(signum).name[3:]
+            slurm("scancel", "--batch", "--signal=%s" % name, str(self.job_id))
+
+    def kill(self):
+        if self.job_id:
+            slurm("scancel", str(self.job_id))
+
+    def cleanup(self):
+        key_file = self.record.get("key_file")
+        if key_file and os.path.basename(key_file) == KEY_FILE:
+            try:
+                os.unlink(key_file)
+            except OSError:
+                pass
+
+
+def shell_quote(word):
+    import shlex
+    return shlex.quote(word)

@@ -9,8 +9,9 @@
 #   scripts/slurm-dev-cluster.sh status DIR   # sinfo of that cluster; exit 1 if it is down
 #   scripts/slurm-dev-cluster.sh stop DIR     # cancels its jobs, stops its daemons
 #
-# Needs root (slurmd runs jobs as their users) and munged, which `start` starts if no
-# munge socket answers.  The node is this host under its own name, reached at 127.0.0.1.
+# Needs root (slurmd runs jobs as their users).  Each cluster has its own munged (socket,
+# pid and log files under DIR, the host's /etc/munge/munge.key), which `stop` stops with
+# the rest.  The node is this host under its own name, reached at 127.0.0.1.
 set -eu
 
 usage() { echo "usage: $0 start|stop|status DIR" >&2; exit 2; }
@@ -35,17 +36,12 @@ wait_for() {  # wait_for SECONDS COMMAND...: poll every 0.1 s until COMMAND succ
 
 node_idle() { [ "$(SLURM_CONF=$conf sinfo -h -o %T 2>/dev/null)" = "idle" ]; }
 
-start_munge() {
-    if munge -n >/dev/null 2>&1; then return 0; fi
-    for folder in /run/munge /var/lib/munge /var/log/munge; do
-        mkdir -p "$folder" && chown munge:munge "$folder" 2>/dev/null || true
-    done
-    if id munge >/dev/null 2>&1 && command -v runuser >/dev/null 2>&1; then
-        runuser -u munge -- munged 2>/dev/null || munged --force
-    else
-        munged --force
-    fi
-    wait_for 10 munge -n || { echo "$0: munged did not start" >&2; exit 1; }
+start_munge() {  # this cluster's own munged
+    [ -r /etc/munge/munge.key ] || { echo "$0: no /etc/munge/munge.key (install munge)" >&2; exit 1; }
+    munged --force --socket="$dir/munge.socket" --pid-file="$dir/munged.pid" \
+        --log-file="$dir/log/munged.log" --seed-file="$dir/munged.seed" 2>/dev/null
+    wait_for 10 munge --socket="$dir/munge.socket" -n || {
+        echo "$0: munged did not start; see $dir/log/munged.log" >&2; exit 1; }
 }
 
 case "$action" in
@@ -68,6 +64,7 @@ SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$(free_port)
 SlurmdPort=$(free_port)
 AuthType=auth/munge
+AuthInfo=socket=$dir/munge.socket
 CredType=cred/munge
 SlurmUser=root
 SlurmdUser=root
@@ -110,7 +107,7 @@ status)
 stop)
     [ -f "$conf" ] || exit 0
     SLURM_CONF=$conf scancel --full --quiet --partition debug 2>/dev/null || true
-    for daemon in slurmd slurmctld; do
+    for daemon in slurmd slurmctld munged; do
         pidfile="$dir/$daemon.pid"
         [ -f "$pidfile" ] || continue
         pid=$(cat "$pidfile")

@@ -137,3 +137,13 @@ def test_usage_and_serve_dispatch(live):
     assert status == 0 and "--max-envs" in out and "--token-file" in out
     status, _, err = wk(live, "nonsense")
     assert status == 2 and "invalid choice" in err
+
+
+def test_create_passes_resources_and_refuses_what_is_not_a_json_object(live):
+    # The live server runs kernels on its own host: resources are its 422, passed through.
+    status, _, err = wk(live, "create", "cli-job", "--resources", '{"cpus": 2}')
+    assert status == 2 and "resources" in err, err
+    for bad in ("cpus=2", "[2]"):
+        status, _, err = wk(live, "create", "cli-job", "--resources", bad)
+        assert status == 2 and "--resources" in err, err
+    assert "cli-job" not in wk(live, "envs")[1].split()

@@ -194,3 +194,19 @@ def test_resources_on_a_server_without_slurm_are_422(make_test_app):
     res = testapp.post_json("/envs", {"id": "r", "resources": {"cpus": 2}}, expect_errors=True)
     assert_problem(res, 422, "invalid-parameter", param="resources")
     assert testapp.post_json("/envs", {"id": "r", "resources": {}}).status_int == 201
+
+
+def test_two_gunicorn_workers_share_a_slurm_env(cluster, state_dir):
+    from deploy_helpers import check_concurrent_increments, gunicorn
+    try:
+        with gunicorn(state_dir, "--workers", "2", "--threads", "2",
+                      env={"WSGIKERNEL_LAUNCHER": "slurm"}) as server:
+            check_concurrent_increments(server, clients=4, each=5)
+            status, _, env = server.request("GET", "/envs/counter")
+            assert status == 200 and env["slurm"]["state"] == "RUNNING", env
+            job_id = env["slurm"]["job_id"]
+            assert server.request("DELETE", "/envs/counter")[0] == 204
+            wait_for(lambda: job_gone(job_id), message="the job to leave the queue")
+    finally:
+        subprocess.run(["scancel", "--full", "--name", "wsgikernel-counter"],
+                       capture_output=True, timeout=HANG_GUARD)

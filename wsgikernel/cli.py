@@ -50,6 +50,9 @@ def build_parser(prog="wsgikernel"):
                      help="run its code inside bubblewrap (default: the server's choice)")
     sub.add_argument("--sandbox-network", action="store_true", default=None,
                      help="give the sandbox a network (where the server allows it)")
+    sub.add_argument("--resources", type=json_object_arg, metavar="JSON",
+                     help='a Slurm job\'s resources (launcher slurm), e.g. \'{"cpus": 4, '
+                          '"mem": "8G", "gpus": 1, "time": "2:00:00"}\'')
     sub = add_parser("rm", help="delete an environment")
     sub.add_argument("env")
     for name, what in (("exec", "run code (from stdin when CODE is - or absent)"),
@@ -116,9 +119,20 @@ def cmd_envs(client, args):
     return OK
 
 
+def json_object_arg(text):
+    """argparse type: a JSON object."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("not JSON: %s" % exc) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object such as '{\"cpus\": 2}'")
+    return value
+
+
 def cmd_create(client, args):
-    options = {key: getattr(args, key) for key in LIMIT_KEYS + ("sandbox", "sandbox_network")
-               if getattr(args, key) is not None}
+    options = {key: getattr(args, key) for key in LIMIT_KEYS + (
+        "sandbox", "sandbox_network", "resources") if getattr(args, key) is not None}
     env = client.create(args.env, **options)
     print("%s %s" % (env["id"], env["state"]))
     return OK

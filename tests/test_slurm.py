@@ -197,6 +197,7 @@ def test_resources_on_a_server_without_slurm_are_422(make_test_app):
 
 
 def test_two_gunicorn_workers_share_a_slurm_env(cluster, state_dir):
+    pytest.importorskip("gunicorn")  # the test extra (not in the other Pythons' core venvs)
     from deploy_helpers import check_concurrent_increments, gunicorn
     try:
         with gunicorn(state_dir, "--workers", "2", "--threads", "2",

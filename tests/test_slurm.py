@@ -131,6 +131,20 @@ def test_a_pending_job_is_starting_queued_and_runs_once_released(slurm):
     assert value(testapp, "held", "6 * 7") == "42"
 
 
+def test_a_queued_job_answers_executes_at_once_and_its_end_is_a_failed_start(slurm):
+    testapp = slurm(slurm_args=["--hold"])
+    env = create(testapp, "waits")
+    res = testapp.post_json("/envs/waits/execute", {"code": "1"}, expect_errors=True)
+    body = assert_problem(res, 503, "kernel-unavailable")
+    assert "queued" in body["detail"] and env["slurm"]["job_id"] in body["detail"], body
+    subprocess.run(["scancel", env["slurm"]["job_id"]], check=True, capture_output=True,
+                   timeout=HANG_GUARD)
+    dead = wait_for(lambda: (lambda e: e if e["state"] == "dead" else None)(
+        testapp.get("/envs/waits").json), message="the env to show its job ended")
+    assert dead["reason"] == "start_failed", dead
+    assert "ended (CANCELLED) before its kernel started" in dead["detail"], dead
+
+
 def test_interrupt_and_timeout_of_a_cell_in_a_job(slurm, state_dir):
     testapp = slurm()
     env = create(testapp, "busy")

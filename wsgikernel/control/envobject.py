@@ -43,6 +43,10 @@ class EnvDescriber:
                 if status.get("state") in ("dead", "stopped"):
                     # It died after we read env.json: the supervisor saved it first.
                     record = self.registry.read(env_id)
+        if record.get("state") == "starting":
+            why = for_record(record).abandoned()
+            if why:
+                record = self.link.mark_abandoned(env_id, record, why)
         env = env_object(record, status)
         env.update(for_record(record).details(env))
         if env.get("reason") == "start_failed":

@@ -96,6 +96,9 @@ class KernelLink:
         read = self.registry.read
         record = read(env_id)
         if record.get("state") == "starting":
+            waiting = for_record(record).waiting()
+            if waiting:  # a queued batch job may wait for hours: say so now
+                raise KernelUnavailable(env_id, waiting)
             wait_until(lambda: read(env_id).get("state") != "starting", LAUNCH_TIMEOUT)
             record = read(env_id)
         state = record.get("state")
@@ -122,6 +125,14 @@ class KernelLink:
             self.mark_dead(env_id, record)
             return EnvironmentNotRunning(env_id, "dead")
         return KernelUnavailable(env_id, "it did not answer in time")
+
+    def mark_abandoned(self, env_id, record, why):
+        """env.json says starting but the kernel never will (its batch job ended first)."""
+        env_dir = self.registry.env_dir(env_id)
+        if (read_record(env_dir) or {}).get("state") == "starting" and os.path.isdir(env_dir):
+            update_record(env_dir, state="dead", reason="start_failed", detail=why, pid=None,
+                          exit={"code": None, "signal": None})
+        return self.registry.read(env_id)
 
     def mark_dead(self, env_id, record):
         """env.json says alive but the supervisor is gone (killed, machine rebooted)."""

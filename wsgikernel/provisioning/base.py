@@ -11,7 +11,9 @@ A provisioner holds one kernel (its supervisor and everything under it):
 - ``send_signal(signum)``, ``terminate()``, ``kill()`` (its whole tree);
 - ``cleanup()``: what it leaves behind (a socket file, a key) once it ended;
 - ``info()``: what identifies it for a re-attach, kept in env.json;
-- ``details(env)``: what the env object shows of it (a batch job's state).
+- ``details(env)``: what the env object shows of it (a batch job's state);
+  ``waiting()`` and ``abandoned()``: why a kernel not started yet waits, or never
+  will (a queued job, one that ended first).
 
 It is built from env.json (``record``), so any worker process, and a
 restarted server, can make one for a kernel some other process launched.
@@ -60,6 +62,16 @@ class KernelProvisioner:
     def details(self, env):
         """Fields the env object ``env`` gets from where the kernel runs ({}: none)."""
         return {}
+
+    def waiting(self):
+        """Why a kernel that has not started yet waits on something outside us (a queued
+        batch job), as a sentence; None if it does not."""
+        return None
+
+    def abandoned(self):
+        """Why a kernel that has not started yet never will (its job ended), as a
+        sentence; None if it may still start."""
+        return None
 
     # -- what follows from the above ---------------------------------------------------
 

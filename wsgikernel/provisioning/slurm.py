@@ -33,6 +33,7 @@ READY_POLL = 0.05       # seconds between looks at env.json while the job starts
 PENDING_WAIT = 5.0      # seconds a create waits for a pending job before answering "queued"
 ALIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "RESIZING",
          "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT")
+UNKNOWN = "UNKNOWN"  # squeue could not say (slurmctld down): counted as still there
 RESOURCE_OPTIONS = {  # the env's ``resources`` -> sbatch's options
     "cpus": "--cpus-per-task=%s", "mem": "--mem=%s", "gpus": "--gres=gpu:%s",
     "time": "--time=%s", "partition": "--partition=%s",
@@ -139,10 +140,13 @@ class SlurmProvisioner(KernelProvisioner):
         the queue (or squeue cannot tell)."""
         if not self.job_id:
             return None
-        status, out, _ = slurm("squeue", "--noheader", "--states=all", "--jobs",
-                               str(self.job_id), "--format=%T|%r|%N")
-        if status != 0 or not out:
-            return None
+        status, out, err = slurm("squeue", "--noheader", "--states=all", "--jobs",
+                                 str(self.job_id), "--format=%T|%r|%N")
+        if status == 0 and not out or status == 1 and "Invalid job id" in err:
+            return None  # gone from the queue (ended longer ago than MinJobAge)
+        if status != 0:  # slurmctld unreachable: not "gone" (a delete must still scancel)
+            return {"job_id": self.job_id, "state": UNKNOWN, "reason": err[-200:] or None,
+                    "node": None}
         state, reason, node = (out.splitlines()[0].split("|") + ["", ""])[:3]
         return {"job_id": self.job_id, "state": state, "reason": reason, "node": node or None}
 
@@ -156,11 +160,25 @@ class SlurmProvisioner(KernelProvisioner):
             extra["reason"] = "queued"
         return extra
 
+    def waiting(self):
+        job = self.job() if self.job_id else None
+        if job and job["state"] == "PENDING":
+            return "its Slurm job %s is queued (PENDING: %s); retry once it runs" % (
+                self.job_id, job["reason"])
+        return None
+
+    def abandoned(self):
+        job = self.job() if self.job_id else None
+        if job is None or job["state"] in ALIVE or job["state"] == UNKNOWN:
+            return None
+        return "Slurm job %s ended (%s) before its kernel started" % (self.job_id,
+                                                                       job["state"])
+
     def poll(self):
         if not self.job_id:
             return -1
         job = self.job()
-        return None if job is not None and job["state"] in ALIVE else -1
+        return None if job is not None and job["state"] in ALIVE + (UNKNOWN,) else -1
 
     def send_signal(self, signum):
         if self.job_id:

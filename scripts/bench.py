@@ -8,6 +8,8 @@
     python3 scripts/bench.py --skip-gunicorn # without the gunicorn -w 2 section
     python3 scripts/bench.py --skip-sandbox  # without the sandbox section (issue 16)
     python3 scripts/bench.py --only sandbox  # the sandbox section alone (~10 s)
+    python3 scripts/bench.py --skip-slurm    # without the Slurm section (issue 17)
+    python3 scripts/bench.py --only slurm    # the Slurm section alone (~50 s)
     python3 scripts/bench.py --profile       # cProfile of the server's request threads
 
 Standard library only (jupyter_client + ipykernel are used for one comparison
@@ -21,8 +23,10 @@ and ``--output-cap 128MiB`` for the 100 MiB output), the tutorial's in-process
 server ``scripts/baseline_server.py`` and its ``--floor`` (a trivial app on the
 same server class), the Flask app, ``gunicorn -w 2`` on ``wsgikernel.wsgi``,
 bare interpreters (the memory baselines) and, where bubblewrap can run, a
-``--sandbox none`` and a ``--sandbox bwrap`` server (the sandbox section), and
-stops every one of them, and
+``--sandbox none`` and a ``--sandbox bwrap`` server (the sandbox section) and,
+where ``scripts/slurm-dev-cluster.sh`` can start a single-node Slurm cluster
+(root, slurm-wlm and munge), that cluster with a ``--launcher slurm`` server
+and three local ones (the Slurm section), and stops every one of them, and
 every kernel they started, before it exits.  The HTTP side (servers, clients,
 the HTTP front end figures of issue 14) is ``scripts/bench_http.py``; the
 kernel side (creation, deletion, the pool, memory) ``scripts/bench_kernels.py``.
@@ -51,6 +55,7 @@ from bench_kernels import (  # noqa: E402 - the kernel side: creation, deletion,
     fill_envs, idle_envs, jupyter_figures, kernel_memory_kb, mb, memory_figures, scale_point,
     settle, wait_pool, with_bare_pythons)
 from bench_sandbox import SANDBOX_COUNTS, sandbox_section  # noqa: E402 - issue 16
+from bench_slurm import SLURM_COUNTS, slurm_section  # noqa: E402 - issue 17
 
 CPU_CELL = "sum(range(300_000))"
 MB_CELL = "print('x' * (2**20 - 1))"         # 1 MiB of output with its newline: the default cap
@@ -80,6 +85,7 @@ COUNTS = {
     "scale_probe_execute": (100, 10),
     **HTTP_COUNTS,
     **SANDBOX_COUNTS,
+    **SLURM_COUNTS,
 }
 
 
@@ -365,8 +371,25 @@ def sandbox_figures(args, fleet, state_root, pool_size, counts, notes, info):
                            counts, notes, info)
 
 
-def run_sandbox_only(args):
-    """``--only sandbox``: the sandbox section's servers and nothing else."""
+# -- the Slurm section (issue 17) -------------------------------------------------------
+
+
+def slurm_figures(args, fleet, state_root, pool_size, counts, notes, info):
+    """``--launcher slurm`` on a dev cluster vs local servers (bench_slurm.slurm_section),
+    or a note."""
+    if args.skip_slurm:
+        notes.append("slurm section skipped: --skip-slurm")
+        return {}
+    return slurm_section(lambda text: log(args, text), fleet, state_root, pool_size, counts,
+                         notes, info)
+
+
+ONLY = {"sandbox": sandbox_figures, "slurm": slurm_figures}
+
+
+def run_only(args):
+    """``--only sandbox|slurm``: that section's servers and nothing else."""
+    section = ONLY[args.only]
     counts = {k: v[1] if args.quick else v[0] for k, v in COUNTS.items()}
     load_before = os.getloadavg()[0]
     notes = []
@@ -376,7 +399,7 @@ def run_sandbox_only(args):
     pool_size = args.pool_size if args.pool_size is not None else 2
     info = {"state_root": state_root, "pids": [], "pool_size": pool_size}
     try:
-        figures = sandbox_figures(args, fleet, state_root, pool_size, counts, notes, info)
+        figures = section(args, fleet, state_root, pool_size, counts, notes, info)
     finally:
         fleet.stop_all()
         kill_processes_of(state_root)
@@ -384,7 +407,7 @@ def run_sandbox_only(args):
     return {
         "date": now(), "machine": machine(load_before),
         "quick": bool(args.quick), "counts": counts, "figures": figures, "notes": notes,
-        "info": info, "skipped": ["all but sandbox"],
+        "info": info, "skipped": ["all but %s" % args.only],
     }
 
 
@@ -397,7 +420,7 @@ def run(args):
     figures, notes = {}, []
     state_root = tempfile.mkdtemp(prefix="wkbench-")
     os.chmod(state_root, 0o700)
-    fleet, gunicorn_fleet, sandbox_fleet = Fleet(), Fleet(), Fleet()
+    fleet, gunicorn_fleet, sandbox_fleet, slurm_fleet = Fleet(), Fleet(), Fleet(), Fleet()
     info = {"state_root": state_root, "pids": fleet.pids,
             "flask": flask_version(args.flask_python)}
     try:
@@ -453,13 +476,18 @@ def run(args):
         # after gunicorn).
         sandbox = sandbox_figures(args, sandbox_fleet, state_root, pool_size, counts, notes,
                                   info)
-        # (9) scale: up to 200 idle envs on one server.
+        # (9) Slurm: --launcher slurm on a dev cluster of its own vs local servers (printed
+        # after the sandbox section).
+        slurm = slurm_figures(args, slurm_fleet, state_root, pool_size, counts, notes, info)
+        # (10) scale: up to 200 idle envs on one server.
         if not args.skip_scale:
             figures.update(scale_figures(args, fleet, os.path.join(state_root, "scale"),
                                          pool_args, pool_size, counts, info))
         figures.update(gunicorn)
         figures.update(sandbox)
+        figures.update(slurm)
     finally:
+        slurm_fleet.stop_all()
         sandbox_fleet.stop_all()
         gunicorn_fleet.stop_all()
         fleet.stop_all()
@@ -469,7 +497,8 @@ def run(args):
         "date": now(), "machine": machine(load_before),
         "quick": bool(args.quick), "counts": counts, "figures": figures, "notes": notes,
         "info": info, "skipped": (["scale"] if args.skip_scale else [])
-        + (["sandbox"] if args.skip_sandbox else []),
+        + (["sandbox"] if args.skip_sandbox else [])
+        + (["slurm"] if args.skip_slurm else []),
     }
 
 
@@ -568,9 +597,12 @@ def main(argv=None):
                         help="skip the gunicorn -w 2 section")
     parser.add_argument("--skip-sandbox", action="store_true",
                         help="skip the sandbox section (--sandbox bwrap vs none)")
-    parser.add_argument("--only", choices=("sandbox",), default=None,
+    parser.add_argument("--skip-slurm", action="store_true",
+                        help="skip the Slurm section (--launcher slurm vs local)")
+    parser.add_argument("--only", choices=tuple(ONLY), default=None,
                         help="run one section alone: sandbox (--sandbox bwrap vs none, "
-                             "issue 16)")
+                             "issue 16) or slurm (--launcher slurm on a dev cluster vs local, "
+                             "issue 17)")
     parser.add_argument("--no-jupyter", action="store_true",
                         help="skip the jupyter_client + ipykernel comparison")
     parser.add_argument("--flask-python", default=PYTHON,
@@ -586,7 +618,7 @@ def main(argv=None):
     if args.profile is not None:
         return profile(args)
     try:
-        result = run_sandbox_only(args) if args.only == "sandbox" else run(args)
+        result = run_only(args) if args.only else run(args)
     except BenchError as exc:
         print("bench failed: %s" % exc, file=sys.stderr)
         return 1

@@ -225,3 +225,14 @@ def test_two_gunicorn_workers_share_a_slurm_env(cluster, state_dir):
     finally:
         subprocess.run(["scancel", "--full", "--name", "wsgikernel-counter"],
                        capture_output=True, timeout=HANG_GUARD)
+
+
+def test_a_restart_keeps_the_job_and_gives_a_fresh_namespace(slurm):
+    testapp = slurm()
+    env = create(testapp, "fresh")
+    run(testapp, "fresh", "kept = 1")
+    restarted = testapp.post("/envs/fresh/restart").json
+    assert restarted["state"] == "idle" and restarted["session"] == 2, restarted
+    assert restarted["slurm"]["job_id"] == env["slurm"]["job_id"], restarted  # same job
+    record = run(testapp, "fresh", "kept")
+    assert record["status"] == "error" and record["error"]["ename"] == "NameError", record

@@ -113,7 +113,8 @@ def test_resources_the_cluster_cannot_give_are_422_with_sbatchs_reason(slurm, st
 
 
 @pytest.mark.parametrize("resources", [{"cpus": 0}, {"cpus": "4"}, {"mem": "lots"},
-                                       {"gpu": 1}, {"time": "soon"}, [1], "cpus=4"])
+                                       {"mem": "8G\n"}, {"cpus": 1.5}, {"gpu": 1},
+                                       {"time": "soon"}, [1], "cpus=4"])
 def test_malformed_resources_are_422(slurm, resources):
     res = slurm().post_json("/envs", {"id": "m", "resources": resources}, expect_errors=True)
     assert_problem(res, 422, "invalid-parameter", param="resources")
@@ -236,3 +237,28 @@ def test_a_restart_keeps_the_job_and_gives_a_fresh_namespace(slurm):
     assert restarted["slurm"]["job_id"] == env["slurm"]["job_id"], restarted  # same job
     record = run(testapp, "fresh", "kept")
     assert record["status"] == "error" and record["error"]["ename"] == "NameError", record
+
+
+def test_deleting_a_queued_env_cancels_its_job(slurm):
+    testapp = slurm(slurm_args=["--hold"])
+    env = create(testapp, "queued")
+    assert env["slurm"]["state"] == "PENDING", env
+    assert testapp.delete("/envs/queued").status_int == 204
+    wait_for(lambda: job_gone(env["slurm"]["job_id"]), message="the held job cancelled")
+
+
+def test_a_restart_that_sbatch_refuses_leaves_the_env_dead_saying_why(slurm):
+    testapp = slurm()
+    env = create(testapp, "refused", resources={"cpus": 1.0})  # JSON Schema's integer
+    assert env["resources"] == {"cpus": 1}, env
+    subprocess.run(["scancel", env["slurm"]["job_id"]], check=True, capture_output=True,
+                   timeout=HANG_GUARD)
+    wait_for(lambda: testapp.get("/envs/refused").json["state"] == "dead",
+             message="the env to show its job gone")
+    elsewhere = slurm(slurm_args=["--partition=no-such-partition"])
+    restarted = elsewhere.post("/envs/refused/restart").json
+    assert (restarted["state"], restarted["reason"]) == ("dead", "start_failed"), restarted
+    assert "sbatch refused the job" in restarted["detail"], restarted
+    again = testapp.post("/envs/refused/restart").json  # with the server's usual options
+    assert again["state"] == "idle", again
+    assert value(testapp, "refused", "6 * 7") == "42"

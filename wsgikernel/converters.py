@@ -462,10 +462,12 @@ class Resources(Converter):
                 raise ValueError("unknown resource %r (known: %s)" % (
                     key[:40], ", ".join(sorted(self.FIELDS))))
             if schema["type"] == "integer":
+                if isinstance(item, float) and item.is_integer():
+                    item = value[key] = int(item)  # JSON Schema's integer holds 4.0 too
                 if type(item) is not int or not schema["minimum"] <= item <= schema["maximum"]:
                     raise ValueError("%s must be a whole number from %d to %d"
                                      % (key, schema["minimum"], schema["maximum"]))
-            elif not isinstance(item, str) or not re.match(schema["pattern"], item):
+            elif not isinstance(item, str) or not re.fullmatch(schema["pattern"], item):
                 raise ValueError("%s must match %s" % (key, schema["pattern"]))
         return dict(value)
 

@@ -168,7 +168,8 @@ class Lifecycle:
         try:
             provisioner.launch(env_dir, LAUNCH_TIMEOUT)
         except Refused as exc:  # the request's resources, not a kernel that failed
-            provisioner.cleanup()
+            self.record_start_failure(env_dir, record, "sbatch refused the job: %s" % exc,
+                                      provisioner)
             raise InvalidResources(str(exc)) from None
         except (LaunchError, OSError) as exc:
             self.record_start_failure(env_dir, record, str(exc), provisioner)
@@ -227,7 +228,7 @@ class Lifecycle:
                       reason=None)
         try:
             self.launch(self.registry.env_dir(env_id), record)
-        except KernelUnavailable:
+        except (KernelUnavailable, InvalidResources):
             pass  # recorded: the env is dead (start_failed) and shows why
         return self.describe(env_id)
 
@@ -258,7 +259,7 @@ class Lifecycle:
                 "created": (records[0].get("queued_at") if records else None) or utcnow(),
                 "limits": self.env_limits(None), "settings": self.kernel_settings(),
                 "cwd": os.path.join(env_dir, WORK_DIR), "execution_count": max(counts, default=0),
-                **self.env_sandbox()}
+                **self.env_sandbox(), **self.env_launcher()}
 
     # -- stopping ------------------------------------------------------------------
 
@@ -272,6 +273,8 @@ class Lifecycle:
         """request -> wait -> SIGTERM -> wait -> SIGKILL, as jupyter_client does."""
         provisioner = for_record(record, self.config)
         grace = self.config.kill_grace
+        if provisioner.waiting():  # a queued batch job: nothing runs that could be asked
+            provisioner.kill()
         if provisioner.running():
             try:  # answered once the kernel's tree is gone: up to kill_grace
                 self.link.call(record, "shutdown", {"state": state, "reason": reason},

@@ -60,6 +60,7 @@ def foreground(env_dir):
         os._exit(3)
     try:
         from .supervisor import Supervisor
+        Supervisor.batch_job = os.environ.get("SLURM_JOB_ID")
         code = supervise(Supervisor, env_dir, ready_fd=None)
     except BaseException:
         code = 1

@@ -49,6 +49,8 @@ START_OUTPUT_KEPT = 8192  # characters of a child's output before it died starti
 
 
 class Supervisor:
+    batch_job = None  # the Slurm job id when this kernel is that job (kernel --foreground)
+
     def __init__(self, env_dir, ready_fd):
         self.ready_fd = ready_fd
         self.files = EnvFiles(env_dir)
@@ -61,6 +63,8 @@ class Supervisor:
         self.execution_count = max(self.record.get("execution_count") or 0,
                                    self.files.history.last_count())
         self.session = int(self.record.get("session") or 1)
+        if self.batch_job:  # ours to record too: the submitter may write it after we read
+            self.record["slurm"] = dict(self.record.get("slurm") or {}, job_id=self.batch_job)
         self.selector = selectors.DefaultSelector()
         self.keys = itertools.count(1)  # execution keys and introspection request ids
         self.executions = ExecutionQueue(self.files.persist, self.answered)
@@ -286,15 +290,14 @@ class Supervisor:
 
     # -- stopping --------------------------------------------------------------
 
-    @staticmethod
-    def ended_by_scheduler():
-        """In a Slurm job, what its SIGTERM means (Slurm sends it to every process of the
-        job: the user-code process often dies of it first); None elsewhere."""
-        job = os.environ.get("SLURM_JOB_ID")
-        if not job:
+    def ended_by_scheduler(self):
+        """In a Slurm job (``batch_job``), what its SIGTERM means (Slurm sends it to every
+        process of the job: the user-code process often dies of it first); None elsewhere
+        (a local kernel of a server that runs inside an allocation included)."""
+        if not self.batch_job:
             return None
         return ("Slurm ended job %s (scancel, its time limit, preemption or a node "
-                "failure): the kernel was stopped" % job)
+                "failure): the kernel was stopped" % self.batch_job)
 
     def stop(self, state, reason, abort=None):
         """Stop the child and its tree, then leave the loop (finish_stop), without blocking

@@ -33,6 +33,7 @@ class LaunchError(RuntimeError):
 
 class KernelProvisioner:
     name = None
+    wait_first, wait_longest = WAIT_FIRST, WAIT_LONGEST  # wait()'s polling
 
     def __init__(self, record, config=None):
         self.record = record
@@ -90,13 +91,13 @@ class KernelProvisioner:
         up to every 10: it is usually not a child of the asking process, and is most
         often asked right after it was told to exit)."""
         deadline = time.monotonic() + timeout
-        interval = WAIT_FIRST
+        interval = self.wait_first
         while not self.ended():
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
             time.sleep(min(interval, left))
-            interval = min(interval * 2, WAIT_LONGEST)
+            interval = min(interval * 2, self.wait_longest)
         return True
 
     def stop(self, grace):

@@ -20,20 +20,29 @@ commands run with ``SLURM_CONF`` from the server's environment.
 """
 
 import os
-import subprocess
+import shlex
+import signal
+import sys
 import time
 
-from ..store import LOG_FILE, read_record
+from ..store import LOG_FILE, read_record, write_record
 from ..wire.auth import KEY_FILE, create_key
 from .base import KernelProvisioner, LaunchError
 from .launcher import BOOT, PACKAGE_ROOT, kernel_environment
 
-COMMAND_TIMEOUT = 30.0  # seconds one Slurm command may take (slurmctld busy or down)
+COMMAND_TIMEOUT = 30.0  # seconds sbatch may take (slurmctld busy)
+QUERY_TIMEOUT = 5.0     # seconds squeue or scancel may take: they run inside requests
 READY_POLL = 0.05       # seconds between looks at env.json while the job starts
 PENDING_WAIT = 5.0      # seconds a create waits for a pending job before answering "queued"
-ALIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "RESIZING",
-         "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT")
+# Slurm's ended states; any other (PENDING, RUNNING, SUSPENDED, REQUEUE_HOLD, states a
+# newer Slurm adds...) is a job that may still run.
+ENDED = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+         "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT")
 UNKNOWN = "UNKNOWN"  # squeue could not say (slurmctld down): counted as still there
+# sbatch's words for a request it will never accept; anything else (slurmctld down, a
+# timeout) is the cluster's condition, not the request's.
+REFUSALS = ("Batch job submission failed", "invalid", "Invalid", "not available",
+            "Requested", "exceeds", "not permitted")
 RESOURCE_OPTIONS = {  # the env's ``resources`` -> sbatch's options
     "cpus": "--cpus-per-task=%s", "mem": "--mem=%s", "gpus": "--gres=gpu:%s",
     "time": "--time=%s", "partition": "--partition=%s",
@@ -44,11 +53,12 @@ class Refused(LaunchError):
     """sbatch refused the job (``str()`` is its reason): the request's fault, not ours."""
 
 
-def slurm(*argv, timeout=COMMAND_TIMEOUT):
+def slurm(*argv, timeout=QUERY_TIMEOUT, env=None):
     """(exit status, stdout, stderr) of a Slurm command; status None if it cannot run."""
+    import subprocess
     try:
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout)
+                              timeout=timeout, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, "", str(exc)
     return (done.returncode, done.stdout.decode("utf-8", "replace").strip(),
@@ -62,10 +72,17 @@ def sbatch_options(resources, site_args=()):
 
 class SlurmProvisioner(KernelProvisioner):
     name = "slurm"
+    wait_first, wait_longest = 0.05, 0.5  # each poll is an squeue: not every 10 ms
 
     @property
     def job_id(self):
         return (self.record.get("slurm") or {}).get("job_id")
+
+    @property
+    def job_name(self):
+        """Ours only: a job id Slurm reuses (a new cluster, MaxJobId wrapping) is someone
+        else's job, which must never be signalled or shown."""
+        return "wsgikernel-%s" % (self.record.get("id") or "pool")
 
     def prepare(self, env_dir):
         fields = {"address": "tcp:0.0.0.0:0", "key_file": create_key(env_dir),
@@ -77,35 +94,28 @@ class SlurmProvisioner(KernelProvisioner):
     def launch(self, env_dir, timeout):
         """Submit the job, then wait up to ``timeout`` for the kernel to say it serves (in
         env.json); a job still pending then is left to start later."""
-        command = " ".join(shell_quote(word) for word in (
-            os.environ.get("WSGIKERNEL_SLURM_PYTHON") or __import__("sys").executable,
-            "-c", BOOT, PACKAGE_ROOT, "--foreground", env_dir))
-        argv = ["sbatch", "--parsable", "--job-name=wsgikernel-%s" % (self.record.get("id")
-                                                                     or "pool"),
+        command = " ".join(shlex.quote(word) for word in (
+            sys.executable, "-c", BOOT, PACKAGE_ROOT, "--foreground", env_dir))
+        argv = ["sbatch", "--parsable", "--job-name=" + self.job_name,
                 "--chdir=%s" % env_dir, "--output=%s" % os.path.join(env_dir, LOG_FILE),
-                "--open-mode=append", "--export=ALL"]
+                "--open-mode=append", "--export=ALL", "--no-requeue"]
         argv += sbatch_options(self.record.get("resources"), self.site_args())
         argv += ["--wrap", "exec " + command]
-        status, out, err = self.submit(argv)
+        status, out, err = slurm(*argv, timeout=COMMAND_TIMEOUT, env=kernel_environment())
+        reason = err.replace("sbatch: error: ", "").strip()
         if status is None:
             raise LaunchError("sbatch cannot be run: %s" % err)
         if status != 0:
-            raise Refused(err.replace("sbatch: error: ", "") or "sbatch exited with %d" % status)
-        job_id = out.split(";")[0]
-        self.record["slurm"] = {"job_id": job_id}
-        from ..store import write_record
+            if any(word in reason for word in REFUSALS):
+                raise Refused(reason)
+            raise LaunchError("sbatch failed: %s" % (reason or "exit status %d" % status))
+        self.record["slurm"] = {"job_id": out.split(";")[0]}
         write_record(env_dir, self.record)
-        self.wait_ready(env_dir, timeout)
-
-    def submit(self, argv):
-        env = kernel_environment()
         try:
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=COMMAND_TIMEOUT, env=env)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, "", str(exc)
-        return (done.returncode, done.stdout.decode("utf-8", "replace").strip(),
-                done.stderr.decode("utf-8", "replace").strip())
+            self.wait_ready(env_dir, timeout)
+        except LaunchError:
+            self.kill()  # a job whose kernel will not serve holds its resources for nobody
+            raise
 
     def site_args(self):
         return list(getattr(self.config, "slurm_args", None) or ())
@@ -120,9 +130,10 @@ class SlurmProvisioner(KernelProvisioner):
                 self.record.update(current)
                 return
             if current.get("kernel_id") == kernel_id and current.get("state") == "dead":
-                raise LaunchError(current.get("detail") or "the kernel did not start")
+                raise LaunchError(current.get("detail") or "the kernel did not start: see "
+                                  "kernel.log")
             job = self.job()
-            if job is None or job["state"] not in ALIVE:
+            if job is None or job["state"] in ENDED:
                 raise LaunchError("job %s ended (%s) before the kernel was ready: see "
                                   "kernel.log; the state dir must be visible from the node"
                                   % (self.job_id, (job or {}).get("state") or "gone"))
@@ -130,31 +141,36 @@ class SlurmProvisioner(KernelProvisioner):
             if job["state"] == "PENDING" and waited >= min(PENDING_WAIT, timeout):
                 return  # it starts when Slurm says so; the env stays starting meanwhile
             if time.monotonic() >= deadline:
-                self.kill()
                 raise LaunchError("the kernel did not report ready within %g s of its job "
                                   "starting, and its job was cancelled" % timeout)
             time.sleep(READY_POLL)
 
     def job(self):
-        """{job_id, state, reason, node} of the job as squeue shows it, None once it left
-        the queue (or squeue cannot tell)."""
+        """{job_id, state, reason, node} of our job as squeue shows it; None once it left
+        the queue (ended longer ago than MinJobAge) or the id is another job's; state
+        UNKNOWN when squeue cannot tell."""
         if not self.job_id:
             return None
         status, out, err = slurm("squeue", "--noheader", "--states=all", "--jobs",
-                                 str(self.job_id), "--format=%T|%r|%N")
+                                 str(self.job_id), "--format=%T|%r|%N|%j")
         if status == 0 and not out or status == 1 and "Invalid job id" in err:
-            return None  # gone from the queue (ended longer ago than MinJobAge)
+            return None
         if status != 0:  # slurmctld unreachable: not "gone" (a delete must still scancel)
             return {"job_id": self.job_id, "state": UNKNOWN, "reason": err[-200:] or None,
                     "node": None}
-        state, reason, node = (out.splitlines()[0].split("|") + ["", ""])[:3]
+        state, reason, node, name = (out.splitlines()[0].split("|") + ["", "", ""])[:4]
+        if name != self.job_name:
+            return None
         return {"job_id": self.job_id, "state": state, "reason": reason, "node": node or None}
 
     def details(self, env):
         """``slurm: {job_id, node, state, reason}`` in Slurm's words, and ``reason:
         queued`` while the job waits for its resources."""
-        job = self.job() or {"job_id": self.job_id, "node": None, "state": None,
-                              "reason": None}
+        if env.get("state") in ("dead", "stopped") and not self.job_id:
+            job = None
+        else:
+            job = self.job()
+        job = job or {"job_id": self.job_id, "node": None, "state": None, "reason": None}
         extra = {"slurm": job, "resources": self.record.get("resources") or {}}
         if env.get("state") == "starting" and job["state"] == "PENDING":
             extra["reason"] = "queued"
@@ -168,27 +184,30 @@ class SlurmProvisioner(KernelProvisioner):
         return None
 
     def abandoned(self):
-        job = self.job() if self.job_id else None
-        if job is None or job["state"] in ALIVE or job["state"] == UNKNOWN:
+        if not self.job_id:
             return None
-        return "Slurm job %s ended (%s) before its kernel started" % (self.job_id,
-                                                                       job["state"])
+        job = self.job()
+        if job is None:
+            return "Slurm job %s is gone (it ended before its kernel started)" % self.job_id
+        if job["state"] in ENDED:
+            return "Slurm job %s ended (%s) before its kernel started" % (self.job_id,
+                                                                           job["state"])
+        return None
 
     def poll(self):
         if not self.job_id:
             return -1
         job = self.job()
-        return None if job is not None and job["state"] in ALIVE + (UNKNOWN,) else -1
+        return None if job is not None and job["state"] not in ENDED else -1
 
     def send_signal(self, signum):
         if self.job_id:
-            import signal
-            name = signal.Signals(signum).name[3:]
-            slurm("scancel", "--batch", "--signal=%s" % name, str(self.job_id))
+            slurm("scancel", "--batch", "--name=" + self.job_name,
+                  "--signal=%s" % signal.Signals(signum).name[3:], str(self.job_id))
 
     def kill(self):
         if self.job_id:
-            slurm("scancel", str(self.job_id))
+            slurm("scancel", "--name=" + self.job_name, str(self.job_id))
 
     def cleanup(self):
         key_file = self.record.get("key_file")
@@ -197,8 +216,3 @@ class SlurmProvisioner(KernelProvisioner):
                 os.unlink(key_file)
             except OSError:
                 pass
-
-
-def shell_quote(word):
-    import shlex
-    return shlex.quote(word)

@@ -184,8 +184,9 @@ def test_a_job_cancelled_by_hand_ends_the_env_and_its_cell(slurm):
     record = testapp.get("/envs/gone/executions/%d" % submitted["execution_count"]).json
     assert (record["status"], record["reason"]) == ("aborted", "kernel_died"), record
     assert "Slurm ended job %s" % env["slurm"]["job_id"] in record["error"]["evalue"], record
-    dead = testapp.get("/envs/gone").json
-    assert dead["reason"] == "kernel_died" and dead["slurm"]["state"] == "CANCELLED", dead
+    dead = wait_for(lambda: (lambda e: e if e["slurm"]["state"] == "CANCELLED" else None)(
+        testapp.get("/envs/gone").json), message="squeue to say CANCELLED (not COMPLETING)")
+    assert dead["reason"] == "kernel_died", dead
     wait_for(lambda: job_gone(env["slurm"]["job_id"]), message="the job to leave the queue")
 
 

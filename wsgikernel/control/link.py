@@ -22,6 +22,7 @@ from .errors import (EnvironmentNotRunning, ExecutionNotFound, KernelIncompatibl
                      KernelUnavailable, QueueFull)
 
 STATUS_TIMEOUT = 3.0    # seconds a status question may take before we answer from env.json
+GONE_GRACE = 0.5       # seconds a kernel whose connection dropped may take to show it ended
 LAUNCH_TIMEOUT = 30.0   # seconds a new kernel may take to report ready
 ALIVE_STATES = ("starting", "idle")
 
@@ -121,7 +122,9 @@ class KernelLink:
         if (current.get("state") == "starting"
                 or current.get("kernel_id") != record.get("kernel_id")):
             return KernelUnavailable(env_id, "it is (re)starting; retry shortly")
-        if not for_record(record).running():
+        # A SIGKILLed supervisor's socket closes while it is still exiting: give its end a
+        # moment to show before calling it alive and slow.
+        if for_record(record).wait(GONE_GRACE):
             self.mark_dead(env_id, record)
             return EnvironmentNotRunning(env_id, "dead")
         return KernelUnavailable(env_id, "it did not answer in time")

@@ -97,6 +97,8 @@ def test_an_env_is_a_job_that_runs_its_cells_on_the_node(slurm, state_dir):
     assert seen["stdout"].split() == [job_id, env["slurm"]["node"]], seen
     assert value(testapp, "job", "kept + 1") == "42"
     assert testapp.get("/envs/job").json["slurm"]["job_id"] == job_id
+    listed = {e["id"]: e for e in testapp.get("/envs").json["envs"]}["job"]
+    assert listed["slurm"]["job_id"] == job_id and listed["slurm"]["state"] == "RUNNING"
     assert testapp.delete("/envs/job").status_int == 204
     wait_for(lambda: job_gone(job_id), message="the job to leave the queue")
     wait_for(lambda: not processes_in(os.path.join(state_dir, "envs", "job")),

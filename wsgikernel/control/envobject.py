@@ -55,13 +55,17 @@ class EnvDescriber:
 
     def list(self):
         """Every env's object; listing does not count as activity."""
-        envs = []
+        envs, published = [], []
         ids = self.registry.ids()
         for env_id in ids:
             try:
-                envs.append(self.listed(env_id))
+                env, record = self.listed(env_id)
             except EnvironmentNotFound:
                 continue  # deleted while we listed
+            envs.append(env)
+            if record is not None:
+                published.append((record, env))
+        self.add_details(published)
         self.registry.forget_missing(ids)
         if len(self.statuses) > 2 * len(ids) + 16:  # deleted envs' entries
             self.statuses.clear()
@@ -69,16 +73,28 @@ class EnvDescriber:
 
 
     def listed(self, env_id):
-        """The env object from env.json and the published status (describe() where the
-        status cannot be used)."""
+        """(env object, record) from env.json and the published status; (describe(),
+        None) where the status cannot be used."""
         record = self.registry.read(env_id)
         if record.get("state") != "idle" or record.get("protocol") != PROTOCOL_VERSION:
-            return self.describe(env_id, touch=False)
+            return self.describe(env_id, touch=False), None
         status = read_status(self.registry.env_dir(env_id), self.statuses)
         if (status is None or status.get("supervisor_pid") != record.get("supervisor_pid")
                 or status.get("state") in ("dead", "stopped")):
-            return self.describe(env_id, touch=False)
-        return env_object(record, status)
+            return self.describe(env_id, touch=False), None
+        return env_object(record, status), record
+
+    @staticmethod
+    def add_details(published):
+        """What describe() adds from where each kernel runs, for envs listed from their
+        published status: one question per kind of provisioner (one squeue for every
+        Slurm job), not one per env."""
+        kinds = {}
+        for record, env in published:
+            kinds.setdefault(type(for_record(record)), []).append((record, env))
+        for kind, pairs in kinds.items():
+            for (_, env), extra in zip(pairs, kind.details_of(pairs)):
+                env.update(extra)
 
 
 def env_object(record, status):

@@ -64,6 +64,11 @@ class KernelProvisioner:
         """Fields the env object ``env`` gets from where the kernel runs ({}: none)."""
         return {}
 
+    @classmethod
+    def details_of(cls, pairs):
+        """details() of many (record, env) pairs at once, in order (a listing)."""
+        return [cls(record).details(env) for record, env in pairs]
+
     def waiting(self):
         """Why a kernel that has not started yet waits on something outside us (a queued
         batch job), as a sentence; None if it does not."""

@@ -163,6 +163,23 @@ class SlurmProvisioner(KernelProvisioner):
             return None
         return {"job_id": self.job_id, "state": state, "reason": reason, "node": node or None}
 
+    @classmethod
+    def details_of(cls, pairs):
+        """details() of many envs from one squeue (a listing of 200 envs is one query)."""
+        provisioners = [cls(record) for record, _ in pairs]
+        ids = sorted({p.job_id for p in provisioners if p.job_id})
+        found = {}
+        if ids:
+            status, out, _ = slurm("squeue", "--noheader", "--states=all", "--jobs",
+                                   ",".join(ids), "--format=%i|%T|%r|%N|%j")
+            for line in out.splitlines() if status == 0 else ():
+                job_id, state, reason, node, name = (line.split("|") + [""] * 4)[:5]
+                found[(job_id, name)] = {"job_id": job_id, "state": state, "reason": reason,
+                                         "node": node or None}
+        return [{"slurm": found.get((p.job_id, p.job_name)) or {
+                    "job_id": p.job_id, "state": None, "reason": None, "node": None},
+                 "resources": p.record.get("resources") or {}} for p in provisioners]
+
     def details(self, env):
         """``slurm: {job_id, node, state, reason}`` in Slurm's words, and ``reason:
         queued`` while the job waits for its resources."""

@@ -164,6 +164,20 @@ def run(testapp, env_id, code, **extra):
     return res.json
 
 
+def submit(testapp, env_id, code, **fields):
+    """Start a cell without waiting for it (202); its record so far."""
+    res = testapp.post_json("/envs/%s/execute" % env_id, dict(fields, code=code, wait=0))
+    assert res.status_int == 202, res.body[:500]
+    return res.json
+
+
+def poll(testapp, env_id, n):
+    """Execution ``n``'s record, long-polled until it finishes (or 30 s)."""
+    res = testapp.get("/envs/%s/executions/%d" % (env_id, n), {"wait": 30})
+    assert res.status_int == 200, res.body[:500]
+    return res.json
+
+
 def value(testapp, env_id, code):
     """text/plain of the cell's last expression (the cell must succeed)."""
     record = run(testapp, env_id, code)

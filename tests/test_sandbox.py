@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 import pytest
 import webtest
 
-from helpers import (HANG_GUARD, SERVE, TOKEN, LiveServer, assert_problem, pid_alive,
-                     processes_in, run, value, wait_for)
+from helpers import (HANG_GUARD, SERVE, TOKEN, LiveServer, assert_problem, pid_alive, poll,
+                     processes_in, run, submit, value, wait_for)
 from wsgikernel.config import UNSET
 from wsgikernel.kernel.bwrap import HOME
 
@@ -493,18 +493,6 @@ def test_network_on_is_the_default_and_a_create_may_refuse_it(sandboxed):
 
 
 # -- the lifecycle inside a sandbox --------------------------------------------------------
-
-def submit(testapp, env_id, code, **extra):
-    res = testapp.post_json("/envs/%s/execute" % env_id, dict(extra, code=code, wait=0))
-    assert res.status_int == 202, res.body[:500]
-    return res.json
-
-
-def poll(testapp, env_id, n):
-    res = testapp.get("/envs/%s/executions/%d" % (env_id, n), {"wait": 30})
-    assert res.status_int == 200, res.body[:500]
-    return res.json
-
 
 def test_interrupt_and_timeout_in_a_sandbox(sandboxed):
     testapp = sandboxed()

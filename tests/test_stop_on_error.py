@@ -7,7 +7,7 @@ poll with a hang guard.
 
 import os
 
-from helpers import assert_problem, run, value, wait_for
+from helpers import assert_problem, poll, run, submit, value, wait_for
 
 HOLD = ("import os, time\n"
         "while not os.path.exists('go'):\n"
@@ -16,18 +16,6 @@ HOLD = ("import os, time\n"
 
 def create(testapp, env_id):
     return testapp.put("/envs/" + env_id, status=201).json
-
-
-def submit(testapp, env_id, code, **fields):
-    res = testapp.post_json("/envs/%s/execute" % env_id, dict(fields, code=code, wait=0))
-    assert res.status_int == 202, res.body[:500]
-    return res.json
-
-
-def poll(testapp, env_id, n):
-    res = testapp.get("/envs/%s/executions/%d" % (env_id, n), {"wait": 30})
-    assert res.status_int == 200, res.body[:500]
-    return res.json
 
 
 def go(env):

@@ -20,7 +20,7 @@ import signal
 
 from ..statedir import runtime_dir
 from ..wire import address as addresses
-from ..wire.auth import KEY_FILE, create_key
+from ..wire.auth import create_key, remove_key
 from .base import KernelProvisioner, LaunchError
 from .forkserver import Forkserver, ForkserverUnavailable
 from .launcher import launch_kernel, wait_ready
@@ -71,12 +71,7 @@ class LocalProvisioner(KernelProvisioner):
 
     def cleanup(self):
         addresses.remove(self.record.get("address") or self.record.get("socket"))  # or v1
-        key_file = self.record.get("key_file")
-        if key_file and os.path.basename(key_file) == KEY_FILE:
-            try:
-                os.unlink(key_file)
-            except OSError:
-                pass
+        remove_key(self.record.get("key_file"))
 
     @classmethod
     def strays(cls, env_dir, config=None):

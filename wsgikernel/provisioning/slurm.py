@@ -26,7 +26,7 @@ import sys
 import time
 
 from ..store import LOG_FILE, read_record, write_record
-from ..wire.auth import KEY_FILE, create_key
+from ..wire.auth import create_key, remove_key
 from .base import KernelProvisioner, LaunchError
 from .launcher import BOOT, PACKAGE_ROOT, kernel_environment
 
@@ -227,9 +227,4 @@ class SlurmProvisioner(KernelProvisioner):
             slurm("scancel", "--name=" + self.job_name, str(self.job_id))
 
     def cleanup(self):
-        key_file = self.record.get("key_file")
-        if key_file and os.path.basename(key_file) == KEY_FILE:
-            try:
-                os.unlink(key_file)
-            except OSError:
-                pass
+        remove_key(self.record.get("key_file"))

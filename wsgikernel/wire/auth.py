@@ -45,6 +45,16 @@ def create_key(env_dir):
     return path
 
 
+def remove_key(path):
+    """Remove a kernel's key file (only one named kernel.key: env.json is not trusted to
+    name any other file); nothing if it is gone."""
+    if path and os.path.basename(path) == KEY_FILE:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
 def read_key(path):
     """The key in ``path``; AuthError if it is missing, unreadable or not a key."""
     if not path:

@@ -15,18 +15,14 @@ from wsgiref.simple_server import make_server
 
 import pytest
 
+from browser_helpers import WAIT, chromium, chromium_problem
 from helpers import ROOT, TOKEN, LiveServer, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-    pytest.skip("needs Debian's chromium and chromium-driver (%s, %s): run "
-                "scripts/install-system-deps.sh" % (CHROMIUM, CHROMEDRIVER), allow_module_level=True)
+if chromium_problem():
+    pytest.skip(chromium_problem(), allow_module_level=True)
 
-from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import (NoSuchElementException,  # noqa: E402
                                         StaleElementReferenceException, TimeoutException)
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -34,11 +30,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 # Real processes (a server, its kernels, a browser): out of the per-Python core runs.
 pytestmark = pytest.mark.slow
 
-WAIT = 60.0  # seconds: hang guard for anything the page does
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-         "--disable-dev-shm-usage", "--window-size=1280,1000")
 
 # A tiny valid PNG built in the kernel with the standard library only (40 x 20, red).
 PNG_CELL = r"""import struct, zlib
@@ -87,25 +79,8 @@ def server():
 
 @pytest.fixture(scope="module")
 def driver():
-    profile = tempfile.mkdtemp(prefix="wk-chromium-")
-    downloads = tempfile.mkdtemp(prefix="wk-downloads-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument("--user-data-dir=" + profile)
-    options.add_experimental_option("prefs", {"download.default_directory": downloads,
-                                              "download.prompt_for_download": False})
-    browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    browser.downloads = downloads
-    try:
-        browser.set_page_load_timeout(WAIT)
-        browser.set_script_timeout(WAIT)
+    with chromium() as browser:
         yield browser
-    finally:
-        browser.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-        shutil.rmtree(downloads, ignore_errors=True)
 
 
 class Page:

@@ -1,6 +1,6 @@
 """The layers of docs/architecture.md, checked from the source: who may import whom.
 
-kernel  -> wire (the wire package, jsonpolicy, store) and the standard library only
+kernel  -> wire (the wire package, jsonpolicy, store, parked) and the standard library only
            (a kernel process never loads the control or HTTP side)
 control -> never the HTTP layer (domain errors below HTTP, mapped to HTTP at the boundary)
 and no import cycles between the package's modules.
@@ -13,7 +13,7 @@ from helpers import ROOT
 
 PACKAGE = os.path.join(ROOT, "wsgikernel")
 WIRE = {"wire", "wire.framing", "wire.envelope", "wire.address", "wire.auth",
-        "wire.connection", "jsonpolicy", "store"}
+        "wire.connection", "jsonpolicy", "store", "parked"}
 CONTROL = {"manager", "pool", "store", "statedir", "jsonpolicy", "config", "control",
            "control.environments", "control.registry", "control.link", "control.envobject",
            "control.lifecycle", "control.executions", "control.introspection",

@@ -7,29 +7,19 @@ not root).  Each env is a batch job running its kernel in the foreground, reache
 over the HMAC-authenticated TCP transport.
 """
 
+import json
 import os
-import shutil
 import subprocess
-import tempfile
+import threading
 
 import pytest
 import webtest
 
-from helpers import HANG_GUARD, ROOT, TOKEN, assert_problem, processes_in, run, value, wait_for
+from browser_helpers import chromium, chromium_problem
+from helpers import (HANG_GUARD, TOKEN, LiveServer, assert_problem, processes_in, run, value,
+                     wait_for)
+from slurm_helpers import cluster_problem, dev_cluster, release
 from wsgikernel.wire.connection import KernelConnection, KernelGone
-
-SCRIPT = os.path.join(ROOT, "scripts", "slurm-dev-cluster.sh")
-
-
-def cluster_problem():
-    missing = [p for p in ("slurmctld", "slurmd", "sbatch", "munged") if not shutil.which(p)]
-    if missing:
-        return "Slurm is not installed (%s missing; scripts/install-system-deps.sh)" % (
-            ", ".join(missing))
-    if os.geteuid() != 0:
-        return "the dev cluster's slurmd runs as root"
-    return None
-
 
 pytestmark = pytest.mark.skipif(cluster_problem() is not None, reason=str(cluster_problem()))
 
@@ -37,25 +27,8 @@ pytestmark = pytest.mark.skipif(cluster_problem() is not None, reason=str(cluste
 @pytest.fixture(scope="module")
 def cluster():
     """SLURM_CONF of a running single-node cluster (this module's own)."""
-    folder = tempfile.mkdtemp(prefix="wk-slurm-")
-    try:
-        done = subprocess.run(["sh", SCRIPT, "start", folder], capture_output=True, text=True,
-                              timeout=HANG_GUARD * 2)
-        if done.returncode != 0:
-            pytest.skip("the dev cluster did not start: %s" % done.stderr.strip()[-300:])
-        conf = os.path.join(folder, "slurm.conf")
-        previous = os.environ.get("SLURM_CONF")
-        os.environ["SLURM_CONF"] = conf
-        try:
-            yield conf
-        finally:
-            if previous is None:
-                os.environ.pop("SLURM_CONF", None)
-            else:
-                os.environ["SLURM_CONF"] = previous
-    finally:
-        subprocess.run(["sh", SCRIPT, "stop", folder], capture_output=True, timeout=HANG_GUARD)
-        shutil.rmtree(folder, ignore_errors=True)
+    with dev_cluster() as conf:
+        yield conf
 
 
 @pytest.fixture
@@ -127,24 +100,82 @@ def test_a_pending_job_is_starting_queued_and_runs_once_released(slurm):
     env = create(testapp, "held")
     assert (env["state"], env.get("reason")) == ("starting", "queued"), env
     assert env["slurm"]["state"] == "PENDING" and env["slurm"]["reason"], env
-    subprocess.run(["scontrol", "release", env["slurm"]["job_id"]], check=True,
-                   capture_output=True, timeout=HANG_GUARD)
+    release(env["slurm"]["job_id"])
     wait_for(lambda: testapp.get("/envs/held").json["state"] == "idle",
              message="the released job's kernel to serve")
     assert value(testapp, "held", "6 * 7") == "42"
 
 
-def test_a_queued_job_answers_executes_at_once_and_its_end_is_a_failed_start(slurm):
+def test_cells_sent_to_a_queued_job_are_kept_and_run_in_order_once_it_starts(slurm):
+    testapp = slurm(slurm_args=["--hold"])
+    env = create(testapp, "later")
+    first = testapp.post_json("/envs/later/execute", {"code": "x = 20", "wait": 0})
+    assert first.status_int == 202 and first.json["status"] == "queued", first.json
+    assert first.headers["Location"].endswith("/envs/later/executions/1")
+    second = testapp.post_json("/envs/later/execute", {"code": "x += 1\nprint(x)", "wait": 0.3})
+    assert (second.status_int, second.json["execution_count"]) == (202, 2), second.json
+    dropped = testapp.post_json("/envs/later/execute", {"code": "x = 0", "wait": 0}).json
+    third = testapp.post_json("/envs/later/execute", {"code": "x * 2", "wait": 0}).json
+    assert testapp.get("/envs/later/executions/1").json["status"] == "queued"
+    assert testapp.get("/envs/later").json["queued"] == 4
+    listed = testapp.get("/envs/later/executions").json["executions"]
+    assert [r["status"] for r in listed] == ["queued"] * 4, listed
+    cancelled = testapp.post("/envs/later/executions/%d/cancel"
+                             % dropped["execution_count"]).json
+    assert (cancelled["status"], cancelled["reason"]) == ("aborted", "cancelled"), cancelled
+    assert testapp.get("/envs/later").json["queued"] == 3
+    release(env["slurm"]["job_id"])
+    done = testapp.get("/envs/later/executions/%d?wait=%d"
+                       % (third["execution_count"], HANG_GUARD)).json
+    assert (done["status"], done["result"]) == ("ok", {"text/plain": "42"}), done
+    assert testapp.get("/envs/later/executions/2").json["stdout"] == "21\n"
+    assert testapp.get("/envs/later/executions/3").json["reason"] == "cancelled"
+    assert run(testapp, "later", "x")["execution_count"] == 5  # the counts go on
+
+
+def test_an_execute_that_waits_on_a_queued_job_is_answered_when_its_cell_has_run(slurm):
+    testapp = slurm(slurm_args=["--hold"])
+    env = create(testapp, "patient")
+    answers = {}
+    threads = [threading.Thread(target=lambda: answers.update(
+                   record=testapp.post_json("/envs/patient/execute", {
+                       "code": "6 * 7", "wait": HANG_GUARD}).json)),
+               threading.Thread(target=lambda: answers.update(
+                   streamed=testapp.post_json("/envs/patient/execute?stream=1", {
+                       "code": "print('streamed')"}).text))]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: testapp.get("/envs/patient").json["queued"] == 2,
+                 message="the cells to be parked")
+        release(env["slurm"]["job_id"])
+    finally:
+        for thread in threads:
+            thread.join(HANG_GUARD * 2)
+    assert answers["record"]["status"] == "ok", answers
+    assert answers["record"]["result"] == {"text/plain": "42"}, answers
+    events = [json.loads(line) for line in answers["streamed"].splitlines()]
+    assert events[0]["event"] == "accepted" and events[0]["status"] == "queued", events
+    assert [e["event"] for e in events].count("accepted") == 1, events
+    assert events[-1]["event"] == "record" and events[-1]["stdout"] == "streamed\n", events
+
+
+def test_cells_of_a_job_that_ends_while_queued_end_with_slurms_reason(slurm):
     testapp = slurm(slurm_args=["--hold"])
     env = create(testapp, "waits")
-    res = testapp.post_json("/envs/waits/execute", {"code": "1"}, expect_errors=True)
-    body = assert_problem(res, 503, "kernel-unavailable")
+    queued = testapp.post_json("/envs/waits/execute", {"code": "1", "wait": 0}).json
+    silent = testapp.post_json("/envs/waits/execute", {"code": "1", "silent": True},
+                               expect_errors=True)
+    body = assert_problem(silent, 503, "kernel-unavailable")  # no count to find it by later
     assert "queued" in body["detail"] and env["slurm"]["job_id"] in body["detail"], body
     subprocess.run(["scancel", env["slurm"]["job_id"]], check=True, capture_output=True,
                    timeout=HANG_GUARD)
-    dead = wait_for(lambda: (lambda e: e if e["state"] == "dead" else None)(
-        testapp.get("/envs/waits").json), message="the env to show its job ended")
-    assert dead["reason"] == "start_failed", dead
+    record = testapp.get("/envs/waits/executions/%d?wait=%d"
+                         % (queued["execution_count"], HANG_GUARD)).json
+    assert (record["status"], record["reason"]) == ("aborted", "kernel_died"), record
+    assert "ended (CANCELLED) before its kernel started" in record["error"]["evalue"], record
+    dead = testapp.get("/envs/waits").json
+    assert (dead["state"], dead["reason"], dead["queued"]) == ("dead", "start_failed", 0), dead
     assert "ended (CANCELLED) before its kernel started" in dead["detail"], dead
 
 
@@ -195,7 +226,6 @@ def test_a_job_cancelled_by_hand_ends_the_env_and_its_cell(slurm):
 def test_a_connection_with_the_wrong_key_is_refused(slurm, state_dir, tmp_path):
     testapp = slurm()
     create(testapp, "keyed")
-    import json
     with open(os.path.join(state_dir, "envs", "keyed", "env.json")) as handle:
         record = json.load(handle)
     wrong = tmp_path / "kernel.key"
@@ -265,3 +295,41 @@ def test_a_restart_that_sbatch_refuses_leaves_the_env_dead_saying_why(slurm):
     again = testapp.post("/envs/refused/restart").json  # with the server's usual options
     assert again["state"] == "idle", again
     assert value(testapp, "refused", "6 * 7") == "42"
+
+
+@pytest.mark.slow
+def test_the_console_shows_the_job_and_runs_a_cell_typed_while_it_was_queued(cluster, tmp_path):
+    if chromium_problem():
+        pytest.skip(chromium_problem())
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    server = LiveServer("--quiet", state_dir=state, env={
+        "WSGIKERNEL_LAUNCHER": "slurm", "WSGIKERNEL_SLURM_ARGS": "--hold"})
+    with server, chromium() as browser:
+        status, _, env = server.request("PUT", "/envs/held")
+        assert status == 201 and env.get("reason") == "queued", env
+        job_id = env["slurm"]["job_id"]
+
+        def shows(script, *args):
+            WebDriverWait(browser, HANG_GUARD * 2, poll_frequency=0.1).until(
+                lambda d: d.execute_script(script, *args), script)
+
+        def info_has(text):
+            shows("return document.getElementById('env-info').textContent"
+                  ".indexOf(arguments[0]) >= 0", text)
+
+        browser.get(server.url + "ui?token=" + server.token + "#env=held")
+        info_has("Slurm job %s (PENDING: JobHeldUser)" % job_id)
+        editor = browser.find_elements(By.CSS_SELECTOR, "#cells .cell textarea")[-1]
+        browser.execute_script("var t = arguments[0]; t.value = '6 * 7'; t.focus();"
+                               "t.dispatchEvent(new Event('input', {bubbles: true}));", editor)
+        editor.send_keys(Keys.SHIFT, Keys.ENTER)
+        wait_for(lambda: server.request("GET", "/envs/held")[2]["queued"] == 1,
+                 message="the cell to be kept for the job")
+        release(job_id)
+        info_has("Slurm job %s on " % job_id)
+        shows("return Array.from(document.querySelectorAll('#cells .output-result'))"
+              ".some(function (n) { return n.textContent.indexOf('42') >= 0; })")

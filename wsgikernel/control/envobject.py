@@ -9,6 +9,7 @@ and asks only where that is missing, torn, orphaned or another kernel's -- so
 listing 200 envs is 200 small reads, not 200 round trips.
 """
 
+from .. import parked
 from ..provisioning import for_record
 from ..store import log_tail, read_status
 from ..wire.connection import KernelGone
@@ -47,7 +48,11 @@ class EnvDescriber:
             why = for_record(record).abandoned()
             if why:
                 record = self.link.mark_abandoned(env_id, record, why)
+        elif record.get("reason") == "start_failed":  # cells parked for it never run
+            self.link.end_parked(env_id, record.get("detail") or "the kernel did not start")
         env = env_object(record, status)
+        if env["state"] == "starting":  # cells parked for a queued job (parked.py)
+            env["queued"] = parked.count(self.registry.env_dir(env_id))
         env.update(for_record(record).details(env))
         if env.get("reason") == "start_failed":
             env["log"] = log_tail(self.registry.env_dir(env_id))  # why, as the kernel told it

@@ -50,6 +50,11 @@ class KernelUnavailable(ControlError):
         self.why = why
 
 
+class KernelQueued(KernelUnavailable):
+    """The env's kernel is a batch job the scheduler has not started yet (``why`` says
+    why, in the scheduler's words): an execution can be parked for it (parked.py)."""
+
+
 class KernelIncompatible(ControlError):
     """The env's kernel speaks another version of the wire protocol (``why`` says which);
     a restart replaces it with one of this version."""

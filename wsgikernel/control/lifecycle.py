@@ -226,6 +226,8 @@ class Lifecycle:
         # (which counted one) failed and this is the second.
         record.update(session=max(int(record.get("session") or 0), session), exit=None,
                       reason=None)
+        self.link.end_parked(env_id, "the environment was restarted before its kernel "
+                             "started")
         try:
             self.launch(self.registry.env_dir(env_id), record)
         except (KernelUnavailable, InvalidResources):

@@ -14,16 +14,19 @@ executions turned into ``kernel_lost`` records first.
 import os
 import time
 
+from .. import parked
 from ..provisioning import for_record
 from ..store import read_record, update_record, utcnow
 from ..wire import envelope as wire
 from ..wire.connection import ConnectionPool, KernelConnection, KernelGone, KernelTimeout
 from .errors import (EnvironmentNotRunning, ExecutionNotFound, KernelIncompatible,
-                     KernelUnavailable, QueueFull)
+                     KernelQueued, KernelUnavailable, QueueFull)
 
 STATUS_TIMEOUT = 3.0    # seconds a status question may take before we answer from env.json
 GONE_GRACE = 0.5       # seconds a kernel whose connection dropped may take to show it ended
 LAUNCH_TIMEOUT = 30.0   # seconds a new kernel may take to report ready
+START_POLL = 0.2        # seconds between looks at env.json while a queued job starts
+ABANDON_CHECK = 2.0     # seconds between asking the scheduler whether it ever will
 ALIVE_STATES = ("starting", "idle")
 
 
@@ -99,7 +102,7 @@ class KernelLink:
         if record.get("state") == "starting":
             waiting = for_record(record).waiting()
             if waiting:  # a queued batch job may wait for hours: say so now
-                raise KernelUnavailable(env_id, waiting)
+                raise KernelQueued(env_id, waiting)
             wait_until(lambda: read(env_id).get("state") != "starting", LAUNCH_TIMEOUT)
             record = read(env_id)
         state = record.get("state")
@@ -110,9 +113,49 @@ class KernelLink:
     def alive_record(self, env_id):
         """env.json if its kernel is reachable, else None (history is all there is)."""
         record = self.registry.read(env_id)
-        if record.get("state") in ALIVE_STATES and for_record(record).running():
-            return record
-        return None
+        if record.get("state") not in ALIVE_STATES:
+            return None
+        provisioner = for_record(record)
+        if not provisioner.running() or record["state"] == "starting" and provisioner.waiting():
+            return None  # a queued batch job has no kernel to ask yet
+        return record
+
+    def await_start(self, env_id, deadline):
+        """Wait until a starting kernel (a queued batch job) has started or never will,
+        or until ``deadline`` (time.monotonic(); None: however long); True if it is no
+        longer starting.  A start that failed ends the cells parked for it."""
+        next_check = time.monotonic() + ABANDON_CHECK
+        while True:
+            record = self.registry.read(env_id)
+            if record.get("state") != "starting":
+                if record.get("state") not in ALIVE_STATES:
+                    self.end_parked(env_id, record.get("detail") or "the kernel did not "
+                                    "start (%s)" % record.get("reason"))
+                return True
+            now = time.monotonic()
+            if now >= next_check:  # a question to the scheduler: not every poll
+                next_check = now + ABANDON_CHECK
+                why = for_record(record).abandoned()
+                if why:
+                    self.mark_abandoned(env_id, record, why)
+                    return True
+            if deadline is not None and now >= deadline:
+                return False
+            time.sleep(START_POLL if deadline is None else
+                       max(0.0, min(START_POLL, deadline - now)))
+
+    def end_parked(self, env_id, why):
+        """End the cells parked for a kernel that will not start (``why``), as ``aborted``
+        ``kernel_died`` records in history."""
+        env_dir = self.registry.env_dir(env_id)
+        if not parked.count(env_dir):
+            return
+        history = self.registry.history(env_id)
+        with parked.locked(env_dir):
+            for _, queued in parked.take(env_dir):
+                line = history.find(queued.get("execution_count")) or queued
+                if line.get("status") == "queued":
+                    history.append(ended_record(line, "kernel_died", "KernelDied", why))
 
     # -- a kernel that stopped answering ---------------------------------------------
 
@@ -135,6 +178,7 @@ class KernelLink:
         if (read_record(env_dir) or {}).get("state") == "starting" and os.path.isdir(env_dir):
             update_record(env_dir, state="dead", reason="start_failed", detail=why, pid=None,
                           exit={"code": None, "signal": None})
+        self.end_parked(env_id, why)
         return self.registry.read(env_id)
 
     def mark_dead(self, env_id, record):
@@ -182,9 +226,15 @@ def refusal(env_id, refused):
 
 def lost_record(line, why):
     """The final record of an execution whose supervisor was lost before it ended."""
-    error = {"ename": "KernelLost", "evalue": why, "traceback": ["KernelLost: " + why]}
+    return ended_record(line, "kernel_lost", "KernelLost", why)
+
+
+def ended_record(line, reason, ename, why):
+    """The final (``aborted``) record of an execution the service ended: history's
+    ``line`` of it, with the error, also as the last output."""
+    error = {"ename": ename, "evalue": why, "traceback": ["%s: %s" % (ename, why)]}
     record = {key: value for key, value in line.items() if key != "request"}
-    record.update(status="aborted", reason="kernel_lost", error=error, finished=utcnow(),
+    record.update(status="aborted", reason=reason, error=error, finished=utcnow(),
                   outputs=list(record.get("outputs") or ()) + [
                       {"output_type": "error", "ename": error["ename"],
                        "evalue": why, "traceback": error["traceback"]}])

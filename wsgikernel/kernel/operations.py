@@ -25,6 +25,7 @@ import os
 import signal
 import time
 
+from .. import parked
 from ..wire.auth import KEY_FILE
 from ..wire.envelope import (NOT_RUNNING, PROTOCOL_VERSION, QUEUE_FULL, UNKNOWN_EXECUTION,
                              message)
@@ -96,6 +97,31 @@ class Operations:
         self.executions.add(execution)
         self.executions.park(client, execution, body)
         sv.pump()
+
+    def save_ready(self):
+        """Say in env.json that the kernel serves; a batch job's kernel first takes the
+        cells parked while its job was queued (wsgikernel/parked.py), with the lock held."""
+        sv = self.supervisor
+        if not sv.batch_job:
+            sv.save()
+            return
+        with parked.locked(sv.files.env_dir):
+            for request, queued in parked.take(sv.files.env_dir):
+                n = queued.get("execution_count")
+                if type(n) is int and n > 0:  # noqa: E721 (bool is no count)
+                    self.accept_parked(n, request, queued.get("queued_at"))
+            sv.save()
+
+    def accept_parked(self, n, request, queued_at):
+        """Queue a parked cell with the count reserved for it (its queued record is in
+        history already)."""
+        sv = self.supervisor
+        execution = Execution(next(sv.keys), n, request, sv.record["id"], sv.session,
+                              sv.output_cap)
+        execution.record["queued_at"] = queued_at or execution.record["queued_at"]
+        sv.execution_count = max(sv.execution_count, n)
+        sv.late.remember(execution.key, n)
+        self.executions.add(execution)
 
     def record_accepted(self, execution):
         """Make a new execution count durable before anyone hears of it.

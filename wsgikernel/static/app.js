@@ -1118,7 +1118,8 @@
       var badge = item.querySelector('.env-state');
       if (badge.textContent !== env.state) { badge.textContent = env.state; }
       badge.dataset.state = env.state;
-      item.title = id + ': ' + env.state + (env.queued ? ', ' + env.queued + ' queued' : '');
+      item.title = id + ': ' + env.state + (env.queued ? ', ' + env.queued + ' queued' : '') +
+        (placeText(env) ? ', ' + placeText(env) : '');
       item.classList.toggle('selected', !!view && view.id === id);
       if (view && view.id === id) { item.setAttribute('aria-current', 'true'); } else { item.removeAttribute('aria-current'); }
     });
@@ -1127,6 +1128,18 @@
     });
     $('env-empty').hidden = envs.size > 0;
     renderEnvHeader();
+  }
+
+  // Where a Slurm env's kernel runs, in Slurm's own words: "Slurm job 7 on node3", or
+  // "Slurm job 8 (PENDING: Resources)" while it waits in the queue.
+  function placeText(env) {
+    var job = env.slurm;
+    if (!job || !job.job_id) { return ''; }
+    var text = 'Slurm job ' + job.job_id + (job.node ? ' on ' + job.node : '');
+    if (job.state && job.state !== 'RUNNING') {
+      text += ' (' + job.state + (job.reason && job.reason !== 'None' ? ': ' + job.reason : '') + ')';
+    }
+    return text;
   }
 
   function renderEnvHeader() {
@@ -1138,6 +1151,7 @@
     var info = [];
     if (env) {
       info.push('session ' + env.session);
+      if (placeText(env)) { info.push(placeText(env)); }
       info.push(env.execution_count + ' run' + (env.execution_count === 1 ? '' : 's'));
       if (env.queued) { info.push(env.queued + ' queued'); }
       if (env.exit && (env.state === 'dead' || env.state === 'stopped')) {

@@ -19,13 +19,9 @@ def env_dir(tmp_path, **record):
     return str(tmp_path)
 
 
-def still_starting(record):
-    return record.get("state") == "starting"
-
-
-def park(folder, code, history=None):
+def park(folder, code, history=None, kernel_id="k1"):
     history = history or History(folder, None)
-    return parked.park(folder, history, {"code": code}, "req-" + code, still_starting)
+    return parked.park(folder, history, {"code": code}, "req-" + code, kernel_id)
 
 
 def test_counts_follow_env_json_and_history_and_each_other(tmp_path):
@@ -39,10 +35,39 @@ def test_counts_follow_env_json_and_history_and_each_other(tmp_path):
     assert parked.count(folder) == 2
 
 
-def test_nothing_is_parked_once_the_kernel_has_started(tmp_path):
+def test_nothing_is_parked_once_the_kernel_has_started_or_another_replaced_it(tmp_path):
     folder = env_dir(tmp_path, state="idle")
     assert park(folder, "a") is None
+    write_record(folder, dict(STARTING, kernel_id="k2"))  # a restart's new job
+    assert park(folder, "a", kernel_id="k1") is None
     assert parked.count(folder) == 0 and History(folder, None).read() == []
+
+
+def test_take_for_one_kernel_leaves_the_others_cells(tmp_path):
+    folder = env_dir(tmp_path)
+    park(folder, "old")
+    write_record(folder, dict(STARTING, kernel_id="k2"))
+    park(folder, "new", kernel_id="k2")
+    with parked.locked(folder):
+        taken = parked.take(folder, "k1")
+    assert [(r["code"], k) for r, _, k in taken] == [("old", "k1")]
+    assert [(r["code"], k) for r, _, k in parked.take(folder)] == [("new", "k2")]
+
+
+def test_a_history_that_cannot_be_written_parks_nothing(tmp_path):
+    folder = env_dir(tmp_path)
+
+    class Full(History):
+        def accepted(self, record, request_id=None):
+            raise OSError(28, "No space left on device")
+
+    try:
+        park(folder, "a", Full(folder, None))
+    except OSError as exc:
+        assert exc.errno == 28
+    else:
+        raise AssertionError("the park did not fail")
+    assert parked.count(folder) == 0
 
 
 def test_take_hands_over_every_cell_in_count_order_and_removes_it(tmp_path):
@@ -51,8 +76,8 @@ def test_take_hands_over_every_cell_in_count_order_and_removes_it(tmp_path):
         park(folder, "c%d" % index)
     with parked.locked(folder):
         taken = parked.take(folder)
-    assert [record["execution_count"] for _, record in taken] == list(range(1, 12))
-    assert [request["code"] for request, _ in taken] == ["c%d" % i for i in range(11)]
+    assert [record["execution_count"] for _, record, _ in taken] == list(range(1, 12))
+    assert [request["code"] for request, _, _ in taken] == ["c%d" % i for i in range(11)]
     assert taken[0][0]["request"] == "req-c0"  # the kernel tags history with it
     assert parked.count(folder) == 0 and parked.take(folder) == []
 
@@ -65,17 +90,19 @@ def test_an_unreadable_parked_file_is_skipped_not_fatal(tmp_path):
     for stray in ("notes.txt", "x.json", ".tmp-123"):
         open(os.path.join(folder, parked.PARKED_DIR, stray), "w").close()
     taken = parked.take(folder)
-    assert [request["code"] for request, _ in taken] == ["good"]
+    assert [request["code"] for request, _, _ in taken] == ["good"]
 
 
 def test_unpark_removes_one_cell_once(tmp_path):
     folder = env_dir(tmp_path)
     queued = park(folder, "a")
     park(folder, "b")
-    assert parked.unpark(folder, queued["execution_count"]) is True
-    assert parked.unpark(folder, queued["execution_count"]) is False
-    assert parked.unpark(folder, 999) is False
-    assert [r["code"] for _, r in parked.take(folder)] == ["b"]
+    calls = []
+    assert parked.unpark(folder, queued["execution_count"], lambda: calls.append(1)) is True
+    assert parked.unpark(folder, queued["execution_count"], lambda: calls.append(2)) is False
+    assert parked.unpark(folder, 999, lambda: calls.append(3)) is False
+    assert calls == [1]  # called only for the one removed, with the lock held
+    assert [r["code"] for _, r, _ in parked.take(folder)] == ["b"]
 
 
 def test_parkers_in_parallel_never_share_a_count(tmp_path):

@@ -139,7 +139,7 @@ def test_an_execute_that_waits_on_a_queued_job_is_answered_when_its_cell_has_run
     answers = {}
     threads = [threading.Thread(target=lambda: answers.update(
                    record=testapp.post_json("/envs/patient/execute", {
-                       "code": "6 * 7", "wait": HANG_GUARD}).json)),
+                       "code": "6 * 7", "wait": HANG_GUARD * 3}).json)),
                threading.Thread(target=lambda: answers.update(
                    streamed=testapp.post_json("/envs/patient/execute?stream=1", {
                        "code": "print('streamed')"}).text))]
@@ -160,6 +160,28 @@ def test_an_execute_that_waits_on_a_queued_job_is_answered_when_its_cell_has_run
     assert events[-1]["event"] == "record" and events[-1]["stdout"] == "streamed\n", events
 
 
+def test_a_cell_cancelled_while_a_request_waits_on_it_answers_that_request(slurm):
+    testapp = slurm(slurm_args=["--hold"])
+    env = create(testapp, "cancelled")
+    answers = {}
+    waiting = threading.Thread(target=lambda: answers.update(
+        record=testapp.post_json("/envs/cancelled/execute", {
+            "code": "ran = True", "wait": HANG_GUARD * 3}).json))
+    waiting.start()
+    try:
+        wait_for(lambda: testapp.get("/envs/cancelled").json["queued"] == 1,
+                 message="the cell to be parked")
+        cancelled = testapp.post("/envs/cancelled/executions/1/cancel").json
+        assert cancelled["reason"] == "cancelled", cancelled
+    finally:
+        waiting.join(HANG_GUARD)
+    assert not waiting.is_alive(), "the waiting request was not answered"
+    assert (answers["record"]["status"], answers["record"]["reason"]) == (
+        "aborted", "cancelled"), answers
+    release(env["slurm"]["job_id"])
+    assert run(testapp, "cancelled", "'ran' in globals()")["result"]["text/plain"] == "False"
+
+
 def test_cells_of_a_job_that_ends_while_queued_end_with_slurms_reason(slurm):
     testapp = slurm(slurm_args=["--hold"])
     env = create(testapp, "waits")
@@ -175,7 +197,9 @@ def test_cells_of_a_job_that_ends_while_queued_end_with_slurms_reason(slurm):
     assert (record["status"], record["reason"]) == ("aborted", "kernel_died"), record
     assert "ended (CANCELLED) before its kernel started" in record["error"]["evalue"], record
     dead = testapp.get("/envs/waits").json
-    assert (dead["state"], dead["reason"], dead["queued"]) == ("dead", "start_failed", 0), dead
+    assert (dead["state"], dead["reason"]) == ("dead", "start_failed"), dead
+    listed = testapp.get("/envs/waits/executions").json["executions"]
+    assert [r["status"] for r in listed] == ["aborted"], listed
     assert "ended (CANCELLED) before its kernel started" in dead["detail"], dead
 
 

@@ -14,9 +14,14 @@ cells and writes ``idle`` with the lock held, so a cell is either taken by the k
 or sent to it live -- never lost, never run twice.  A worker that finds the start
 abandoned (the job ended while queued) takes them too, to end them.
 
+Each parked file names the kernel it was sent to (``kernel_id``): a kernel takes its
+own and ends the others' (sent to a start that never happened); a worker ending the
+cells of a start that failed ends only that start's.
+
 Risks: ``flock`` on NFS is emulated by Linux with POSIX locks (lockd / NFSv4 locks
 must work there, as they must for most cluster software); counts are reserved from
-history, so a history write that fails fails the park (503), never a count given twice.
+history and the parked files, so a write that fails fails the park (503), never a
+count given twice.
 """
 
 import contextlib
@@ -51,51 +56,73 @@ def queued_record(env_id, session, n, request):
             "started": None, "finished": None, "duration": None}
 
 
-def park(env_dir, history, request, request_id, still_waiting):
-    """Reserve the next execution count for ``request`` and park it; its queued record.
+def park(env_dir, history, request, request_id, kernel_id):
+    """Reserve the next execution count for ``request`` and park it for kernel
+    ``kernel_id``; its queued record.
 
-    None if ``still_waiting(env.json)`` is false with the lock held: the kernel started
-    (or the env ended) meanwhile, and the caller sends the cell the usual way."""
+    None if env.json no longer says that kernel is ``starting`` (with the lock held): it
+    started (or the env ended) meanwhile, and the caller sends the cell the usual way.
+    The file goes first, then history's line: a worker lost in between leaves a cell
+    the kernel still runs, never a queued line nothing will end."""
     with locked(env_dir):
         record = read_record(env_dir)
-        if record is None or not still_waiting(record):
+        if (record is None or record.get("state") != "starting"
+                or record.get("kernel_id") != kernel_id):
             return None
         folder = os.path.join(env_dir, PARKED_DIR)
         os.makedirs(folder, mode=0o700, exist_ok=True)
         n = max([record.get("execution_count") or 0, history.last_count()]
                 + [count for count, _ in _files(folder)]) + 1
         queued = queued_record(record.get("id"), int(record.get("session") or 1), n, request)
-        history.accepted(queued, request_id)  # the count is durable (and findable) first
-        write_json_atomic(os.path.join(folder, "%d.json" % n),
-                          {"request": dict(request, request=request_id), "record": queued})
+        path = os.path.join(folder, "%d.json" % n)
+        write_json_atomic(path, {"request": dict(request, request=request_id),
+                                 "record": queued, "kernel_id": kernel_id})
+        try:
+            history.accepted(queued, request_id)  # what readers find meanwhile
+        except OSError:
+            os.unlink(path)
+            raise
     return queued
 
 
-def take(env_dir):
-    """[(request, queued record)] of every parked cell, oldest first, removed from the
-    directory; call it with the lock held."""
-    folder = os.path.join(env_dir, PARKED_DIR)
+def take(env_dir, kernel_id=None):
+    """[(request, queued record, kernel id)] of the cells parked (for ``kernel_id``; None:
+    for any), oldest first, removed from the directory; call it with the lock held."""
     taken = []
-    for _, path in sorted(_files(folder)):
+    for _, path in sorted(_files(os.path.join(env_dir, PARKED_DIR))):
         try:
             with open(path, "rb") as handle:
                 parked = jsonpolicy.loads(handle.read())
-            os.unlink(path)
         except (OSError, ValueError):
-            continue  # unreadable: its queued record in history is ended as lost
-        if isinstance(parked, dict) and isinstance(parked.get("record"), dict):
-            taken.append((parked.get("request") or {}, parked["record"]))
+            continue  # unreadable (a disk error): left for whoever can read it
+        if not isinstance(parked, dict) or not isinstance(parked.get("record"), dict):
+            continue
+        if kernel_id is not None and parked.get("kernel_id") != kernel_id:
+            continue
+        try:
+            os.unlink(path)
+        except OSError:
+            continue
+        taken.append((parked.get("request") or {}, parked["record"], parked.get("kernel_id")))
     return taken
 
 
-def unpark(env_dir, n):
-    """Remove parked cell ``n`` (a cancel) with the lock held; False if it is not parked
-    (taken by the kernel, or never parked)."""
+def unpark(env_dir, n, removed):
+    """Remove parked cell ``n`` (a cancel) and call ``removed()`` with the lock held (it
+    writes the cancelled record); False if it is not parked (taken, or never parked)."""
     with locked(env_dir):
-        try:
-            os.unlink(os.path.join(env_dir, PARKED_DIR, "%d.json" % n))
-        except OSError:
+        if not unpark_locked(env_dir, n):
             return False
+        removed()
+    return True
+
+
+def unpark_locked(env_dir, n):
+    """Remove parked cell ``n`` with the lock held; False if it is not parked."""
+    try:
+        os.unlink(os.path.join(env_dir, PARKED_DIR, "%d.json" % n))
+    except OSError:
+        return False
     return True
 
 

@@ -8,7 +8,7 @@ where ``KernelLink.mark_dead`` turned it into a ``kernel_lost`` one, and
 answered (200) rather than an error.
 
 A cell sent to an env whose kernel is a batch job still queued is parked
-(wsgikernel/parked.py) with the next execution count, and followed like any
+(control/parking.py) with the next execution count, and followed like any
 queued cell: answered when it has run (the kernel takes it when it starts), or
 202 at the end of the wait; cancelled by unparking it.
 """
@@ -16,10 +16,10 @@ queued cell: answered when it has run (the kernel takes it when it starts), or
 import secrets
 import time
 
-from .. import parked
 from ..wire.connection import KernelGone
 from .errors import EnvironmentNotRunning, ExecutionNotFound, KernelQueued
-from .link import STATUS_TIMEOUT, ended_record, lost_record
+from .link import STATUS_TIMEOUT, lost_record
+from .parking import Parking
 
 INTERRUPT_TIMEOUT = STATUS_TIMEOUT + 2.0  # the kernel answers an interrupt within 2 s
 WAIT_CHUNK = 25.0       # an unbounded wait is a series of bounded ones
@@ -31,6 +31,7 @@ class Executions:
         self.registry = registry
         self.link = link
         self.describe = describer.describe
+        self.parking = Parking(registry, link, WAIT_CHUNK)
 
     # -- submitting ------------------------------------------------------------------
 
@@ -41,10 +42,10 @@ class Executions:
             record = link.live_record(env_id)
         except KernelQueued as error:
             deadline = None if wait is None else time.monotonic() + wait
-            queued = self.park(env_id, request, error)
+            queued = self.parking.park(env_id, request, error)
             if queued is None:  # the kernel started meanwhile
                 return self.execute(env_id, request, wait)
-            return self.follow_parked(env_id, queued["execution_count"], deadline)
+            return self.parking.follow(env_id, queued["execution_count"], deadline)
         chunk = WAIT_CHUNK if wait is None else wait
         request_id = secrets.token_hex(8)
         body = dict(request, wait=chunk, request=request_id)
@@ -60,29 +61,6 @@ class Executions:
             return self.lost(env_id, record, lambda: self.lost_request(env_id, request_id,
                                                                         request))
         return result
-
-    def park(self, env_id, request, queued_error):
-        """Park a cell for a kernel whose batch job is queued; its queued record, or None
-        if that kernel is no longer starting.  A cell kept out of history (``silent``,
-        ``store_history: false``) could not be found again: ``queued_error`` (a 503)."""
-        if request.get("silent") or not request.get("store_history", True):
-            raise queued_error
-        kernel_id = self.registry.read(env_id).get("kernel_id")
-        return parked.park(
-            self.registry.env_dir(env_id), self.registry.history(env_id), request,
-            secrets.token_hex(8), lambda current: current.get("state") == "starting"
-            and current.get("kernel_id") == kernel_id)
-
-    def follow_parked(self, env_id, n, deadline):
-        """Parked cell ``n``'s record once its kernel has started and run it (or ended it),
-        or as it is at ``deadline`` (None: however long)."""
-        if not self.link.await_start(env_id, deadline):
-            return self.registry.history(env_id).find(n)
-        while True:
-            wait = WAIT_CHUNK if deadline is None else max(0.0, deadline - time.monotonic())
-            result = self.execution(env_id, n, wait)
-            if deadline is not None or result["status"] not in ("queued", "running"):
-                return result
 
     def lost(self, env_id, record, find):
         """A kernel stopped answering mid-execution: the execution's record if its
@@ -119,14 +97,9 @@ class Executions:
         found = self.registry.history(env_id).find(n)
         if found is None:
             raise ExecutionNotFound(env_id, n)
-        if wait and self.is_parked(env_id, found):
-            return self.follow_parked(env_id, n, time.monotonic() + wait)
+        if wait and self.parking.is_parked(env_id, found):
+            return self.parking.follow(env_id, n, time.monotonic() + wait)
         return found
-
-    def is_parked(self, env_id, found):
-        """History's record ``found`` is a cell waiting for its kernel to start."""
-        return (found.get("status") == "queued"
-                and self.registry.read(env_id).get("state") == "starting")
 
     def executions(self, env_id, since, limit):
         """(records with execution_count >= since, oldest first, at most ``limit``; next)."""
@@ -154,14 +127,12 @@ class Executions:
         """Drop execution ``n`` if queued, interrupt it if running; its record."""
         record = self.link.alive_record(env_id)
         if record is None:
-            history = self.registry.history(env_id)
-            found = history.find(n)
-            if found is not None and parked.unpark(self.registry.env_dir(env_id), n):
-                found = ended_record(found, "cancelled", "ExecutionCancelled",
-                                     "the execution was cancelled before it ran")
-                history.append(found)
-                return found
-            return self.execution(env_id, n, 0)
+            cancelled = self.parking.cancel(env_id, n)
+            if cancelled is not None:
+                return cancelled
+            record = self.link.alive_record(env_id)  # it may have taken the cell meanwhile
+            if record is None:
+                return self.execution(env_id, n, 0)
         try:
             return self.link.call(record, "cancel", {"n": n})["record"]
         except KernelGone:
@@ -192,13 +163,13 @@ class Executions:
         try:
             record = link.live_record(env_id) if executing else link.alive_record(env_id)
         except KernelQueued as error:
-            queued = self.park(env_id, body, error)
+            queued = self.parking.park(env_id, body, error)
             if queued is None:  # the kernel started meanwhile
                 return self.open_stream(env_id, kind, body, heartbeat)
             return self.stream_parked(env_id, queued["execution_count"], heartbeat)
         if record is None:  # attaching to an env whose kernel is gone: replay history
             found = self.execution(env_id, body["n"], 0)
-            if self.is_parked(env_id, found):
+            if self.parking.is_parked(env_id, found):
                 return self.stream_parked(env_id, body["n"], heartbeat)
             return replay(found)
         if executing:
@@ -222,18 +193,8 @@ class Executions:
         return _prepend(first, events)
 
     def stream_parked(self, env_id, n, heartbeat):
-        """The events of parked cell ``n``: ``accepted`` (queued), heartbeats while its
-        kernel's job waits, then its stream once the kernel has taken it."""
-        yield {"event": "accepted", "execution_count": n, "status": "queued"}
-        while not self.link.await_start(env_id, time.monotonic() + heartbeat):
-            yield None
-        events = self.open_stream(env_id, "attach", {"n": n}, heartbeat)
-        try:
-            for event in events:
-                if event is None or event.get("event") != "accepted":
-                    yield event
-        finally:
-            events.close()
+        return self.parking.stream(env_id, n, heartbeat, lambda: self.open_stream(
+            env_id, "attach", {"n": n}, heartbeat))
 
     def _follow(self, env_id, record, events, find):
         """``events``; a kernel lost mid-stream ends it with its record from history."""

@@ -10,6 +10,7 @@
     python3 scripts/bench.py --only sandbox  # the sandbox section alone (~10 s)
     python3 scripts/bench.py --skip-slurm    # without the Slurm section (issue 17)
     python3 scripts/bench.py --only slurm    # the Slurm section alone (~50 s)
+    python3 scripts/bench.py --only fork     # fork, checkpoint, restore (~30 s, 1 GiB)
     python3 scripts/bench.py --profile       # cProfile of the server's request threads
 
 Standard library only (jupyter_client + ipykernel are used for one comparison
@@ -56,6 +57,7 @@ from bench_kernels import (  # noqa: E402 - the kernel side: creation, deletion,
     settle, wait_pool, with_bare_pythons)
 from bench_sandbox import SANDBOX_COUNTS, sandbox_section  # noqa: E402 - issue 16
 from bench_slurm import SLURM_COUNTS, slurm_section  # noqa: E402 - issue 17
+from bench_fork import FORK_COUNTS, fork_section  # noqa: E402 - issue 18
 
 CPU_CELL = "sum(range(300_000))"
 MB_CELL = "print('x' * (2**20 - 1))"         # 1 MiB of output with its newline: the default cap
@@ -86,6 +88,7 @@ COUNTS = {
     **HTTP_COUNTS,
     **SANDBOX_COUNTS,
     **SLURM_COUNTS,
+    **FORK_COUNTS,
 }
 
 
@@ -384,7 +387,16 @@ def slurm_figures(args, fleet, state_root, pool_size, counts, notes, info):
                          notes, info)
 
 
-ONLY = {"sandbox": sandbox_figures, "slurm": slurm_figures}
+def fork_figures(args, fleet, state_root, pool_size, counts, notes, info):
+    """Fork, checkpoint and restore against the bare fork() floor (bench_fork.py)."""
+    if args.skip_fork:
+        notes.append("fork section skipped: --skip-fork")
+        return {}
+    return fork_section(lambda text: log(args, text), fleet, state_root, pool_size, counts,
+                        notes, info)
+
+
+ONLY = {"sandbox": sandbox_figures, "slurm": slurm_figures, "fork": fork_figures}
 
 
 def run_only(args):
@@ -479,6 +491,8 @@ def run(args):
         # (9) Slurm: --launcher slurm on a dev cluster of its own vs local servers (printed
         # after the sandbox section).
         slurm = slurm_figures(args, slurm_fleet, state_root, pool_size, counts, notes, info)
+        # (9b) fork, checkpoints, restore: one server of its own, 1 GiB of data.
+        forks = fork_figures(args, slurm_fleet, state_root, pool_size, counts, notes, info)
         # (10) scale: up to 200 idle envs on one server.
         if not args.skip_scale:
             figures.update(scale_figures(args, fleet, os.path.join(state_root, "scale"),
@@ -486,6 +500,7 @@ def run(args):
         figures.update(gunicorn)
         figures.update(sandbox)
         figures.update(slurm)
+        figures.update(forks)
     finally:
         slurm_fleet.stop_all()
         sandbox_fleet.stop_all()
@@ -498,7 +513,7 @@ def run(args):
         "quick": bool(args.quick), "counts": counts, "figures": figures, "notes": notes,
         "info": info, "skipped": (["scale"] if args.skip_scale else [])
         + (["sandbox"] if args.skip_sandbox else [])
-        + (["slurm"] if args.skip_slurm else []),
+        + (["slurm"] if args.skip_slurm else []) + (["fork"] if args.skip_fork else []),
     }
 
 
@@ -597,6 +612,8 @@ def main(argv=None):
                         help="skip the gunicorn -w 2 section")
     parser.add_argument("--skip-sandbox", action="store_true",
                         help="skip the sandbox section (--sandbox bwrap vs none)")
+    parser.add_argument("--skip-fork", action="store_true",
+                        help="leave out the fork section (issue 18: 1 GiB of memory)")
     parser.add_argument("--skip-slurm", action="store_true",
                         help="skip the Slurm section (--launcher slurm vs local)")
     parser.add_argument("--only", choices=tuple(ONLY), default=None,

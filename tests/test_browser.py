@@ -69,7 +69,8 @@ Probe()"""
 def server():
     state = tempfile.mkdtemp(prefix="wk-")
     os.chmod(state, 0o700)
-    live = LiveServer("--quiet", state_dir=state)  # quiet: nobody reads its log pipe
+    # quiet: nobody reads its log pipe; auto checkpoints: the Undo button has states to go to
+    live = LiveServer("--quiet", "--auto-checkpoints", "3", state_dir=state)
     try:
         with live:
             yield live
@@ -412,6 +413,32 @@ def test_a_dead_kernel_is_shown_as_dead_and_can_be_restarted(page, driver):
     page.wait_text(cell, "'back'", ".output-result")
     page.wait(lambda: page.env_state() == "idle" and page.listed_state(env) == "idle",
               "the env shown alive again")
+
+
+def test_undo_goes_back_a_cell_and_fork_opens_a_copy(page, driver):
+    env = page.make_env("branchy")
+    page.open(env)
+    cell = page.run("rows = [1, 2, 3]")
+    page.wait_done(cell)
+    cell = page.run("rows.clear()")
+    page.wait_done(cell)
+    driver.find_element(By.ID, "btn-undo").click()
+    page.wait(lambda: "state after cell 1" in page.js(
+        "return document.getElementById('status').textContent"), "the undo to be reported")
+    cell = page.run("len(rows)")
+    page.wait_text(cell, "3", ".output-result")
+    driver.find_element(By.ID, "btn-fork").click()
+    page.wait(lambda: page.js("return document.getElementById('env-title').textContent")
+              not in ("branchy", ""), "the fork to open")
+    forked = page.js("return document.getElementById('env-title').textContent")
+    page.wait_env_open(forked)
+    page.wait(lambda: "forked from branchy" in page.js(
+        "return document.getElementById('env-info').textContent"), "the fork's origin shown")
+    cell = page.run("rows.append(4); rows")
+    page.wait_text(cell, "[1, 2, 3, 4]", ".output-result")
+    status, _, source = page.server.request("POST", "/envs/branchy/execute",
+                                            {"code": "rows"})
+    assert status == 200 and source["result"]["text/plain"] == "[1, 2, 3]", source
 
 
 def test_the_notebook_downloads(page, driver):

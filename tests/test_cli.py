@@ -147,3 +147,20 @@ def test_create_passes_resources_and_refuses_what_is_not_a_json_object(live):
         status, _, err = wk(live, "create", "cli-job", "--resources", bad)
         assert status == 2 and "--resources" in err, err
     assert "cli-job" not in wk(live, "envs")[1].split()
+
+
+def test_checkpoint_restore_and_fork(live):
+    assert wk(live, "exec", "cli-ck", "rows = [1, 2]")[0] == 0
+    status, out, err = wk(live, "checkpoint", "cli-ck", "before")
+    assert (status, out) == (0, "before\n"), err
+    assert wk(live, "exec", "cli-ck", "rows.clear()")[0] == 0
+    status, out, _ = wk(live, "checkpoint", "cli-ck", "--list")
+    assert status == 0 and out.startswith("before  after cell 1  "), out
+    status, out, _ = wk(live, "restore", "cli-ck", "before")
+    assert status == 0 and "checkpoint before (after cell 1), session 2" in out, out
+    assert wk(live, "exec", "cli-ck", "rows")[1] == "[1, 2]\n"
+    status, out, _ = wk(live, "fork", "cli-ck", "cli-ck-2")
+    assert (status, out) == (0, "cli-ck-2 idle\n")
+    assert wk(live, "exec", "cli-ck-2", "rows")[1] == "[1, 2]\n"
+    status, _, err = wk(live, "restore", "cli-ck")  # no auto_checkpoints on this server
+    assert status == 2 and "auto_checkpoints is 0" in err, err

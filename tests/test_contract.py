@@ -99,7 +99,7 @@ class Probe:
     def __init__(self, client, document, method, pattern):
         self.client, self.method, self.pattern = client, method, pattern
         self.operation = document["paths"][pattern][method.lower()]
-        self.path_values = {"id": ENV, "n": EXECUTION}
+        self.path_values = {"id": ENV, "n": EXECUTION, "source": ENV, "name": "c1"}
         body = self.operation.get("requestBody", {}).get("content", {})
         self.json_body = body.get("application/json", {}).get("schema")
         self.form_body = body.get("application/x-www-form-urlencoded", {}).get("schema")

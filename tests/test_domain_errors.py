@@ -33,6 +33,11 @@ CASES = [
      http.InvalidParam("sandbox", "this server runs every environment in a bwrap sandbox")),
     (domain.InvalidResources("Requested node configuration is not available"),
      http.InvalidParam("resources", "Requested node configuration is not available")),
+    (domain.KernelQueued("e1", "its Slurm job 7 is queued (PENDING: Resources)"),
+     http.KernelUnavailable("e1", "its Slurm job 7 is queued (PENDING: Resources)")),
+    (domain.CheckpointNotFound("e1", "before"), http.CheckpointNotFound("e1", "before")),
+    (domain.CheckpointConflict("e1", "a cell is running"),
+     http.CheckpointConflict("e1", "a cell is running")),
     (domain.SandboxUnavailable("bubblewrap is not installed"),
      http.SandboxUnavailable("bubblewrap is not installed")),
 ]

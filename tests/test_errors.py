@@ -26,6 +26,8 @@ ARGS = {
     errors.RouteNotFound: ("/nope",),
     errors.EnvironmentNotFound: ("e1",),
     errors.ExecutionNotFound: ("e1", 3),
+    errors.CheckpointNotFound: ("e1", "before"),
+    errors.CheckpointConflict: ("e1", "a cell is running"),
     errors.MethodNotAllowed: ("PUT", {"POST", "GET"}),
     errors.EnvironmentExists: ("e1",),
     errors.EnvironmentNotRunning: ("e1", "stopped"),

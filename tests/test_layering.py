@@ -17,12 +17,14 @@ WIRE = {"wire", "wire.framing", "wire.envelope", "wire.address", "wire.auth",
 CONTROL = {"manager", "pool", "store", "statedir", "jsonpolicy", "config", "control",
            "control.environments", "control.registry", "control.link", "control.envobject",
            "control.lifecycle", "control.executions", "control.introspection",
+           "control.parking", "control.checkpoints",
            "control.errors", "control.envid", "provisioning", "provisioning.base",
            "provisioning.local", "provisioning.launcher", "provisioning.processes",
            "provisioning.forkserver", "provisioning.sandbox",
            "provisioning.slurm"} | WIRE
-HTTP = {"dispatch", "errors", "params", "auth", "app", "api", "compat", "openapi", "ui",
-        "routes", "converters", "server", "httpserver", "httpwire", "httpthreads", "wsgi"}
+HTTP = {"dispatch", "errors", "params", "auth", "app", "api", "compat", "openapi", "schemas",
+        "ui", "routes", "converters", "patterns", "server", "httpserver", "httpwire",
+        "httpthreads", "wsgi"}
 
 
 def module_imports():

@@ -357,3 +357,19 @@ def test_the_console_shows_the_job_and_runs_a_cell_typed_while_it_was_queued(clu
         info_has("Slurm job %s on " % job_id)
         shows("return Array.from(document.querySelectorAll('#cells .output-result'))"
               ".some(function (n) { return n.textContent.indexOf('42') >= 0; })")
+
+
+def test_checkpoints_and_restore_work_in_a_job_and_a_fork_is_refused(slurm):
+    testapp = slurm()
+    env = create(testapp, "ck")
+    run(testapp, "ck", "rows = [1, 2]")
+    assert testapp.post_json("/envs/ck/checkpoints", {"name": "c"}).status_int == 201
+    run(testapp, "ck", "rows.clear()")
+    restored = testapp.post("/envs/ck/checkpoints/c/restore").json
+    assert restored["restored"]["checkpoint"] == "c", restored
+    assert restored["slurm"]["job_id"] == env["slurm"]["job_id"], restored  # the same job
+    assert value(testapp, "ck", "rows") == "[1, 2]"
+    res = testapp.post_json("/envs/ck/fork", {"id": "ck2"}, expect_errors=True)
+    assert "Slurm" in assert_problem(res, 409, "checkpoint-conflict")["detail"]
+    assert testapp.delete("/envs/ck").status_int == 204
+    wait_for(lambda: job_gone(env["slurm"]["job_id"]), message="the job to leave the queue")

@@ -87,6 +87,42 @@ class Api:
         """Interrupt the running cell (KeyboardInterrupt); the namespace survives."""
         return self.manager.interrupt(environ["params"]["id"])
 
+    # -- checkpoints -------------------------------------------------------------
+
+    def create_checkpoint(self, environ):
+        """Park a copy of the namespace as the last cell left it; 201 + Location."""
+        params = environ["params"]
+        env = params["id"]
+        checkpoint = self.manager.take_checkpoint(env, params["name"], params["force"])
+        location = "%s/envs/%s/checkpoints/%s" % (base_url(environ), quote(env),
+                                                  quote(checkpoint["name"]))
+        return Response(checkpoint, status=201, headers=[("Location", location)])
+
+    def list_checkpoints(self, environ):
+        """The env's checkpoints, oldest first, with the memory each pins."""
+        return self.manager.list_checkpoints(environ["params"]["id"])
+
+    def delete_checkpoint(self, environ):
+        """Drop a checkpoint (its process ends)."""
+        params = environ["params"]
+        self.manager.drop_checkpoint(params["id"], params["name"])
+        return Response(status=204)
+
+    def restore_checkpoint(self, environ):
+        """Make the namespace the checkpoint's again (it stays for another restore)."""
+        params = environ["params"]
+        return self.manager.restore_checkpoint(params["id"], params["name"])
+
+    def fork_environment(self, environ):
+        """A new env with a copy of this one's namespace; 201 + Location."""
+        params = environ["params"]
+        return created(environ, self.manager.fork(params["source"], params["id"],
+                                                  params["force"]))
+
+    def undo_cell(self, environ):
+        """Go back to the state before the last cell (auto_checkpoints); again: one more."""
+        return self.manager.restore_checkpoint(environ["params"]["id"], undo=True)
+
     def late_output(self, environ):
         """Output that came after its execution's record was final (threads, fd writes)."""
         return {"late_output": self.manager.late_output(environ["params"]["id"])}
@@ -133,8 +169,9 @@ class Api:
     def export_notebook(self, environ):
         """The history as an nbformat v4 notebook (a download)."""
         env = environ["params"]["id"]
-        self.manager.read(env)  # 404 for an unknown env
-        document = build_notebook(env, self.manager.history(env).read())
+        record = self.manager.read(env)  # 404 for an unknown env
+        document = build_notebook(env, self.manager.history(env).read(),
+                                  record.get("forked_from"))
         return Response(document, content_type="application/x-ipynb+json", headers=[
             ("Content-Disposition", 'attachment; filename="%s.ipynb"' % env)])
 

@@ -64,6 +64,21 @@ def build_parser(prog="wsgikernel"):
         else:
             sub.add_argument("file")
         sub.add_argument("--timeout", type=float, help="seconds before the cell is interrupted")
+    sub = add_parser("fork", help="a new environment with a copy of ENV's namespace")
+    sub.add_argument("env")
+    sub.add_argument("new", nargs="?", help="the new environment's id (generated if absent)")
+    sub.add_argument("--force", action="store_true",
+                     help="fork although threads a cell started still run")
+    sub = add_parser("checkpoint", help="keep ENV's namespace as NAME (--list: list them)")
+    sub.add_argument("env")
+    sub.add_argument("name", nargs="?")
+    sub.add_argument("--list", action="store_true", help="list the checkpoints instead")
+    sub.add_argument("--force", action="store_true",
+                     help="take it although threads a cell started still run")
+    sub = add_parser("restore", help="make ENV's namespace checkpoint NAME's again "
+                     "(without NAME: undo the last cell)")
+    sub.add_argument("env")
+    sub.add_argument("name", nargs="?")
     sub = add_parser("complete", help="completions at the end of CODE")
     sub.add_argument("env")
     sub.add_argument("code")
@@ -160,6 +175,31 @@ def cmd_run(client, args):
     return run_cell(client, args.env, code, args.timeout)
 
 
+def cmd_fork(client, args):
+    env = client.fork(args.env, args.new, force=args.force)
+    print("%s %s" % (env["id"], env["state"]))
+    return OK
+
+
+def cmd_checkpoint(client, args):
+    if args.list:
+        for found in client.checkpoints(args.env):
+            print("%s  after cell %d  %s  %s MiB" % (
+                found["name"], found["execution_count"], found["created"],
+                "?" if found.get("memory") is None else "%.1f" % (found["memory"] / 2 ** 20)))
+        return OK
+    print(client.checkpoint(args.env, args.name, force=args.force)["name"])
+    return OK
+
+
+def cmd_restore(client, args):
+    env = client.restore(args.env, args.name) if args.name else client.undo(args.env)
+    print("%s: checkpoint %s (after cell %d), session %d" % (
+        env["id"], env["restored"]["checkpoint"], env["restored"]["execution_count"],
+        env["session"]))
+    return OK
+
+
 def cmd_complete(client, args):
     for match in client.complete(args.env, args.code)["matches"]:
         print(match)
@@ -190,7 +230,8 @@ def cmd_notebook(client, args):
 
 COMMANDS = {"envs": cmd_envs, "create": cmd_create, "rm": cmd_rm, "exec": cmd_exec,
             "run": cmd_run, "complete": cmd_complete, "history": cmd_history,
-            "notebook": cmd_notebook}
+            "notebook": cmd_notebook, "fork": cmd_fork, "checkpoint": cmd_checkpoint,
+            "restore": cmd_restore}
 
 
 # -- exec and run -------------------------------------------------------------------

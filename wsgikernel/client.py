@@ -289,6 +289,31 @@ class Client:
         """The history as an nbformat v4 notebook (a dict; json.dump it to a .ipynb)."""
         return self._call("GET", _env(id, "notebook"))
 
+    # -- checkpoints and forks ----------------------------------------------------------
+
+    def checkpoint(self, id, name=None, force=False):
+        """Keep the namespace as the last cell left it (a parked copy); its description."""
+        return self._call("POST", _env(id, "checkpoints"), _drop_none(name=name, force=force))
+
+    def checkpoints(self, id):
+        """[{"name", "execution_count", "session", "created", "auto", "memory"}, ...]."""
+        return self._call("GET", _env(id, "checkpoints"))["checkpoints"]
+
+    def drop_checkpoint(self, id, name):
+        self._call("DELETE", _env(id, "checkpoints", name))
+
+    def restore(self, id, name):
+        """The checkpoint's namespace again (session + 1); the env, with ``restored``."""
+        return self._call("POST", _env(id, "checkpoints", name, "restore"))
+
+    def undo(self, id):
+        """The state before the last cell (the server's auto_checkpoints); the env."""
+        return self._call("POST", _env(id, "undo"))
+
+    def fork(self, id, new_id=None, force=False):
+        """A new env with a copy of ``id``'s namespace; the new env."""
+        return self._call("POST", _env(id, "fork"), _drop_none(id=new_id, force=force))
+
     # -- introspection ----------------------------------------------------------------
 
     def complete(self, id, code, cursor_pos=None):

@@ -140,6 +140,10 @@ SETTINGS = (
     Setting("kill_grace", seconds, 5.0, "seconds after SIGINT/SIGTERM before SIGKILL"),
     Setting("output_cap", size, MiB, "bytes of output kept per execution"),
     Setting("history_limit", count, 1000, "execution records kept per environment"),
+    Setting("auto_checkpoints", count, 0, "keep a checkpoint of the state before each of "
+            "the last N cells, for POST /envs/{id}/undo (0: none)"),
+    Setting("max_checkpoints", count, 8, "checkpoints kept per environment, automatic "
+            "ones included; the oldest go first"),
     Setting("idle_timeout", seconds, None, "a kernel idle this long exits (env stopped)"),
     Setting("pool_size", count, 2, "pre-started kernels"),
     Setting("preload", names, (), "modules imported in pre-started kernels"),

@@ -176,6 +176,7 @@ DOMAIN_ERRORS = {
     domain.EnvironmentNotRunning: lambda e: http.EnvironmentNotRunning(e.env_id, e.state),
     domain.ExecutionNotFound: lambda e: http.ExecutionNotFound(e.env_id, e.execution_count),
     domain.KernelUnavailable: lambda e: http.KernelUnavailable(e.env_id, e.why),
+    domain.KernelQueued: lambda e: http.KernelUnavailable(e.env_id, e.why),
     domain.KernelIncompatible: lambda e: http.KernelIncompatible(e.env_id, e.why),
     # A full queue empties as cells end; an env slot frees only when one is deleted.
     domain.QueueFull: lambda e: http.QuotaExceeded("max_queue", e.limit, retry_after=1),
@@ -185,6 +186,8 @@ DOMAIN_ERRORS = {
     domain.InvalidSandbox: lambda e: http.InvalidParam(e.name, e.why),
     domain.InvalidResources: lambda e: http.InvalidParam("resources", e.why),
     domain.SandboxUnavailable: lambda e: http.SandboxUnavailable(e.why),
+    domain.CheckpointNotFound: lambda e: http.CheckpointNotFound(e.env_id, e.name),
+    domain.CheckpointConflict: lambda e: http.CheckpointConflict(e.env_id, e.why),
 }
 
 

@@ -121,6 +121,15 @@ class ExecutionNotFound(NotFound):
                          env_id=env_id, execution_count=execution_count)
 
 
+class CheckpointNotFound(NotFound):
+    type = "urn:wsgikernel:checkpoint-not-found"
+    title = "Checkpoint not found"
+
+    def __init__(self, env_id, name):
+        super().__init__("environment %r has no checkpoint %r: GET /envs/%s/checkpoints "
+                         "lists them" % (env_id, name, env_id), env_id=env_id, name=name)
+
+
 class MethodNotAllowed(HTTPError):
     status = 405
     type = "urn:wsgikernel:method-not-allowed"
@@ -156,6 +165,14 @@ class EnvironmentNotRunning(Conflict):
     def __init__(self, env_id, state):
         super().__init__("environment %r is %s: POST /envs/%s/restart to start a fresh kernel"
                          % (env_id, state, env_id), env_id=env_id, state=state)
+
+
+class CheckpointConflict(Conflict):
+    type = "urn:wsgikernel:checkpoint-conflict"
+    title = "Checkpoint not possible now"
+
+    def __init__(self, env_id, why):
+        super().__init__("environment %r: %s" % (env_id, why), env_id=env_id)
 
 
 class KernelIncompatible(Conflict):

@@ -2,7 +2,9 @@
 
 Each history record becomes a code cell with its outputs and execution count;
 a markdown cell marks every point where the session number changes (a
-restart), because the namespace after it is not the one before.  Output
+restart, or a restore of a checkpoint), because the namespace after it is not
+the one before, and a fork's notebook starts with the env and cell it was
+forked from.  Output
 objects are already nbformat v4 shaped (the execution record keeps them that
 way); only the keys nbformat allows are copied.
 """
@@ -43,11 +45,28 @@ def _restart_cell(session, index):
             "source": "*Kernel restarted: session %d, fresh namespace.*" % session}
 
 
-def build_notebook(env_id, records):
+def _note_cell(name, text):
+    return {"cell_type": "markdown", "id": name, "metadata": {}, "source": text}
+
+
+def build_notebook(env_id, records, forked_from=None):
     cells, session = [], None
+    if forked_from:
+        cells.append(_note_cell("forked-from", "*Forked from environment `%s` after its cell "
+                                "%s: the cells before are in its notebook.*" % (
+                                    forked_from.get("env"), forked_from.get("execution_count"))))
     for index, record in enumerate(records):
         if record.get("status") in ("queued", "running"):
             continue  # not finished yet: history holds only its queued record
+        restored = record.get("restored")
+        if restored:  # the namespace is the checkpoint's: say so, instead of a code cell
+            cells.append(_note_cell("restore-%d" % index, "*Restored checkpoint `%s`: the "
+                                    "namespace as it was after cell %s (session %s).*" % (
+                                        restored.get("checkpoint"),
+                                        restored.get("execution_count"),
+                                        record.get("session"))))
+            session = record.get("session")
+            continue
         if session is not None and record.get("session") != session:
             cells.append(_restart_cell(record.get("session") or 0, index))
         session = record.get("session")

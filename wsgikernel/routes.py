@@ -136,6 +136,9 @@ CODE = Configured(lambda config: Text(max_length=config.max_body))
 CURSOR = Param("cursor_pos", BODY, Count(), description="character offset (default: the end)")
 WAIT = Seconds(MAX_WAIT)
 BOOLEAN = Boolean()
+CHECKPOINT_NAME = Pattern(ENV_ID_RULE, "a checkpoint name is " + ENV_ID_RULE_TEXT)
+CHECKPOINT = Param("name", PATH, CHECKPOINT_NAME, description="the checkpoint's name",
+                   example="before-cleanup")
 
 
 def limit_converter(limit, config):
@@ -267,6 +270,31 @@ ROUTES = (
     env_route("DELETE", "", "delete_environment", responses={"204": None}),
     env_route("POST", "/restart", "restart_environment", errors=(404, 409, 503)),
     env_route("POST", "/interrupt", "interrupt_environment", errors=(404, 409, 503)),
+    env_route("POST", "/checkpoints", "create_checkpoint", tag="checkpoints",
+              errors=(404, 409, 503), responses={"201": "Checkpoint"},
+              headers={"201": LOCATION}, example={"name": "before-cleanup"},
+              params=(ENV, Param("name", BODY, CHECKPOINT_NAME, description="generated "
+                                 "(checkpoint-N) if absent"),
+                      Param("force", BODY, BOOLEAN, default=False, description="take it "
+                            "although threads a cell started still run (the copy has "
+                            "none of them)"))),
+    env_route("GET", "/checkpoints", "list_checkpoints", tag="checkpoints",
+              errors=(404, 409, 503), responses={"200": "CheckpointList"}),
+    env_route("DELETE", "/checkpoints/{name}", "delete_checkpoint", tag="checkpoints",
+              errors=(404, 409, 503), params=(ENV, CHECKPOINT), responses={"204": None}),
+    env_route("POST", "/checkpoints/{name}/restore", "restore_checkpoint", tag="checkpoints",
+              errors=(404, 409, 503), params=(ENV, CHECKPOINT)),
+    env_route("POST", "/undo", "undo_cell", tag="checkpoints", errors=(404, 409, 503)),
+    # {source}, not {id}: the body's ``id`` names the new env, as a create's does.
+    Operation("POST", "/envs/{source}/fork", "fork_environment", tag="checkpoints",
+              errors=(404, 409, 429, 503), responses={"201": "Env"},
+              headers={"201": LOCATION}, example={"id": "branch-2"},
+              params=(Param("source", PATH, ENV_ID, description="the env to fork",
+                            example="demo"),
+                      Param("id", BODY, ENV_ID, description="the new env's id (generated "
+                            "if absent)"),
+                      Param("force", BODY, BOOLEAN, default=False, description="fork "
+                            "although threads a cell started still run"))),
     env_route("GET", "/late_output", "late_output", tag="executions",
               responses={"200": "LateOutput"}),
     env_route("POST", "/execute", "execute_code", tag="executions",

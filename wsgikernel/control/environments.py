@@ -9,7 +9,8 @@ the part that holds it:
 - ``envobject.EnvDescriber``: the env object (env.json + live status);
 - ``lifecycle.Lifecycle``: create, launch, restart, stop, delete;
 - ``executions.Executions`` (``cells``): execute, follow, find, cancel, interrupt;
-- ``introspection.Introspection``: complete/inspect/..., late output.
+- ``introspection.Introspection``: complete/inspect/..., late output;
+- ``checkpoints.Checkpoints``: take, list, drop, restore, undo.
 
 It keeps nothing in memory that another worker process would need (an
 environment is its directory, its kernel is found through env.json), so any
@@ -18,6 +19,7 @@ environments.  Failures are the domain errors of ``control/errors.py``.
 """
 
 from ..pool import KernelPool
+from .checkpoints import Checkpoints
 from .envobject import EnvDescriber
 from .executions import Executions
 from .introspection import Introspection
@@ -37,6 +39,7 @@ class EnvironmentManager:
         self.lifecycle = Lifecycle(config, self.registry, self.link, self.describer, self.pool)
         self.cells = Executions(self.registry, self.link, self.describer)
         self.introspection = Introspection(self.registry, self.link)
+        self.checkpoints = Checkpoints(config, self.registry, self.link, self.describer)
 
     @property
     def records(self):
@@ -130,3 +133,20 @@ class EnvironmentManager:
 
     def late_output(self, env_id):
         return self.introspection.late_output(env_id)
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    def take_checkpoint(self, env_id, name, force):
+        return self.checkpoints.take(env_id, name, force)
+
+    def list_checkpoints(self, env_id):
+        return self.checkpoints.listing(env_id)
+
+    def drop_checkpoint(self, env_id, name):
+        return self.checkpoints.drop(env_id, name)
+
+    def restore_checkpoint(self, env_id, name=None, undo=False):
+        return self.checkpoints.restore(env_id, name, undo)
+
+    def fork(self, env_id, new_id=None, force=False):
+        return self.checkpoints.fork(env_id, new_id, force)

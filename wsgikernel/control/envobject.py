@@ -26,8 +26,9 @@ class EnvDescriber:
         self.link = link
         self.statuses = {}  # env dir -> (status.json's bytes, parsed): see read_status
 
-    def describe(self, env_id, touch=True):
-        """The env object of ``env_id``; ``touch`` counts as activity (the idle timeout)."""
+    def describe(self, env_id, touch=True, memory=True):
+        """The env object of ``env_id``; ``touch`` counts as activity (the idle timeout);
+        ``memory``: with what its checkpoints pin (a /proc walk of each: GET /envs/{id})."""
         record = self.registry.read(env_id)
         status = {}
         if record.get("state") == "idle":
@@ -35,7 +36,8 @@ class EnvDescriber:
                 record = dict(record, state="dead", reason="protocol_mismatch")
             else:
                 try:
-                    status = self.link.call(record, "status", {"touch": touch})
+                    status = self.link.call(record, "status", {"touch": touch,
+                                                               "memory": memory})
                 except KernelIncompatible:
                     record = dict(record, state="dead", reason="protocol_mismatch")
                 except KernelGone:
@@ -48,8 +50,9 @@ class EnvDescriber:
             why = for_record(record).abandoned()
             if why:
                 record = self.link.mark_abandoned(env_id, record, why)
-        elif record.get("reason") == "start_failed":  # cells parked for it never run
-            self.link.end_parked(env_id, record.get("detail") or "the kernel did not start")
+        elif record.get("state") in ("dead", "stopped"):  # cells parked for it never run
+            self.link.end_parked(env_id, record.get("detail") or "the kernel ended (%s) "
+                                 "before it ran them" % record.get("reason"))
         env = env_object(record, status)
         if env["state"] == "starting":  # cells parked for a queued job (parked.py)
             env["queued"] = parked.count(self.registry.env_dir(env_id))
@@ -120,6 +123,12 @@ def env_object(record, status):
     }
     if record.get("sandbox"):
         env["sandbox_network"] = bool(record["sandbox"].get("network"))
+    if record.get("forked_from"):
+        env["forked_from"] = record["forked_from"]
+    if status.get("checkpoints"):  # an env that keeps none shows none
+        env["checkpoints"] = status["checkpoints"]
+    if "checkpoint_memory" in status:
+        env["checkpoint_memory"] = status["checkpoint_memory"]
     if state in ("dead", "stopped"):
         env["exit"] = record.get("exit") or {"code": None, "signal": None}
         env["reason"] = record.get("reason")

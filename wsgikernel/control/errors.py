@@ -126,3 +126,20 @@ class InvalidLimit(ControlError):
         super().__init__("invalid limit %s: %s" % (name, why))
         self.name = name
         self.why = why
+
+
+class CheckpointNotFound(ControlError):
+    def __init__(self, env_id, name):
+        super().__init__("environment %r has no checkpoint %r" % (env_id, name))
+        self.env_id = env_id
+        self.name = name
+
+
+class CheckpointConflict(ControlError):
+    """A checkpoint, restore or undo the env cannot do now; ``why`` says what to do
+    (a cell is running, threads would be lost, the name is taken, nothing to undo)."""
+
+    def __init__(self, env_id, why):
+        super().__init__("environment %r: %s" % (env_id, why))
+        self.env_id = env_id
+        self.why = why

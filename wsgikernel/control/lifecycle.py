@@ -147,7 +147,8 @@ class Lifecycle:
         return {"kill_grace": config.kill_grace, "output_cap": config.output_cap,
                 "max_queue": config.max_queue, "idle_timeout": config.idle_timeout,
                 "history_limit": config.history_limit, "default_timeout": config.default_timeout,
-                "preload": list(config.preload)}
+                "preload": list(config.preload), "auto_checkpoints": config.auto_checkpoints,
+                "max_checkpoints": config.max_checkpoints}
 
     # -- starting ------------------------------------------------------------------
 

@@ -16,11 +16,12 @@ import time
 
 from .. import parked
 from ..provisioning import for_record
-from ..store import read_record, update_record, utcnow
+from ..store import History, read_record, update_record, utcnow
 from ..wire import envelope as wire
 from ..wire.connection import ConnectionPool, KernelConnection, KernelGone, KernelTimeout
-from .errors import (EnvironmentNotRunning, ExecutionNotFound, KernelIncompatible,
-                     KernelQueued, KernelUnavailable, QueueFull)
+from .errors import (CheckpointConflict, CheckpointNotFound, EnvironmentNotRunning,
+                     ExecutionNotFound, KernelIncompatible, KernelQueued, KernelUnavailable,
+                     QueueFull)
 
 STATUS_TIMEOUT = 3.0    # seconds a status question may take before we answer from env.json
 GONE_GRACE = 0.5       # seconds a kernel whose connection dropped may take to show it ended
@@ -28,6 +29,12 @@ LAUNCH_TIMEOUT = 30.0   # seconds a new kernel may take to report ready
 START_POLL = 0.2        # seconds between looks at env.json while a queued job starts
 ABANDON_CHECK = 2.0     # seconds between asking the scheduler whether it ever will
 ALIVE_STATES = ("starting", "idle")
+CHECKPOINT_CONFLICTS = {  # a kernel's refusal -> what the client is told (if no detail)
+    wire.BUSY: "a cell is running or queued: wait for it, or interrupt it",
+    wire.CHECKPOINT_EXISTS: "a checkpoint named %(name)r exists: delete it first",
+    wire.CHECKPOINT_REFUSED: "the kernel's process cannot be copied safely now",
+    wire.NOTHING_TO_UNDO: "there is no earlier state to go back to",
+}
 
 
 class KernelLink:
@@ -120,10 +127,11 @@ class KernelLink:
             return None  # a queued batch job has no kernel to ask yet
         return record
 
-    def await_start(self, env_id, deadline):
+    def await_start(self, env_id, deadline, settled=lambda: False):
         """Wait until a starting kernel (a queued batch job) has started or never will,
-        or until ``deadline`` (time.monotonic(); None: however long); True if it is no
-        longer starting.  A start that failed ends the cells parked for it."""
+        until ``settled()`` holds (the cell waited for was ended meanwhile), or until
+        ``deadline`` (time.monotonic(); None: however long); False only at the deadline.
+        A start that failed ends the cells parked for it."""
         next_check = time.monotonic() + ABANDON_CHECK
         while True:
             record = self.registry.read(env_id)
@@ -131,6 +139,8 @@ class KernelLink:
                 if record.get("state") not in ALIVE_STATES:
                     self.end_parked(env_id, record.get("detail") or "the kernel did not "
                                     "start (%s)" % record.get("reason"))
+                return True
+            if settled():
                 return True
             now = time.monotonic()
             if now >= next_check:  # a question to the scheduler: not every poll
@@ -144,15 +154,15 @@ class KernelLink:
             time.sleep(START_POLL if deadline is None else
                        max(0.0, min(START_POLL, deadline - now)))
 
-    def end_parked(self, env_id, why):
-        """End the cells parked for a kernel that will not start (``why``), as ``aborted``
-        ``kernel_died`` records in history."""
+    def end_parked(self, env_id, why, kernel_id=None):
+        """End the cells parked for a kernel that will not start (for ``kernel_id``; None:
+        any), as ``aborted`` ``kernel_died`` records in history."""
         env_dir = self.registry.env_dir(env_id)
         if not parked.count(env_dir):
             return
-        history = self.registry.history(env_id)
+        history = History(env_dir, None)  # a worker's appends never compact (parking.py)
         with parked.locked(env_dir):
-            for _, queued in parked.take(env_dir):
+            for _, queued, _ in parked.take(env_dir, kernel_id):
                 line = history.find(queued.get("execution_count")) or queued
                 if line.get("status") == "queued":
                     history.append(ended_record(line, "kernel_died", "KernelDied", why))
@@ -178,7 +188,7 @@ class KernelLink:
         if (read_record(env_dir) or {}).get("state") == "starting" and os.path.isdir(env_dir):
             update_record(env_dir, state="dead", reason="start_failed", detail=why, pid=None,
                           exit={"code": None, "signal": None})
-        self.end_parked(env_id, why)
+        self.end_parked(env_id, why, record.get("kernel_id"))
         return self.registry.read(env_id)
 
     def mark_dead(self, env_id, record):
@@ -220,6 +230,11 @@ def refusal(env_id, refused):
         return QueueFull(body.get("limit") or 0)
     if refused.code == wire.UNKNOWN_EXECUTION:
         return ExecutionNotFound(env_id, body.get("n"))
+    if refused.code == wire.UNKNOWN_CHECKPOINT:
+        return CheckpointNotFound(env_id, body.get("name"))
+    if refused.code in CHECKPOINT_CONFLICTS:
+        return CheckpointConflict(env_id, body.get("detail") or CHECKPOINT_CONFLICTS[
+            refused.code] % body)
     # internal / unknown_type: the kernel failed the request, it is not the caller's fault
     return KernelUnavailable(env_id, "its kernel failed the request (%s)" % refused)
 

@@ -10,6 +10,8 @@ can execute, or ``error: ...`` if it could not start (with the traceback on
 stderr, which the launcher points at kernel.log).
 
 ``--foreground ENV_DIR``: no fork and no pipe, for a batch scheduler's job.
+``--adopt ENV_DIR PID CONTROL_FD OUT_FD ERR_FD``: the supervisor of a forked env,
+exec'd where its user-code process was forked (kernel/checkpoint.py).
 """
 
 import os
@@ -25,6 +27,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[0] == "--foreground":
         return foreground(os.path.abspath(argv[1]))
+    if argv[0] == "--adopt":
+        return adopt(os.path.abspath(argv[1]), tuple(int(arg) for arg in argv[2:6]))
     env_dir = os.path.abspath(argv[0])
     pid = os.fork()
     if pid > 0:
@@ -61,6 +65,20 @@ def foreground(env_dir):
     try:
         from .supervisor import Supervisor
         Supervisor.batch_job = os.environ.get("SLURM_JOB_ID")
+        code = supervise(Supervisor, env_dir, ready_fd=None)
+    except BaseException:
+        code = 1
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def adopt(env_dir, child):
+    """The supervisor of an env forked from another (kernel/checkpoint.py fork_env): it was
+    exec'd in the process that forked ``child`` (pid, control socket, stdout and stderr
+    pipes), the new env's user-code process, and reports ready in env.json only."""
+    try:
+        from .supervisor import Supervisor
+        Supervisor.adopting = child
         code = supervise(Supervisor, env_dir, ready_fd=None)
     except BaseException:
         code = 1

@@ -222,6 +222,15 @@ class CaptureFds:
     def copy_of(self, fd):
         return self.saved[fd][0]
 
+    def close(self):
+        """Close the copies (a checkpoint's copy of the process lets go of the pipes)."""
+        for copy, _ in self.saved.values():
+            try:
+                os.close(copy)
+            except OSError:
+                pass
+        self.saved = {}
+
     def restore(self):
         """Put back each of fds 0, 1, 2 that no longer refers to what it did (closed,
         or replaced); returns the fds restored."""

@@ -58,11 +58,12 @@ def become_subreaper():
 CHILDREN_FILES = os.path.exists("/proc/self/task/%d/children" % os.getpid())
 
 
-def descendants(root):
-    """Pids of every process whose chain of parents leads to ``root`` ([] without /proc)."""
+def descendants(root, spare=()):
+    """Pids of every process whose chain of parents leads to ``root`` ([] without /proc),
+    but for the ``spare`` pids and theirs (checkpoints)."""
     if not CHILDREN_FILES:
-        return scan_descendants(root)
-    found, seen, todo = [], {root}, [root]
+        return scan_descendants(root, spare)
+    found, seen, todo = [], {root} | set(spare), [root]
     while todo:
         for pid in children_of(todo.pop()):
             if pid not in seen:  # a pid reused mid-walk must not loop it
@@ -88,7 +89,7 @@ def children_of(pid):
     return kids
 
 
-def scan_descendants(root):
+def scan_descendants(root, spare=()):
     """descendants() from every process's parent link (/proc/*/stat)."""
     try:
         names = os.listdir("/proc")
@@ -111,22 +112,24 @@ def scan_descendants(root):
     found, todo = [], [root]
     while todo:
         for pid in children.get(todo.pop(), ()):
-            found.append(pid)
-            todo.append(pid)
+            if pid not in spare:
+                found.append(pid)
+                todo.append(pid)
     return found
 
 
-def signal_tree(pgid, signum):
-    """Signal process group ``pgid`` and every descendant of this process; the pids found.
+def signal_tree(pgid, signum, spare=()):
+    """Signal process group ``pgid`` and every descendant of this process but the
+    ``spare`` ones (checkpoints, in sessions of their own); the pids found.
 
-    The supervisor's only children are its user-code process and what was
-    re-parented to it, so "every descendant" is exactly that child's tree."""
+    The supervisor's only children are its user-code process, its checkpoints and
+    what was re-parented to it, so the rest is exactly that child's tree."""
     if pgid:
         try:
             os.killpg(pgid, signum)
         except OSError:
             pass
-    found = descendants(os.getpid())
+    found = descendants(os.getpid(), spare)
     for pid in found:
         try:
             os.kill(pid, signum)
@@ -176,6 +179,7 @@ class Child:
         self.status = None          # (code, signal) once reaped
         self.terminating = False    # SIGTERM sent by a stop
         self.kill_at = None         # monotonic time to SIGKILL the tree (a stop's grace)
+        self.passed_fds = []        # descriptors it sent (SCM_RIGHTS), oldest first
 
     @property
     def group(self):
@@ -217,10 +221,16 @@ class Child:
             os.setpgid(pid, pid)  # here too, so killpg(pid) works before the child ran
         except OSError:
             pass
-        pidfd = open_pidfd(pid)
         child_sock.close()
         os.close(out_w)
         os.close(err_w)
+        return cls.adopted(pid, parent_sock, out_r, err_r)
+
+    @classmethod
+    def adopted(cls, pid, parent_sock, out_r, err_r):
+        """The Child of a running process ``pid`` (ours to reap) and our ends of its
+        control socket and fd 1/2 pipes: one just forked, or resumed from a checkpoint."""
+        pidfd = open_pidfd(pid)
         parent_sock.setblocking(False)
         pipes = {}
         for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
@@ -255,9 +265,9 @@ class Child:
         except OSError:
             pass
 
-    def signal_tree(self, signum):
+    def signal_tree(self, signum, spare=()):
         """Signal its group and every descendant (``setsid()`` ones too, see signal_tree)."""
-        return signal_tree(self.group, signum)
+        return signal_tree(self.group, signum, spare)
 
     def poll(self):
         """(code, signal) once the child exited (reaped now if it was not); None while it runs."""

@@ -5,10 +5,12 @@ pipes to it and one control socket.  ``run()`` never returns.  Messages (the
 envelope of wire/envelope.py: type, id or parent, body):
 
   in:  execute (id) {n, code, silent, user_expressions, stdin, cap}; rebind {work_dir}
+       checkpoint (id) {force}  (on the main thread, between cells: checkpoint.py)
        complete / inspect / is_complete / variables (id) {...}
   out: ready {pid}; stream (parent) {name, text}; output (parent) {the output};
        truncated (parent); done (parent) {status, result, error, user_expressions};
-       reply or error (parent) {...}
+       reply or error (parent) {...}; checkpointed (parent) {pid} + its socket
+       (SCM_RIGHTS) or checkpoint_refused (parent) {detail}
 
 ``parent`` of an output message is the execution the writing thread belongs to
 (None if none is known): as ipykernel 6+ does, every ``threading.Thread`` is
@@ -59,6 +61,15 @@ class Channel:
         with self.lock:
             self.sock.sendall(data)
 
+    def send_fds(self, message, fds):
+        """Send ``message`` with descriptors (SCM_RIGHTS) attached to its first bytes."""
+        import socket
+        data = encode(message)
+        with self.lock:
+            sent = socket.send_fds(self.sock, [data], fds)
+            if sent < len(data):
+                self.sock.sendall(data[sent:])
+
     def send_in_order(self, message):
         """Send after the supervisor has read what fds 1 and 2 hold (see capture.py)."""
         wait_for_pipes_drained(self.pipe_fds)
@@ -73,6 +84,7 @@ class Executor:
         self.sock = sock
         self.inbox = Inbox(sock, self.dispatch)
         self.executing = False
+        self.copies = set()      # our forked copies (checkpoints, forks): reaped between cells
         self.current = None      # id of the execution the main thread runs, None between cells
         self.main_ident = threading.get_ident()
         self.budget = OutputBudget()
@@ -82,10 +94,23 @@ class Executor:
         sys.modules["__main__"] = main  # so pickle finds classes defined in cells
         self.namespace = main.__dict__
         self.shell = Shell(self.namespace, self.emit_output)
-        self.stdout = OutStream("stdout", 1, self.channel.send_in_order, self.budget,
-                                self.write_tag)
-        self.stderr = OutStream("stderr", 2, self.channel.send_in_order, self.budget,
-                                self.write_tag)
+        self.stdout = OutStream("stdout", 1, self.send_in_order, self.budget, self.write_tag)
+        self.stderr = OutStream("stderr", 2, self.send_in_order, self.budget, self.write_tag)
+
+    def send_in_order(self, message):
+        self.channel.send_in_order(message)  # the channel of now: a restore makes a new one
+
+    def rewire(self, sock):
+        """In a process resumed from a checkpoint (checkpoint.py): new channels to the
+        supervisor and new locks around the namespace as it was; fds 1 and 2 are the
+        new pipes already."""
+        self.fds = CaptureFds()
+        self.sock = sock
+        self.channel = Channel(sock, (self.fds.copy_of(1), self.fds.copy_of(2)))
+        self.inbox = Inbox(sock, self.dispatch)
+        self.install()
+        threading.Thread(target=self.inbox.read_while_lent, name="kernel-reader",
+                         daemon=True).start()
 
     # -- whose output is it --------------------------------------------------
 
@@ -105,6 +130,8 @@ class Executor:
         """Tag every Thread at creation with the execution of the thread creating it."""
         executor = self
         original = threading.Thread.__init__
+        if hasattr(original, "__wrapped__"):
+            return  # tagged already (a process resumed from a checkpoint)
 
         def __init__(thread, *args, **kwargs):
             original(thread, *args, **kwargs)
@@ -140,14 +167,17 @@ class Executor:
 
     # -- threads -------------------------------------------------------------
 
+    def moved(self, work_dir):
+        """The work dir is now ``work_dir`` (a claimed pooled kernel, a fork)."""
+        if sys.path and sys.path[0] == self.work_dir:
+            sys.path[0] = work_dir
+        self.work_dir = work_dir
+
     def dispatch(self, envelope):
         """Whatever comes on the socket but a cell (kernel/inbox.py reads it)."""
         kind = envelope.get("type")
         if kind == "rebind":  # a pooled kernel was claimed: its directory moved
-            work_dir = envelope["body"]["work_dir"]
-            if sys.path and sys.path[0] == self.work_dir:
-                sys.path[0] = work_dir
-            self.work_dir = work_dir
+            self.moved(envelope["body"]["work_dir"])
         elif kind in INTROSPECTION:
             threading.Thread(target=self.answer, args=(envelope,), daemon=True).start()
         else:
@@ -170,10 +200,49 @@ class Executor:
     def run_forever(self):
         self.channel.send(message("ready", {"pid": os.getpid()}))
         while True:
+            self.reap_copies()
             envelope = self.inbox.next_execute()  # read on this thread between cells
+            if envelope.get("type") == "checkpoint":
+                self.checkpoint(envelope)
+                continue
             self.inbox.lend()
             outcome = self.execute(envelope["body"], envelope["id"])
             self.channel.send_in_order(message("done", outcome, parent=envelope["id"]))
+
+    def reap_copies(self):
+        """Wait for our copies that ended (never for a pid of the user's: only ours)."""
+        for pid in list(self.copies):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    self.copies.discard(pid)
+            except ChildProcessError:  # reaped by user code's waitpid(-1), or not ours now
+                self.copies.discard(pid)
+
+    def checkpoint(self, envelope):
+        """Park a forked copy of this process (checkpoint.py): ``checkpointed`` {pid} with
+        its socket, or ``checkpoint_refused`` {detail}."""
+        from . import checkpoint
+        body = envelope["body"]
+        why = checkpoint.refusal(body.get("force"), THREAD_TAG)
+        if why is None and body.get("fork"):  # into a new env: its supervisor's pid
+            pid = checkpoint.fork_env(self, **body["fork"])
+            self.channel.send(message("checkpointed", {"pid": pid}, parent=envelope.get("id"))
+                              if pid else message("checkpoint_refused", {
+                                  "detail": "the copy of the process did not start"},
+                                  parent=envelope.get("id")))
+            return
+        if why is None:
+            pid, sock = checkpoint.take(self)
+            try:
+                if pid:
+                    self.channel.send_fds(message("checkpointed", {"pid": pid},
+                                                  parent=envelope.get("id")), [sock.fileno()])
+                    return
+                why = "the copy of the process did not start"
+            finally:
+                sock.close()
+        self.channel.send(message("checkpoint_refused", {"detail": why},
+                                  parent=envelope.get("id")))
 
     def execute(self, message, key):
         self.fds.restore()  # a cell before may have closed or replaced fd 0, 1 or 2

@@ -26,6 +26,8 @@ import threading
 
 from ..wire.framing import recv_message
 
+MAIN_THREAD = ("execute", "checkpoint")  # what only the main thread does, between cells
+
 
 class Inbox:
     def __init__(self, sock, dispatch):
@@ -40,11 +42,12 @@ class Inbox:
     # -- the main thread ---------------------------------------------------------
 
     def next_execute(self):
-        """The next execute envelope: taken by the reader meanwhile, else read here."""
+        """The next envelope for the main thread (an execute or a checkpoint): taken by
+        the reader meanwhile, else read here."""
         self.take_back()
         while not self.executions:
             envelope = self.receive()
-            if envelope.get("type") == "execute":
+            if envelope.get("type") in MAIN_THREAD:
                 return envelope
             self.dispatch(envelope)
         return self.executions.popleft()
@@ -82,7 +85,7 @@ class Inbox:
                         os.read(self.wake_r, 512)
                     if self.sock in readable and self.lent:
                         envelope = self.receive()
-                        if envelope.get("type") == "execute":
+                        if envelope.get("type") in MAIN_THREAD:
                             self.executions.append(envelope)
                         else:
                             self.dispatch(envelope)
@@ -91,6 +94,14 @@ class Inbox:
                     self.turn.notify_all()
         except BaseException:
             die()
+
+    def close(self):
+        """In a checkpoint's copy of the process: its wake-up pipe is the live one's."""
+        for fd in (self.wake_r, self.wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def receive(self):
         try:

@@ -29,7 +29,8 @@ from .. import parked
 from ..wire.auth import KEY_FILE
 from ..wire.envelope import (NOT_RUNNING, PROTOCOL_VERSION, QUEUE_FULL, UNKNOWN_EXECUTION,
                              message)
-from ..store import WORK_DIR
+from ..store import WORK_DIR, utcnow
+from .checkpointing import ANSWERS as CHECKPOINT_ANSWERS, CheckpointOps
 from .records import Execution
 
 INTERRUPT_ANSWER_WAIT = 2.0  # seconds an interrupt's answer waits for the cell to end, at most
@@ -47,10 +48,13 @@ class Operations:
         self.pending = {}         # introspection request id -> client
         self.on_ready = []        # clients waiting for a (re)started child
         self.shutdown_waiters = []  # clients answered when the final stop is done
+        self.checkpointing = CheckpointOps(supervisor)
+        self.restored = None      # what the last restore gave back, for its answer
 
     def handlers(self):
         table = {kind: getattr(self, "op_" + kind) for kind in self.OPS}
         table.update((kind, self.forward(kind)) for kind in self.FORWARDED)
+        table.update(self.checkpointing.handlers())
         return table
 
     # -- status ------------------------------------------------------------------
@@ -60,6 +64,7 @@ class Operations:
         running = self.executions.running
         return {"state": self.public_state(), "session": sv.session,
                 "execution_count": sv.execution_count, "queued": len(self.executions.queued),
+                "checkpoints": len(self.checkpointing.registry),
                 "pid": sv.tree.pid, "supervisor_pid": os.getpid(),
                 "running": running.n if running is not None else None,
                 "last_activity": sv.record.get("last_activity"),
@@ -72,7 +77,10 @@ class Operations:
         return state
 
     def op_status(self, client, body):
-        client.reply(self.status())
+        status = self.status()
+        if body.get("memory") and status["checkpoints"]:  # a describe: /proc reads, not a list
+            status["checkpoint_memory"] = self.checkpointing.registry.memory()
+        client.reply(status)
 
     # -- executions ----------------------------------------------------------------
 
@@ -105,23 +113,34 @@ class Operations:
         if not sv.batch_job:
             sv.save()
             return
-        with parked.locked(sv.files.env_dir):
-            for request, queued in parked.take(sv.files.env_dir):
-                n = queued.get("execution_count")
-                if type(n) is int and n > 0:  # noqa: E721 (bool is no count)
-                    self.accept_parked(n, request, queued.get("queued_at"))
+        try:
+            with parked.locked(sv.files.env_dir):
+                self.take_parked()
+                sv.save()
+        except OSError:  # no lock to be had (NFS without locking), or the env is gone
+            sv.files.log_exception("could not take the cells parked for this job")
             sv.save()
 
-    def accept_parked(self, n, request, queued_at):
-        """Queue a parked cell with the count reserved for it (its queued record is in
-        history already)."""
+    def take_parked(self):
+        """Queue our parked cells with their counts (their queued records are in history
+        already); end those sent to a start of the env that never happened."""
         sv = self.supervisor
-        execution = Execution(next(sv.keys), n, request, sv.record["id"], sv.session,
-                              sv.output_cap)
-        execution.record["queued_at"] = queued_at or execution.record["queued_at"]
-        sv.execution_count = max(sv.execution_count, n)
-        sv.late.remember(execution.key, n)
-        self.executions.add(execution)
+        for request, queued, kernel_id in parked.take(sv.files.env_dir):
+            n = queued.get("execution_count")
+            if type(n) is not int or n <= 0:  # noqa: E721 (bool is no count)
+                continue
+            execution = Execution(next(sv.keys), n, request, sv.record["id"], sv.session,
+                                  sv.output_cap)
+            execution.record["queued_at"] = queued.get("queued_at") or utcnow()
+            if kernel_id != sv.record.get("kernel_id"):
+                sv.files.persist(execution, execution.aborted(
+                    "kernel_died", "KernelDied", "it was sent to a start of this "
+                    "environment that never happened (its job ended, or it was restarted)"))
+                continue
+            sv.late.remember(execution.key, n)
+            self.executions.add(execution)
+        # Counts parked then cancelled are in history only: never handed out again.
+        sv.execution_count = max(sv.execution_count, sv.files.history.last_count())
 
     def record_accepted(self, execution):
         """Make a new execution count durable before anyone hears of it.
@@ -230,9 +249,12 @@ class Operations:
         self.supervisor.stop(state=body.get("state", "stopped"), reason=body.get("reason"))
 
     def answer_ready(self):
-        """The restart (or start) that clients waited on is over: its status."""
+        """The restart, restore (or start) that clients waited on is over: its status."""
+        body = self.status()
+        if self.restored is not None:
+            body["restored"], self.restored = self.restored, None
         for client in self.on_ready:
-            client.reply(self.status())
+            client.reply(body)
         self.on_ready = []
 
     def answer_shutdown(self):
@@ -257,6 +279,9 @@ class Operations:
 
     def answer_pending(self, envelope):
         """The child's reply (or error) to a forwarded request, to whoever asked."""
+        if envelope["type"] in CHECKPOINT_ANSWERS:
+            self.checkpointing.answer(envelope)
+            return
         client = self.pending.pop(envelope.get("parent"), None)
         if client is None:
             return
@@ -273,6 +298,9 @@ class Operations:
 
     def forget(self, client):
         """A worker went away (or timed out): nothing here waits on it any more."""
+        for key, (name, kind, asker) in list(self.checkpointing.requested.items()):
+            if asker is not None and asker.client is client:  # still kept, unanswered
+                self.checkpointing.requested[key] = (name, kind, None)
         self.on_ready = [c for c in self.on_ready if c.client is not client]
         self.interrupt_waiters = [w for w in self.interrupt_waiters if w[0].client is not client]
         for key in [k for k, c in self.pending.items() if c.client is client]:

@@ -27,6 +27,7 @@ when the loop no longer runs.
 import os
 import selectors
 import signal
+import socket
 import time
 
 from ..store import utcnow
@@ -34,6 +35,7 @@ from .child import KILL_WAIT, Child, reap_children, signal_tree
 from .sandbox import SandboxedChild
 
 EOF_KILL_AFTER = 1.0   # seconds a child whose control socket closed may take to exit
+MAX_PASSED_FDS = 4     # descriptors one read of the control socket may bring (a checkpoint's)
 REAP_POLL = 0.02       # seconds between sweeps of a dead child's tree
 
 
@@ -48,6 +50,7 @@ class ProcessTree:
         self.stop_status = None   # (code, signal) of the child a stop ended
         self.stopped_group = None  # process group of the child whose tree is being swept
         self.reap_until = None    # give up on a tree that will not die after this
+        self.checkpoints = None   # kernel/checkpoints.py: spared by sweeps, told of deaths
 
     @property
     def pid(self):
@@ -57,10 +60,14 @@ class ProcessTree:
         """Fork the user-code process (inside bwrap if ``sandbox`` says so, see sandbox.py);
         it reports ``ready`` over the control socket."""
         if sandbox:
-            self.child = SandboxedChild.spawn(work_dir, rlimits, preload, close_in_child,
-                                              sandbox)
+            self.adopt(SandboxedChild.spawn(work_dir, rlimits, preload, close_in_child,
+                                            sandbox))
         else:
-            self.child = Child.spawn(work_dir, rlimits, preload, close_in_child)
+            self.adopt(Child.spawn(work_dir, rlimits, preload, close_in_child))
+
+    def adopt(self, child):
+        """Drive ``child`` (spawned, or resumed from a checkpoint)."""
+        self.child = child
         self.selector.register(self.child.sock, selectors.EVENT_READ, self.on_readable)
         if self.child.pidfd is not None:
             self.selector.register(self.child.pidfd, selectors.EVENT_READ, self.on_pidfd)
@@ -97,8 +104,9 @@ class ProcessTree:
         for _ in range(reads):
             if self.child is not child or child.sock is None:
                 return True
-            try:
-                data = child.sock.recv(1 << 16)  # 256 KiB would be an mmap per call
+            try:  # 256 KiB would be an mmap per call
+                data, fds, _, _ = socket.recv_fds(child.sock, 1 << 16, MAX_PASSED_FDS)
+                child.passed_fds.extend(fds)
             except (BlockingIOError, InterruptedError):
                 return True
             except OSError:
@@ -141,6 +149,9 @@ class ProcessTree:
             self.selector.unregister(self.child.sock)
             self.child.sock.close()
             self.child.sock = None
+        for fd in self.child.passed_fds:  # sent, but never taken (its message was lost)
+            os.close(fd)
+        self.child.passed_fds = []
 
     def close_pidfd(self):
         if self.child.pidfd is not None:
@@ -174,6 +185,8 @@ class ProcessTree:
         for pid, status in reap_children():
             if child is not None and pid == child.pid:
                 child.status = status
+            elif self.checkpoints is not None:
+                self.checkpoints.reaped(pid)
         if child is not None and self.child is child and child.status is not None:
             self.child_exited()
 
@@ -202,7 +215,10 @@ class ProcessTree:
 
     # -- stopping it -------------------------------------------------------------------
 
-    def begin_stop(self, goal):
+    def spared(self):
+        return self.checkpoints.pids() if self.checkpoints is not None else ()
+
+    def begin_stop(self, goal, grace=None):
         """Stop the child and its whole tree without blocking the loop: SIGTERM now, SIGKILL
         after ``kill_grace`` (check_stop), its death seen through the pidfd or SIGCHLD,
         then the tree swept; ``goal`` ("restart", "final") is reached when nothing is left."""
@@ -216,8 +232,8 @@ class ProcessTree:
             self.check_stop(now)
         elif not child.terminating:
             child.terminating = True
-            child.signal_tree(signal.SIGTERM)
-            deadline = now + self.kill_grace
+            child.signal_tree(signal.SIGTERM, self.spared())
+            deadline = now + (self.kill_grace if grace is None else grace)
             child.kill_at = deadline if child.kill_at is None else min(child.kill_at, deadline)
 
     def check_stop(self, now):
@@ -227,12 +243,12 @@ class ProcessTree:
         if child is not None:
             if child.kill_at is not None and now >= child.kill_at:
                 child.kill_at = None
-                child.signal_tree(signal.SIGKILL)  # its death comes through pidfd / SIGCHLD
+                child.signal_tree(signal.SIGKILL, self.spared())  # death: pidfd / SIGCHLD
             return
         if self.stop_goal is None:
             return
         reap_children()
-        left = signal_tree(self.stopped_group, signal.SIGKILL)
+        left = signal_tree(self.stopped_group, signal.SIGKILL, self.spared())
         if left and now < self.reap_until:
             return  # swept again after REAP_POLL
         if left:

@@ -65,14 +65,14 @@ class SandboxedChild(Child):
             except OSError:
                 pass
 
-    def signal_tree(self, signum):
+    def signal_tree(self, signum, spare=()):
         """As Child's, but a stop's SIGTERM spares the two bwrap processes: the outer one
         would die of it at once and take the sandbox with it, before ``kill_grace``."""
         if signum == signal.SIGKILL:
-            return super().signal_tree(signum)
+            return super().signal_tree(signum, spare)
         self.signal(signum)
         spared = {self.pid, self.group}
-        found = descendants(os.getpid())
+        found = descendants(os.getpid(), spare)
         for pid in found:
             if pid not in spared:
                 try:

@@ -50,6 +50,7 @@ START_OUTPUT_KEPT = 8192  # characters of a child's output before it died starti
 
 class Supervisor:
     batch_job = None  # the Slurm job id when this kernel is that job (kernel --foreground)
+    adopting = None   # (pid, control fd, out fd, err fd) of a forked env's child (--adopt)
 
     def __init__(self, env_dir, ready_fd):
         self.ready_fd = ready_fd
@@ -106,15 +107,15 @@ class Supervisor:
     def on_signal(self, signum, frame):
         self.terminate = True
 
-    def on_sigchld(self, signum, frame):
-        pass  # reaped by on_wake(), in the loop
+    on_sigchld = staticmethod(lambda signum, frame: None)  # reaped by on_wake(), in the loop
 
     def spawn_child(self):
         """Fork the user-code process; it reports ``ready`` over the control socket."""
         work_dir = self.record.get("cwd") or os.path.join(self.files.env_dir, WORK_DIR)
-        self.tree.spawn(work_dir, self.record.get("rlimits") or (),
-                        self.settings.get("preload") or (), self.close_in_child,
-                        self.record.get("sandbox"))
+        if not self.ops.checkpointing.restoring():  # else forked from a checkpoint
+            self.tree.spawn(work_dir, self.record.get("rlimits") or (),
+                            self.settings.get("preload") or (), self.close_in_child,
+                            self.record.get("sandbox"))
         self.state = "starting"
 
     def close_in_child(self):
@@ -143,7 +144,7 @@ class Supervisor:
             self.publish_status()
             if self.unsaved:  # what could wait until after the answers
                 self.save()
-        self.close()
+        self.hub.close()
 
     def next_timeout(self):
         now = time.monotonic()
@@ -223,6 +224,7 @@ class Supervisor:
         if execution is None:
             return
         request = execution.request
+        self.ops.checkpointing.before_cell(execution)  # auto_checkpoints: the state before
         self.tree.send(message("execute", {
             "n": execution.n, "code": request.get("code", ""),
             "silent": bool(request.get("silent")),
@@ -243,7 +245,7 @@ class Supervisor:
                 self.last_request = time.monotonic()  # idle time counts from the cell's end
                 self.executions.complete(execution, envelope["body"])
                 self.pump()
-        elif kind == "reply" or kind == "error":
+        elif kind in ("reply", "error", "checkpointed", "checkpoint_refused"):
             self.ops.answer_pending(envelope)
         elif kind == "ready":
             if self.tree.stop_goal is not None:
@@ -323,6 +325,7 @@ class Supervisor:
 
     def finish_stop(self):
         self.alive = False
+        self.ops.checkpointing.registry.drop_all()
         state, reason = self.final
         if state is not None and not self.files.directory_removed():
             self.files.record_end(state, reason, self.tree.stop_status)
@@ -394,7 +397,4 @@ class Supervisor:
         except OSError:
             pass
         self.tree.reap()  # SIGCHLD, or any other signal: waitpid(WNOHANG) costs nothing
-
-    def close(self):
-        self.hub.close()
 

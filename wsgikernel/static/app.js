@@ -1152,6 +1152,9 @@
     if (env) {
       info.push('session ' + env.session);
       if (placeText(env)) { info.push(placeText(env)); }
+      if (env.forked_from) {
+        info.push('forked from ' + env.forked_from.env + ' after cell ' + env.forked_from.execution_count);
+      }
       info.push(env.execution_count + ' run' + (env.execution_count === 1 ? '' : 's'));
       if (env.queued) { info.push(env.queued + ' queued'); }
       if (env.exit && (env.state === 'dead' || env.state === 'stopped')) {
@@ -1248,6 +1251,15 @@
       } else if (action === 'interrupt') {
         await api('POST', envPath(id, '/interrupt'), {});
         setStatus('Interrupted ' + id + '.', 'info');
+      } else if (action === 'undo') {
+        var undone = await api('POST', envPath(id, '/undo'), {});
+        setStatus('Back in ' + id + ' to the state after cell ' +
+                  undone.restored.execution_count + ' (session ' + undone.session + ').', 'info');
+      } else if (action === 'fork') {
+        var forked = await api('POST', envPath(id, '/fork'), {});
+        await refreshEnvs();
+        selectEnv(forked.id);
+        setStatus('Forked ' + id + ' into ' + forked.id + '.', 'info');
       }
     } catch (error) {
       setStatus(action + ' failed: ' + describe(error), 'error');
@@ -1395,6 +1407,8 @@
     $('btn-forget').addEventListener('click', forgetToken);
     $('btn-restart').addEventListener('click', function () { envAction('restart'); });
     $('btn-interrupt').addEventListener('click', function () { envAction('interrupt'); });
+    $('btn-undo').addEventListener('click', function () { envAction('undo'); });
+    $('btn-fork').addEventListener('click', function () { envAction('fork'); });
     $('btn-delete').addEventListener('click', deleteEnv);
     $('btn-notebook').addEventListener('click', downloadNotebook);
     $('btn-add-cell').addEventListener('click', function () {

@@ -25,6 +25,11 @@ UNKNOWN_EXECUTION = "unknown_execution"
 UNKNOWN_TYPE = "unknown_type"
 INTERNAL = "internal"
 AUTH_FAILED = "auth_failed"
+BUSY = "busy"                            # a cell runs or waits: not now
+UNKNOWN_CHECKPOINT = "unknown_checkpoint"
+CHECKPOINT_EXISTS = "checkpoint_exists"
+CHECKPOINT_REFUSED = "checkpoint_refused"  # the process cannot be copied safely (detail)
+NOTHING_TO_UNDO = "nothing_to_undo"
 
 
 class Refused(Exception):

@@ -1,0 +1,198 @@
+"""Checkpoints, restore and undo (issue 18): real kernels, real forked copies.
+
+A checkpoint is a parked fork of the user-code process (kernel/checkpoint.py), so
+what cannot be pickled survives it; these tests go through the HTTP API
+(webtest) and look at the processes left behind.
+"""
+
+import os
+
+import pytest
+import webtest
+
+from helpers import TOKEN, assert_problem, pid_alive, processes_in, run, submit, value, wait_for
+
+
+@pytest.fixture
+def client(make_test_app):
+    def build(**config):
+        return webtest.TestApp(make_test_app(**config),
+                               extra_environ={"HTTP_AUTHORIZATION": "Bearer " + TOKEN})
+    return build
+
+
+@pytest.fixture
+def testapp(client):
+    testapp = client(auto_checkpoints=3)
+    assert testapp.post_json("/envs", {"id": "nb"}).status_int == 201
+    return testapp
+
+
+def checkpoint(testapp, name=None, **body):
+    res = testapp.post_json("/envs/nb/checkpoints", dict(body, **({"name": name} if name
+                                                                   else {})))
+    assert res.status_int == 201, res.body[:500]
+    return res
+
+
+def restore(testapp, name):
+    res = testapp.post("/envs/nb/checkpoints/%s/restore" % name)
+    assert res.status_int == 200, res.body[:500]
+    return res.json
+
+
+def test_a_restore_gives_back_the_namespace_a_destructive_cell_changed(testapp):
+    run(testapp, "nb", "rows = [1, 2, 3]\ntable = {'x': [1], 'y': [2]}")
+    res = checkpoint(testapp, "before")
+    assert res.headers["Location"].endswith("/envs/nb/checkpoints/before")
+    taken = res.json
+    assert (taken["name"], taken["execution_count"], taken["auto"]) == ("before", 1, False)
+    assert "memory" not in taken, taken  # a /proc walk: GET .../checkpoints has it
+    run(testapp, "nb", "rows.clear()\ndel table['x']\nadded = True")
+    restored = restore(testapp, "before")
+    assert restored["restored"] == {"checkpoint": "before", "execution_count": 1}, restored
+    assert restored["session"] == 2 and restored["state"] == "idle", restored
+    assert value(testapp, "nb", "rows, sorted(table)") == "([1, 2, 3], ['x', 'y'])"
+    assert run(testapp, "nb", "added")["error"]["ename"] == "NameError"
+    run(testapp, "nb", "rows.append(4)")  # the checkpoint stays as it was: restore again
+    restore(testapp, "before")
+    assert value(testapp, "nb", "rows") == "[1, 2, 3]"
+    history = testapp.get("/envs/nb/executions").json["executions"]
+    restores = [r for r in history if r["code"] == "%restore before"]
+    assert len(restores) == 2 and restores[0]["restored"]["checkpoint"] == "before", history
+    assert restores[0]["status"] == "ok" and "restored checkpoint" in restores[0]["stdout"]
+
+
+def test_what_cannot_be_pickled_survives_a_restore(testapp):
+    run(testapp, "nb", "import re, socket\n"
+                       "a, b = socket.socketpair()\n"
+                       "numbers = (n * n for n in range(10))\n"
+                       "next(numbers); next(numbers)\n"
+                       "square = lambda v: v * v\n"
+                       "word = re.compile(r'\\w+')")
+    checkpoint(testapp, "live")
+    run(testapp, "nb", "del a, b, numbers, square, word")
+    restore(testapp, "live")
+    assert value(testapp, "nb", "a.send(b'ping'); b.recv(4)") == "b'ping'"
+    assert value(testapp, "nb", "next(numbers)") == "4"
+    assert value(testapp, "nb", "square(7), word.findall('two words')") == \
+        "(49, ['two', 'words'])"
+
+
+def test_undo_goes_back_cell_by_cell_until_none_is_kept(client):
+    testapp = client(auto_checkpoints=3)
+    testapp.post_json("/envs", {"id": "nb"})
+    for code in ("x = 1", "x = 2", "x = 3", "x = 4"):
+        run(testapp, "nb", code)
+    restored = [testapp.post("/envs/nb/undo").json["restored"] for _ in range(3)]
+    assert [r["checkpoint"] for r in restored] == ["auto-4", "auto-3", "auto-2"], restored
+    assert value(testapp, "nb", "x") == "1"
+    testapp.post("/envs/nb/undo")  # the state before that value() cell: x is still 1
+    res = testapp.post("/envs/nb/undo", expect_errors=True)
+    body = assert_problem(res, 409, "checkpoint-conflict", env_id="nb")
+    assert "no automatic checkpoint is left" in body["detail"], body
+
+
+def test_undo_without_auto_checkpoints_is_409_saying_so(client):
+    testapp = client()
+    testapp.post_json("/envs", {"id": "nb"})
+    run(testapp, "nb", "x = 1")
+    body = assert_problem(testapp.post("/envs/nb/undo", expect_errors=True), 409,
+                          "checkpoint-conflict")
+    assert "auto_checkpoints is 0" in body["detail"], body
+
+
+def test_a_checkpoint_is_refused_while_a_cell_thread_runs_unless_forced(testapp):
+    run(testapp, "nb", "import threading\nstop = threading.Event()\n"
+                       "worker = threading.Thread(target=stop.wait, name='loader')\n"
+                       "worker.start()")
+    res = testapp.post_json("/envs/nb/checkpoints", {"name": "t"}, expect_errors=True)
+    body = assert_problem(res, 409, "checkpoint-conflict")
+    assert "loader" in body["detail"] and "force=true" in body["detail"], body
+    forced = checkpoint(testapp, "t", force=True).json
+    assert forced["name"] == "t"
+    run(testapp, "nb", "stop.set(); worker.join()")
+    restore(testapp, "t")
+    assert value(testapp, "nb", "worker.is_alive(), stop.is_set()") == "(False, False)"
+
+
+def test_a_busy_env_is_not_checkpointed_or_restored(testapp, tmp_path):
+    checkpoint(testapp, "idle")
+    flag = tmp_path / "started"
+    submitted = submit(testapp, "nb", "import time\nopen(%r, 'w').close()\ntime.sleep(30)"
+                       % str(flag))
+    wait_for(flag.exists, message="the cell to start")
+    for res in (testapp.post_json("/envs/nb/checkpoints", {"name": "b"}, expect_errors=True),
+                testapp.post("/envs/nb/checkpoints/idle/restore", expect_errors=True),
+                testapp.post("/envs/nb/undo", expect_errors=True)):
+        body = assert_problem(res, 409, "checkpoint-conflict")
+        assert "a cell is running" in body["detail"], body
+    testapp.post("/envs/nb/interrupt")
+    record = testapp.get("/envs/nb/executions/%d?wait=30" % submitted["execution_count"]).json
+    assert record["reason"] == "interrupted", record
+
+
+def test_checkpoints_are_listed_named_and_dropped(testapp):
+    run(testapp, "nb", "kept = 1")
+    first = checkpoint(testapp).json
+    second = checkpoint(testapp).json
+    assert (first["name"], second["name"]) == ("checkpoint-1", "checkpoint-2")
+    listing = testapp.get("/envs/nb/checkpoints").json
+    names = [c["name"] for c in listing["checkpoints"]]
+    assert names == ["auto-1", "checkpoint-1", "checkpoint-2"], listing
+    assert listing["memory"] == sum(c["memory"] for c in listing["checkpoints"]) > 0
+    env = testapp.get("/envs/nb").json
+    assert env["checkpoints"] == 3 and env["checkpoint_memory"] > 0, env
+    res = testapp.post_json("/envs/nb/checkpoints", {"name": "checkpoint-1"},
+                            expect_errors=True)
+    assert "exists" in assert_problem(res, 409, "checkpoint-conflict")["detail"]
+    pid = [p for p in processes_in(env["cwd"]) if p != env["pid"]]
+    assert testapp.delete("/envs/nb/checkpoints/checkpoint-1").status_int == 204
+    res = testapp.delete("/envs/nb/checkpoints/checkpoint-1", expect_errors=True)
+    assert_problem(res, 404, "checkpoint-not-found", name="checkpoint-1")
+    res = testapp.post("/envs/nb/checkpoints/nope/restore", expect_errors=True)
+    assert_problem(res, 404, "checkpoint-not-found", name="nope")
+    assert len(pid) == 3, pid  # one process per checkpoint, one of them now ending
+    wait_for(lambda: len([p for p in pid if pid_alive(p)]) == 2,
+             message="the dropped checkpoint's process to end")
+
+
+@pytest.mark.parametrize("name", ["", ".hidden", "a/b", "x" * 65, "sp ace", "\ud800"])
+def test_bad_checkpoint_names_are_422(testapp, name):
+    res = testapp.post_json("/envs/nb/checkpoints", {"name": name}, expect_errors=True)
+    assert_problem(res, 422, "invalid-parameter", param="name")
+
+
+def test_the_restored_process_is_interrupted_timed_out_and_seen_dying(testapp):
+    run(testapp, "nb", "kept = 'yes'")
+    checkpoint(testapp, "c")
+    restore(testapp, "c")
+    record = run(testapp, "nb", "import time\ntime.sleep(30)", timeout=0.5)
+    assert (record["status"], record["reason"]) == ("aborted", "timeout"), record
+    assert value(testapp, "nb", "kept") == "'yes'"
+    record = run(testapp, "nb", "import os\nos._exit(3)")
+    assert (record["status"], record["reason"]) == ("aborted", "kernel_died"), record
+    env = testapp.get("/envs/nb").json
+    assert env["state"] == "dead" and env["exit"]["code"] == 3, env
+    res = testapp.post("/envs/nb/checkpoints/c/restore", expect_errors=True)
+    assert_problem(res, 409, "env-not-running", state="dead")
+
+
+def test_no_process_is_left_after_deleting_an_env_with_checkpoints(testapp, state_dir):
+    run(testapp, "nb", "data = bytearray(1 << 20)")
+    checkpoint(testapp, "a")
+    checkpoint(testapp, "b")
+    run(testapp, "nb", "data[0] = 1")
+    env_dir = os.path.join(state_dir, "envs", "nb")
+    assert len(processes_in(env_dir)) >= 4  # supervisor, live process, checkpoints
+    assert testapp.delete("/envs/nb").status_int == 204
+    wait_for(lambda: not processes_in(env_dir), message="no process of the env left")
+
+
+def test_a_restart_keeps_the_checkpoints(testapp):
+    run(testapp, "nb", "kept = 42")
+    checkpoint(testapp, "c")
+    testapp.post("/envs/nb/restart")
+    assert run(testapp, "nb", "kept")["error"]["ename"] == "NameError"
+    restore(testapp, "c")
+    assert value(testapp, "nb", "kept") == "42"

@@ -1,0 +1,126 @@
+"""POST /envs/{id}/fork (issue 18): a new env whose namespace is a forked copy.
+
+Real kernels: the source's user-code process forks the copy, whose new supervisor is
+a fresh interpreter that adopts it (kernel/checkpoint.py ``fork_env``).
+"""
+
+import os
+
+import pytest
+import webtest
+
+from helpers import TOKEN, assert_problem, processes_in, run, submit, value, wait_for
+
+
+@pytest.fixture
+def testapp(make_test_app):
+    testapp = webtest.TestApp(make_test_app(),
+                              extra_environ={"HTTP_AUTHORIZATION": "Bearer " + TOKEN})
+    assert testapp.post_json("/envs", {"id": "src"}).status_int == 201
+    return testapp
+
+
+def fork(testapp, source="src", **body):
+    res = testapp.post_json("/envs/%s/fork" % source, body)
+    assert res.status_int == 201, res.body[:500]
+    return res
+
+
+def test_a_fork_has_the_namespace_and_goes_its_own_way(testapp):
+    run(testapp, "src", "import re, socket\nrows = [1, 2]\na, b = socket.socketpair()\n"
+                        "numbers = iter(range(10)); next(numbers)\nword = re.compile('o+')\n"
+                        "open('notes.txt', 'w').write('kept')")
+    res = fork(testapp, id="branch")
+    env = res.json
+    assert res.headers["Location"].endswith("/envs/branch")
+    assert env["id"] == "branch" and env["state"] == "idle", env
+    assert env["forked_from"] == {"env": "src", "execution_count": 1}, env
+    assert env["execution_count"] == 1 and env["session"] == 1, env
+    assert env["cwd"] != testapp.get("/envs/src").json["cwd"]
+    assert value(testapp, "branch", "rows.append(3); rows") == "[1, 2, 3]"
+    assert value(testapp, "src", "rows") == "[1, 2]"  # the source is untouched
+    assert value(testapp, "branch", "a.send(b'x'); b.recv(1), next(numbers), "
+                                    "word.findall('foo')") == "(b'x', 1, ['oo'])"
+    assert value(testapp, "branch", "import os; os.getcwd() == %r, open('notes.txt').read()"
+                 % env["cwd"]) == "(True, 'kept')"
+    assert testapp.get("/envs/branch/executions").json["executions"][0]["execution_count"] == 2
+
+
+def test_a_fork_outlives_its_source_and_leaves_nothing_when_deleted(testapp, state_dir):
+    run(testapp, "src", "kept = 'here'")
+    fork(testapp, id="branch")
+    assert testapp.delete("/envs/src").status_int == 204
+    assert value(testapp, "branch", "kept") == "'here'"
+    branch_dir = os.path.join(state_dir, "envs", "branch")
+    assert processes_in(branch_dir)
+    assert testapp.delete("/envs/branch").status_int == 204
+    wait_for(lambda: not processes_in(branch_dir), message="no process of the fork left")
+
+
+def test_a_forks_kernel_is_interrupted_restarted_and_seen_dying(testapp, tmp_path):
+    run(testapp, "src", "kept = 1")
+    fork(testapp, id="branch")
+    flag = tmp_path / "started"
+    submitted = submit(testapp, "branch", "import time\nopen(%r, 'w').close()\n"
+                                          "time.sleep(30)" % str(flag))
+    wait_for(flag.exists, message="the cell to start")
+    testapp.post("/envs/branch/interrupt")
+    record = testapp.get("/envs/branch/executions/%d?wait=30"
+                         % submitted["execution_count"]).json
+    assert record["reason"] == "interrupted", record
+    restarted = testapp.post("/envs/branch/restart").json
+    assert restarted["session"] == 2 and restarted["state"] == "idle", restarted
+    assert run(testapp, "branch", "kept")["error"]["ename"] == "NameError"
+    record = run(testapp, "branch", "import os\nos._exit(4)")
+    assert record["reason"] == "kernel_died", record
+    env = testapp.get("/envs/branch").json
+    assert env["state"] == "dead" and env["exit"]["code"] == 4, env
+    assert value(testapp, "src", "kept") == "1"
+
+
+def test_a_generated_id_a_taken_one_and_a_bad_one(testapp):
+    generated = fork(testapp).json
+    assert generated["id"] and generated["forked_from"]["env"] == "src", generated
+    res = testapp.post_json("/envs/src/fork", {"id": generated["id"]}, expect_errors=True)
+    assert_problem(res, 409, "env-exists", env_id=generated["id"])
+    res = testapp.post_json("/envs/src/fork", {"id": ".bad"}, expect_errors=True)
+    assert_problem(res, 422, "invalid-parameter", param="id")
+    res = testapp.post_json("/envs/nope/fork", {}, expect_errors=True)
+    assert_problem(res, 404, "env-not-found")
+
+
+def test_a_busy_or_threaded_source_is_refused_with_a_reason(testapp, tmp_path):
+    run(testapp, "src", "import threading\nstop = threading.Event()\n"
+                        "threading.Thread(target=stop.wait, name='poller').start()")
+    res = testapp.post_json("/envs/src/fork", {"id": "t"}, expect_errors=True)
+    assert "poller" in assert_problem(res, 409, "checkpoint-conflict")["detail"]
+    assert testapp.get("/envs/t", expect_errors=True).status_int == 404  # nothing left
+    assert fork(testapp, id="t", force=True).json["id"] == "t"
+    run(testapp, "src", "stop.set()")
+    flag = tmp_path / "started"
+    submit(testapp, "src", "import time\nopen(%r, 'w').close()\ntime.sleep(30)" % str(flag))
+    wait_for(flag.exists, message="the cell to start")
+    res = testapp.post_json("/envs/src/fork", {"id": "u"}, expect_errors=True)
+    assert "a cell is running" in assert_problem(res, 409, "checkpoint-conflict")["detail"]
+    testapp.post("/envs/src/interrupt")
+
+
+def test_a_dead_source_and_a_limited_one_are_refused(make_test_app):
+    testapp = webtest.TestApp(make_test_app(),
+                              extra_environ={"HTTP_AUTHORIZATION": "Bearer " + TOKEN})
+    testapp.post_json("/envs", {"id": "files", "open_files_limit": 64})
+    res = testapp.post_json("/envs/files/fork", {}, expect_errors=True)
+    assert "open_files_limit" in assert_problem(res, 409, "checkpoint-conflict")["detail"]
+    testapp.post_json("/envs", {"id": "dies"})
+    run(testapp, "dies", "import os\nos._exit(1)")
+    res = testapp.post_json("/envs/dies/fork", {}, expect_errors=True)
+    assert_problem(res, 409, "env-not-running", state="dead")
+
+
+def test_the_forks_notebook_says_where_it_came_from(testapp):
+    run(testapp, "src", "x = 1")
+    fork(testapp, id="branch")
+    run(testapp, "branch", "x + 1")
+    cells = testapp.get("/envs/branch/notebook").json["cells"]
+    assert cells[0]["cell_type"] == "markdown" and "src" in cells[0]["source"], cells
+    assert cells[1]["source"] == "x + 1", cells

@@ -1,0 +1,140 @@
+"""Checkpoints of an env, asked of its kernel: take, list, drop, restore, undo; forks.
+
+The kernel does the work (kernel/checkpointing.py: a parked forked copy of the
+user-code process per checkpoint); this layer finds the live kernel, bounds each
+exchange, and turns what the kernel refuses into domain errors (link.refusal):
+``CheckpointConflict`` (busy, name taken, threads running, nothing to undo),
+``CheckpointNotFound``.  Checkpoints live in the kernel's memory only: a stopped or
+dead env has none, and its requests are ``EnvironmentNotRunning``.
+
+A fork is a new env whose namespace is a copy of the source's as its last cell
+left it: this layer makes the env's directory (a copy of the source's work dir,
+env.json naming ``forked_from``), the source's kernel forks its user-code process
+into it (kernel/checkpoint.py ``fork_env``), and the new env's own supervisor reports
+ready in env.json.  Refused (``CheckpointConflict``) where the copy would not be a
+plain local env: a bwrap sandbox, a Slurm job, file or descriptor limits (the new
+supervisor would run under them).
+"""
+
+import os
+import secrets
+import shutil
+
+from ..provisioning.launcher import kernel_command
+from ..provisioning.local import LocalProvisioner
+from ..store import WORK_DIR, read_record, utcnow, write_record
+from ..wire.connection import KernelGone
+from ..wire.envelope import PROTOCOL_VERSION
+from .errors import CheckpointConflict, ControlError, KernelUnavailable, QuotaExceeded
+from .link import LAUNCH_TIMEOUT, STATUS_TIMEOUT, wait_until
+
+TAKE_TIMEOUT = 30.0  # seconds a fork of the user-code process may take (GiBs of page tables)
+
+
+class Checkpoints:
+    def __init__(self, config, registry, link, describer):
+        self.config = config
+        self.registry = registry
+        self.link = link
+        self.describe = describer.describe
+
+    def call(self, env_id, kind, body, timeout=STATUS_TIMEOUT):
+        record = self.link.live_record(env_id)
+        try:
+            return self.link.call(record, kind, body, timeout)
+        except KernelGone:
+            raise self.link.gone(env_id, record) from None
+
+    def take(self, env_id, name, force):
+        """A checkpoint of the namespace as the last cell left it; its description."""
+        return self.call(env_id, "checkpoint", {"name": name, "force": force},
+                         TAKE_TIMEOUT)["checkpoint"]
+
+    def listing(self, env_id):
+        """{checkpoints: [...], memory: their summed PSS in bytes}."""
+        return self.call(env_id, "checkpoints", {})
+
+    def drop(self, env_id, name):
+        self.call(env_id, "drop_checkpoint", {"name": name})
+
+    def restore(self, env_id, name=None, undo=False):
+        """The namespace of checkpoint ``name`` (``undo``: the newest automatic one) again,
+        session + 1; the env afterwards, with ``restored``."""
+        reply = self.call(env_id, "restore", {"name": name, "undo": undo},
+                          self.config.kill_grace + LAUNCH_TIMEOUT + TAKE_TIMEOUT)
+        if not reply.get("restored"):
+            raise KernelUnavailable(env_id, "the checkpoint could not be resumed, and a "
+                                    "fresh kernel was started instead (kernel.log says why)")
+        return dict(self.describe(env_id, memory=False), restored=reply["restored"])
+
+    # -- forks -------------------------------------------------------------------------
+
+    def fork(self, source_id, env_id=None, force=False):
+        """A new env (``env_id``, generated if None) holding a copy of the namespace of
+        ``source_id`` as its last cell left it; its env object."""
+        source = self.link.live_record(source_id)
+        why = unforkable(source)
+        if why:
+            raise CheckpointConflict(source_id, why)
+        count = self.call(source_id, "status", {"touch": False}).get("execution_count", 0)
+        env_id = env_id or secrets.token_hex(6)
+        env_dir = self.registry.reserve(env_id)
+        try:
+            if self.config.max_envs is not None and self.registry.count() > self.config.max_envs:
+                raise QuotaExceeded("max_envs", self.config.max_envs)
+            record = self.forked_record(env_id, env_dir, source, count)
+            provisioner = LocalProvisioner(record, self.config)
+            provisioner.prepare(env_dir)
+            write_record(env_dir, record)
+            try:
+                reply = self.call(source_id, "fork", {
+                    "env_dir": env_dir, "work_dir": record["cwd"], "force": force,
+                    "command": kernel_command(env_dir)[:-1]}, TAKE_TIMEOUT)
+            except ControlError:
+                provisioner.cleanup()
+                raise
+            started = wait_until(lambda: (read_record(env_dir) or {}).get("state") in (
+                "idle", "busy", "dead"), LAUNCH_TIMEOUT, interval=0.002)
+            if not started or read_record(env_dir).get("state") == "dead":
+                LocalProvisioner(dict(record, supervisor_pid=reply.get("pid")),
+                                 self.config).kill()
+                provisioner.cleanup()
+                raise KernelUnavailable(env_id, "the forked kernel did not start (see the "
+                                        "kernel.log of %s)" % env_dir)
+        except BaseException:
+            shutil.rmtree(env_dir, ignore_errors=True)
+            raise
+        return self.describe(env_id)
+
+    def forked_record(self, env_id, env_dir, source, count):
+        """env.json of a fork: the source's limits and settings, a copy of its work dir,
+        and where it came from."""
+        work = os.path.join(env_dir, WORK_DIR)
+        if source.get("cwd") and os.path.isdir(source["cwd"]):
+            shutil.copytree(source["cwd"], work, symlinks=True)
+        else:
+            os.makedirs(work, exist_ok=True)
+        return {"id": env_id, "session": 1, "created": utcnow(), "state": "starting",
+                "limits": dict(source.get("limits") or {}),
+                "settings": dict(source.get("settings") or {}), "cwd": work,
+                "execution_count": count, "rlimits": source.get("rlimits") or [],
+                "forked_from": {"env": source.get("id"), "execution_count": count},
+                "protocol": PROTOCOL_VERSION, "kernel_id": secrets.token_hex(8),
+                "exit": None, "reason": None, "detail": None}
+
+
+def unforkable(record):
+    """Why the env of ``record`` cannot be forked into a plain local env, or None."""
+    if record.get("sandbox"):
+        return ("a sandboxed environment cannot be forked: its processes live in the "
+                "sandbox's namespaces (its checkpoints are refused too)")
+    if record.get("provisioner") not in (None, LocalProvisioner.name):
+        return ("an environment that runs as a %s job cannot be forked: its kernel is on "
+                "another node (its checkpoints, restore and undo work there)"
+                % str(record.get("provisioner")).capitalize())
+    limits = record.get("limits") or {}
+    kept = [key for key in ("file_size_limit", "open_files_limit") if limits.get(key)]
+    if kept:
+        return ("an environment with %s cannot be forked: the new environment's "
+                "supervisor would run under that limit" % " and ".join(kept))
+    return None

@@ -1,0 +1,229 @@
+"""Checkpoints, in the user-code process: a forked copy of it parked at a cell boundary.
+
+``take()`` runs on the main thread between cells (the reader thread is parked, see
+inbox.py), so the copy holds the namespace exactly as the last cell left it.  One
+fork, the floor of the cost: the copy is put in a process group of its own at once
+(interrupts and kills of the live group never reach it) and stays our child -- we reap it between
+cells once it ends -- until we die; then it is the supervisor's, a child subreaper,
+which spares it when it sweeps a stopped tree.  The supervisor gets the
+checkpoint's end of a socketpair (SCM_RIGHTS, with the ``checkpointed`` message).
+
+A parked checkpoint (``park``) blocks in ``recv`` on that socket: no CPU, and its
+pages shared copy-on-write with the live process until one of them writes.  End of
+file (the supervisor dropped it, or exited however it ended) ends it.  ``resume``
+brings the supervisor's new control socket and stdout/stderr pipes (the live process
+was killed first, so the checkpoint is the supervisor's child by then); it forks
+once: the copy parks on in its place, and the checkpoint itself becomes the live
+process -- rewires the executor's I/O around its namespace and says ``ready``.
+
+A fork into a new env (``fork_env``) is the same copy made into a supervisor: in its
+own session it forks the new env's user-code process (which moves to the new work
+dir), then execs a fresh supervisor interpreter that adopts that process (``--adopt``),
+so the new env is supervised like any other and outlives its source.
+
+Refused, with a reason the user can act on: threads a cell started that still run
+(fork copies only the calling thread; ``force`` takes it anyway), and CUDA
+initialised in the process (a forked child cannot use its parent's CUDA context).
+
+Risks: locks other threads held at the fork stay held in the copy; the executor's
+own (channel, inbox) are made anew on resume, and CPython re-initialises its
+import lock, logging's and threading's own; a user's lock is the user's.
+"""
+
+import json
+import os
+import socket
+import sys
+import threading
+
+from ..store import LOG_FILE
+
+RESUME_FDS = 3  # the new control socket, stdout's and stderr's pipes
+
+
+def refusal(force, thread_tag):
+    """Why the process cannot be forked safely now, or None."""
+    if not force:
+        running = [t.name for t in threading.enumerate()
+                   if t.is_alive() and getattr(t, thread_tag, None) is not None]
+        if running:
+            return ("threads started by a cell are still running (%s): a copy would have "
+                    "none of them; stop them, or pass force=true" % ", ".join(running[:5]))
+    if cuda_initialised():
+        return "CUDA is initialised in this process: a forked copy cannot use its context"
+    return None
+
+
+def cuda_initialised():
+    """True once the CUDA driver library is mapped (torch, cupy, jax... all load it)."""
+    if "torch" in sys.modules:
+        try:
+            if sys.modules["torch"].cuda.is_initialized():
+                return True
+        except Exception:  # a torch without CUDA, or half imported
+            pass
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            return any(b"libcuda.so" in line for line in maps)
+    except OSError:
+        return False
+
+
+def take(executor):
+    """Fork a parked copy of this process; (pid, the supervisor's end of its socket).
+    Only the main thread calls it, between cells.  One fork: the copy is our child
+    (``executor.copies``, reaped between cells once it ends) until we die, then the
+    supervisor's, a subreaper."""
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            quiet(executor)
+            park(executor, theirs)
+        finally:
+            os._exit(1)
+    leave_group(pid)
+    theirs.close()
+    executor.copies.add(pid)
+    return pid, ours
+
+
+def leave_group(pid):
+    """Put our child ``pid`` in a process group of its own, from here, before anyone hears
+    of it: the live group's interrupts and kills must never reach a copy (the child does
+    not get to run first under load)."""
+    try:
+        os.setpgid(pid, pid)
+    except OSError:  # it exited already
+        pass
+
+
+def park(executor, sock):
+    """The checkpoint's life: wait for ``resume`` (or end of file), never returns.
+
+    On ``resume`` (with the new control socket and pipes) it forks: the child parks on
+    in its place, holding the socket, and this process -- the supervisor's child by
+    now, its parent the live process that was killed first -- becomes the live one."""
+    while True:
+        data, fds, _, _ = socket.recv_fds(sock, 1024, RESUME_FDS)
+        if not data:
+            os._exit(0)  # dropped, or the supervisor is gone
+        if len(fds) != RESUME_FDS:
+            for fd in fds:
+                os.close(fd)
+            continue
+        copy = os.fork()
+        if copy == 0:  # the checkpoint from now on
+            for fd in fds:
+                os.close(fd)
+            executor.copies = set()
+            continue
+        leave_group(copy)
+        executor.copies.add(copy)
+        sock.sendall(json.dumps({"pid": os.getpid(), "parked": copy}).encode())
+        sock.close()
+        become_live(executor, fds)
+
+
+def quiet(executor):
+    """Let go of the live process's I/O: its socket, its pipes (fds 1, 2 and the copies)."""
+    try:
+        executor.sock.close()
+    except OSError:
+        pass
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    executor.fds.close()
+    executor.inbox.close()
+
+
+def fork_env(executor, env_dir, work_dir, command):
+    """Fork the namespace into a new env: the pid of its supervisor-to-be (our child, in
+    ``executor.copies``; the supervisor spares it), which forks the new env's user-code
+    process and then execs ``command`` + ``--adopt`` (a fresh interpreter: none of the
+    namespace's pages).  Only the main thread calls it, between cells."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            become_supervisor(executor, env_dir, work_dir, command)
+        finally:
+            os._exit(1)
+    leave_group(pid)  # its group is what the local provisioner signals
+    executor.copies.add(pid)
+    return pid
+
+
+def become_supervisor(executor, env_dir, work_dir, command):
+    """In the new env's supervisor-to-be (a process group of its own, see fork_env): the
+    new user-code process, then exec the supervisor."""
+    try:
+        quiet(executor)
+        parent_sock, child_sock = socket.socketpair()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        live = os.fork()
+        if live == 0:
+            parent_sock.close()
+            os.close(out_r)
+            os.close(err_r)
+            os.chdir(work_dir)
+            executor.moved(work_dir)
+            become_live(executor, (child_sock.detach(), out_w, err_w))
+        leave_group(live)
+        child_sock.close()
+        os.close(out_w)
+        os.close(err_w)
+        unlimit()
+        log = os.open(os.path.join(env_dir, LOG_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                      0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        os.chdir(env_dir)
+        fds = [parent_sock.detach(), out_r, err_r]
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        os.execv(command[0], list(command) + ["--adopt", env_dir, str(live)]
+                 + [str(fd) for fd in fds])
+    except BaseException:
+        import traceback
+        traceback.print_exc(file=sys.__stderr__)
+    finally:
+        os._exit(1)
+
+
+def unlimit():
+    """Soft limits back up to the hard ones: a supervisor is not user code (the hard ones,
+    the user-code process's own, cannot be raised: forks of such envs are refused)."""
+    import resource
+    for name in ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_NOFILE"):
+        which = getattr(resource, name)
+        soft, hard = resource.getrlimit(which)
+        if soft != hard:
+            try:
+                resource.setrlimit(which, (hard, hard))
+            except (ValueError, OSError):
+                pass
+
+
+def become_live(executor, fds):
+    """In the new live process: its own process group, the supervisor's new channels,
+    then the executor's loop around the namespace as the checkpoint had it."""
+    try:
+        if os.getpgid(0) != os.getpid():  # a checkpoint leads its group already
+            os.setpgid(0, 0)
+        control, out_w, err_w = fds
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.close(out_w)
+        os.close(err_w)
+        executor.rewire(socket.socket(fileno=control))
+        executor.run_forever()
+    except BaseException:
+        import traceback
+        traceback.print_exc(file=sys.__stderr__)
+    finally:
+        os._exit(1)

@@ -1,0 +1,209 @@
+"""The supervisor's checkpoint requests: take, list, drop, restore, undo.
+
+Taking: the user-code process forks a parked copy of itself between cells
+(kernel/checkpoint.py) and sends it over with ``checkpointed``; the registry
+(kernel/checkpoints.py) keeps it.  Named checkpoints are asked for
+(``checkpoint``); automatic ones (``auto_checkpoints``) are taken right before
+each cell that goes into history, so ``auto-N`` holds the state before cell N.
+
+Restoring is a restart whose fresh child is forked from the checkpoint instead:
+the live tree is killed at once (no grace: its namespace is being discarded),
+the checkpoint forks the new live process (``restoring``), session + 1, and
+history gets a record of the restore (its own execution count, code ``%restore
+NAME``).  ``undo`` restores the newest automatic checkpoint and drops it, so
+each call steps back one more cell.
+
+A request while a cell runs or waits is refused (``busy``): a checkpoint is of a
+cell boundary, and a restore would discard the cell.  So is one in a bwrap
+sandbox (its processes re-parent to the sandbox's init, not to the supervisor)
+or without a child subreaper.
+"""
+
+import socket
+import time
+
+from ..wire.envelope import (BUSY, CHECKPOINT_EXISTS, CHECKPOINT_REFUSED, NOTHING_TO_UNDO,
+                             NOT_RUNNING, UNKNOWN_CHECKPOINT, message)
+from .checkpoints import AUTO_PREFIX, Checkpoint, Checkpoints
+from .child import Child
+from .records import Execution
+from .sandbox import SandboxedChild
+
+ANSWERS = ("checkpointed", "checkpoint_refused")  # the child's, to a ``checkpoint``
+
+
+class CheckpointOps:
+    OPS = ("checkpoint", "checkpoints", "drop_checkpoint", "restore", "fork")
+
+    def __init__(self, supervisor):
+        self.supervisor = supervisor
+        settings = supervisor.settings
+        self.auto = int(settings.get("auto_checkpoints") or 0)
+        self.registry = Checkpoints(int(settings.get("max_checkpoints") or 8), self.auto)
+        supervisor.tree.checkpoints = self.registry
+        self.requested = {}      # child message id -> (name, auto, requester or None)
+        self.restore_from = None  # (checkpoint, drop it after: an undo) for the next spawn
+
+    def handlers(self):
+        return {kind: getattr(self, "op_" + kind) for kind in self.OPS}
+
+    # -- taking --------------------------------------------------------------------
+
+    def refusal(self, client):
+        """Answer ``client`` with why nothing can be done now; True if so."""
+        sv = self.supervisor
+        if sv.state != "idle":
+            client.error(NOT_RUNNING, state=sv.ops.public_state())
+        elif not sv.executions.is_empty():
+            running = sv.executions.running
+            client.error(BUSY, detail="a cell is running (execution %s)" % (
+                running.n if running is not None else "queued"))
+        elif isinstance(sv.tree.child, SandboxedChild) or not sv.subreaper:
+            client.error(CHECKPOINT_REFUSED, detail="checkpoints need the kernel's processes "
+                         "outside a bwrap sandbox, on Linux")
+        else:
+            return False
+        return True
+
+    def op_checkpoint(self, client, body):
+        name = body.get("name")
+        if not name:  # the first free checkpoint-N
+            name = next("checkpoint-%d" % n for n in range(1, len(self.registry) + 2)
+                        if self.registry.get("checkpoint-%d" % n) is None)
+        if self.refusal(client):
+            return
+        if self.registry.get(name) is not None:
+            client.error(CHECKPOINT_EXISTS, name=name)
+            return
+        self.ask(name, "named", client, bool(body.get("force")))
+
+    def op_fork(self, client, body):
+        """Fork the namespace into the env of ``env_dir`` (its env.json written, its work
+        dir copied): answered with the pid of its supervisor, which we spare."""
+        if not self.refusal(client):
+            self.ask(None, "fork", client, bool(body.get("force")), {
+                "env_dir": body["env_dir"], "work_dir": body["work_dir"],
+                "command": list(body["command"])})
+
+    def before_cell(self, execution):
+        """An automatic checkpoint of the state before a cell that goes to history."""
+        if (self.auto and execution.n is not None and not execution.request.get("silent")
+                and execution.request.get("store_history", True)
+                and self.supervisor.subreaper
+                and not isinstance(self.supervisor.tree.child, SandboxedChild)):
+            self.ask(AUTO_PREFIX + str(execution.n), "auto", None, False)
+
+    def ask(self, name, kind, client, force, fork=None):
+        """Ask the child for a copy: a checkpoint (``kind`` named or auto) or a fork."""
+        key = "checkpoint-%d" % next(self.supervisor.keys)
+        self.requested[key] = (name, kind, client)
+        self.supervisor.tree.send(message("checkpoint", {"force": force, "fork": fork},
+                                          id=key))
+
+    def answer(self, envelope):
+        """The child's ``checkpointed`` (with the checkpoint's socket) or refusal."""
+        sv = self.supervisor
+        name, kind, client = self.requested.pop(envelope.get("parent"), (None, None, None))
+        if envelope["type"] == "checkpointed" and kind == "fork":
+            self.registry.forks.add(envelope["body"]["pid"])  # never swept with our tree
+            if client is not None:
+                client.reply({"pid": envelope["body"]["pid"]})
+            return
+        if envelope["type"] == "checkpoint_refused":
+            detail = envelope["body"].get("detail")
+            if client is not None:
+                client.error(CHECKPOINT_REFUSED, detail=detail)
+            else:
+                sv.files.log.write("automatic checkpoint %s not taken: %s\n" % (name, detail))
+            return
+        child = sv.tree.child
+        fd = child.passed_fds.pop(0) if child is not None and child.passed_fds else None
+        if fd is None or name is None:
+            if client is not None:
+                client.error(CHECKPOINT_REFUSED, detail="the copy of the process was lost")
+            return
+        auto = kind == "auto"
+        count = sv.execution_count if not auto else int(name[len(AUTO_PREFIX):]) - 1
+        checkpoint = Checkpoint(name, envelope["body"]["pid"], socket.socket(fileno=fd),
+                                count, sv.session, auto)
+        self.registry.add(checkpoint)
+        if client is not None:
+            client.reply({"checkpoint": checkpoint.describe()})  # memory: GET lists it
+
+    # -- what there is -------------------------------------------------------------
+
+    def op_checkpoints(self, client, body):
+        listing = self.registry.listing()
+        sizes = [found["memory"] for found in listing]
+        client.reply({"checkpoints": listing, "memory": None if None in sizes else sum(sizes)})
+
+    def op_drop_checkpoint(self, client, body):
+        if self.registry.drop(body.get("name")) is None:
+            client.error(UNKNOWN_CHECKPOINT, name=body.get("name"))
+        else:
+            client.reply({"checkpoints": len(self.registry)})
+
+    # -- restoring -------------------------------------------------------------------
+
+    def op_restore(self, client, body):
+        """Answered (as a restart is) once the process forked from the checkpoint is
+        ready: ``restored`` {name, execution_count} in the status."""
+        if self.refusal(client):
+            return
+        if body.get("undo"):
+            checkpoint = self.registry.latest_auto()
+            if checkpoint is None:
+                client.error(NOTHING_TO_UNDO, detail=(
+                    "no automatic checkpoint is left to go back to" if self.auto else
+                    "auto_checkpoints is 0 for this environment: no state before its cells "
+                    "was kept"))
+                return
+        else:
+            checkpoint = self.registry.get(body.get("name"))
+            if checkpoint is None:
+                client.error(UNKNOWN_CHECKPOINT, name=body.get("name"))
+                return
+        sv = self.supervisor
+        self.restore_from = (checkpoint, bool(body.get("undo")))
+        sv.ops.on_ready.append(client)
+        sv.state = "starting"  # executions submitted now wait for the restored child
+        sv.tree.begin_stop("restart", grace=0)
+
+    def restoring(self):
+        """Instead of a fresh child: the one a restore forks from its checkpoint; False if
+        no restore was asked for (or it failed: the fresh child then, and the log)."""
+        sv = self.supervisor
+        if sv.adopting:  # a forked env's supervisor: its child was forked before our exec
+            pid, control, out_r, err_r = sv.adopting
+            sv.adopting = None
+            sv.tree.adopt(Child.adopted(pid, socket.socket(fileno=control), out_r, err_r))
+            return True
+        if self.restore_from is None:
+            return False
+        (checkpoint, undo), self.restore_from = self.restore_from, None
+        try:
+            sv.tree.adopt(self.registry.resume(checkpoint))
+        except OSError as exc:
+            sv.files.log.write("restore failed: %s\n" % exc)
+            self.registry.drop(checkpoint.name)
+            return False
+        if undo:
+            self.registry.drop(checkpoint.name)
+        self.record(checkpoint)
+        return True
+
+    def record(self, checkpoint):
+        """The restore in history, as a cell of its own."""
+        sv = self.supervisor
+        sv.execution_count += 1
+        code = "%%restore %s" % checkpoint.name
+        execution = Execution(next(sv.keys), sv.execution_count, {"code": code},
+                              sv.record["id"], sv.session, None)
+        execution.started_at = time.monotonic()
+        execution.add_stream("stdout", "restored checkpoint %r (taken after cell %d)\n" % (
+            checkpoint.name, checkpoint.execution_count))
+        record = dict(execution.completed({"status": "ok"}),
+                      restored={"checkpoint": checkpoint.name,
+                                "execution_count": checkpoint.execution_count})
+        sv.files.persist(execution, record)
+        sv.ops.restored = record["restored"]

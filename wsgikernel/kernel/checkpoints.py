@@ -1,0 +1,150 @@
+"""The checkpoints of one env, as its supervisor keeps them, and how one is resumed.
+
+A checkpoint is a parked copy of the user-code process (kernel/checkpoint.py), a
+child of the supervisor (re-parented to it, a subreaper) that the sweeps of a
+stopped tree spare (``pids``).  Each is held by one socket: closing it ends the
+copy (it exits at end of file), and so does the supervisor's own end, however it
+ends -- no checkpoint outlives its env.
+
+``resume`` hands a checkpoint the supervisor's new control socket and fd 1/2
+pipes; the checkpoint becomes the env's user-code process (``child.Child``) and a
+copy it forked parks on in its place (its pid, in the answer, is the checkpoint's
+from then on).
+
+Bounds: ``limit`` checkpoints per env (``max_checkpoints``), oldest dropped first;
+of them, the automatic ones taken before each cell (``auto``) are the last
+``auto_limit`` (``auto_checkpoints``).
+"""
+
+import collections
+import json
+import os
+import signal
+import socket
+
+from ..store import utcnow
+from .child import Child
+
+RESUME_TIMEOUT = 10.0  # seconds a checkpoint may take to fork the new live process
+AUTO_PREFIX = "auto-"  # auto-N: the state before cell N (after cell N - 1)
+
+
+class Checkpoint:
+    def __init__(self, name, pid, sock, execution_count, session, auto):
+        self.name = name
+        self.pid = pid
+        self.sock = sock
+        self.execution_count = execution_count  # the last cell it has run
+        self.session = session
+        self.auto = auto
+        self.created = utcnow()
+
+    def describe(self, memory=False):
+        found = {"name": self.name, "execution_count": self.execution_count,
+                 "session": self.session, "created": self.created, "auto": self.auto}
+        if memory:
+            found["memory"] = pss(self.pid)
+        return found
+
+
+class Checkpoints:
+    def __init__(self, limit, auto_limit):
+        self.limit = limit
+        self.auto_limit = auto_limit
+        self.by_name = collections.OrderedDict()  # oldest first
+        self.forks = set()  # supervisors of envs forked from ours: spared too, never ours
+
+    def __len__(self):
+        return len(self.by_name)
+
+    def get(self, name):
+        return self.by_name.get(name)
+
+    def pids(self):
+        """What a sweep of the stopped tree spares: checkpoints and forked envs."""
+        return {checkpoint.pid for checkpoint in self.by_name.values()} | self.forks
+
+    def listing(self, memory=True):
+        return [checkpoint.describe(memory) for checkpoint in self.by_name.values()]
+
+    def memory(self):
+        """Summed PSS of the checkpoints' processes (bytes; None if unknown)."""
+        sizes = [pss(checkpoint.pid) for checkpoint in self.by_name.values()]
+        return None if None in sizes else sum(sizes)
+
+    def add(self, checkpoint):
+        """Keep ``checkpoint``; the oldest automatic and then the oldest of all go past
+        the bounds."""
+        self.by_name[checkpoint.name] = checkpoint
+        autos = [c.name for c in self.by_name.values() if c.auto]
+        for name in autos[:max(0, len(autos) - self.auto_limit)]:
+            self.drop(name)
+        while len(self.by_name) > max(self.limit, 1):
+            self.drop(next(iter(self.by_name)))
+
+    def latest_auto(self):
+        autos = [c for c in self.by_name.values() if c.auto]
+        return autos[-1] if autos else None
+
+    def drop(self, name):
+        """End a checkpoint (its copy exits at end of file; SIGKILL makes sure)."""
+        checkpoint = self.by_name.pop(name, None)
+        if checkpoint is not None:
+            checkpoint.sock.close()
+            try:
+                os.kill(checkpoint.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        return checkpoint
+
+    def drop_all(self):
+        for name in list(self.by_name):
+            self.drop(name)
+
+    def reaped(self, pid):
+        """A child that was not the user-code process ended: forget it if a checkpoint."""
+        self.forks.discard(pid)
+        for checkpoint in list(self.by_name.values()):
+            if checkpoint.pid == pid:
+                self.by_name.pop(checkpoint.name)
+                checkpoint.sock.close()
+
+    def resume(self, checkpoint):
+        """A new live user-code process forked from ``checkpoint``, as a Child; OSError if
+        the checkpoint cannot (it died)."""
+        parent_sock, child_sock = socket.socketpair()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            checkpoint.sock.settimeout(RESUME_TIMEOUT)
+            socket.send_fds(checkpoint.sock, [b"resume"], [child_sock.fileno(), out_w, err_w])
+            answer = json.loads(checkpoint.sock.recv(256).decode() or "{}")
+            pid, parked = answer.get("pid") or 0, answer.get("parked") or 0
+        except (OSError, ValueError, AttributeError) as exc:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            parent_sock.close()
+            raise OSError("checkpoint %r could not resume: %s" % (checkpoint.name, exc))
+        finally:
+            child_sock.close()
+            os.close(out_w)
+            os.close(err_w)
+        if not pid:
+            parent_sock.close()
+            os.close(out_r)
+            os.close(err_r)
+            raise OSError("checkpoint %r could not fork a new process" % checkpoint.name)
+        checkpoint.pid = parked  # its copy parks on; the checkpoint itself is live now
+        return Child.adopted(pid, parent_sock, out_r, err_r)
+
+
+def pss(pid):
+    """Proportional set size of process ``pid`` in bytes (/proc/PID/smaps_rollup)."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid, "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

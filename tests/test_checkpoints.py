@@ -196,3 +196,20 @@ def test_a_restart_keeps_the_checkpoints(testapp):
     assert run(testapp, "nb", "kept")["error"]["ename"] == "NameError"
     restore(testapp, "c")
     assert value(testapp, "nb", "kept") == "42"
+
+
+@pytest.mark.parametrize("pool_size", [0, 1])
+def test_auto_checkpoints_can_be_asked_for_per_env(client, pool_size):
+    testapp = client(pool_size=pool_size)  # 1: the env is a pooled kernel, bound
+    env = testapp.post_json("/envs", {"id": "own", "auto_checkpoints": 2}).json
+    assert env["auto_checkpoints"] == 2, env
+    for code in ("x = 1", "x = 2", "x = 3"):
+        run(testapp, "own", code)
+    names = [c["name"] for c in testapp.get("/envs/own/checkpoints").json["checkpoints"]]
+    assert names == ["auto-2", "auto-3"], names
+    assert testapp.post("/envs/own/undo").json["restored"]["checkpoint"] == "auto-3"
+    assert value(testapp, "own", "x") == "2"
+    res = testapp.post_json("/envs", {"id": "greedy", "auto_checkpoints": 9},
+                            expect_errors=True)  # past the server's max_checkpoints (8)
+    assert_problem(res, 422, "invalid-parameter", param="auto_checkpoints")
+    assert "auto_checkpoints" not in testapp.post_json("/envs", {"id": "plain"}).json

@@ -204,9 +204,9 @@ def read_limits(params):
 
 
 def read_sandbox(params):
-    """The per-env sandbox of a create request (None: the server's)."""
+    """The per-env choices of a create request (None: the server's)."""
     return {"sandbox": params["sandbox"], "sandbox_network": params["sandbox_network"],
-            "resources": params["resources"]}
+            "resources": params["resources"], "auto_checkpoints": params["auto_checkpoints"]}
 
 
 def execution_request(params):

@@ -50,6 +50,9 @@ def build_parser(prog="wsgikernel"):
                      help="run its code inside bubblewrap (default: the server's choice)")
     sub.add_argument("--sandbox-network", action="store_true", default=None,
                      help="give the sandbox a network (where the server allows it)")
+    sub.add_argument("--auto-checkpoints", type=int, metavar="N",
+                     help="keep the state before each of the last N cells (for restore "
+                          "without a name: undo)")
     sub.add_argument("--resources", type=json_object_arg, metavar="JSON",
                      help='a Slurm job\'s resources (launcher slurm), e.g. \'{"cpus": 4, '
                           '"mem": "8G", "gpus": 1, "time": "2:00:00"}\'')
@@ -147,7 +150,8 @@ def json_object_arg(text):
 
 def cmd_create(client, args):
     options = {key: getattr(args, key) for key in LIMIT_KEYS + (
-        "sandbox", "sandbox_network", "resources") if getattr(args, key) is not None}
+        "sandbox", "sandbox_network", "resources", "auto_checkpoints")
+        if getattr(args, key) is not None}
     env = client.create(args.env, **options)
     print("%s %s" % (env["id"], env["state"]))
     return OK

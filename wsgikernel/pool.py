@@ -34,6 +34,10 @@ from .wire.auth import KEY_FILE
 from .wire.connection import KernelGone
 from .wire.envelope import PROTOCOL_VERSION
 
+# What an env's own settings may change in a pooled kernel when it is bound (the rest of
+# a pooled kernel's settings are the server's, as its signature says).
+BOUND_SETTINGS = ("idle_timeout", "auto_checkpoints")
+
 
 class KernelPool:
     def __init__(self, manager):
@@ -83,7 +87,9 @@ class KernelPool:
                 continue  # another worker claimed it first
             if pooled.get("key_file"):  # it moved with the directory
                 pooled = dict(pooled, key_file=os.path.join(env_dir, KEY_FILE))
-            settings = dict(pooled.get("settings") or {}, idle_timeout=self.config.idle_timeout)
+            asked = record.get("settings") or {}
+            own = {key: asked.get(key, getattr(self.config, key)) for key in BOUND_SETTINGS}
+            settings = dict(pooled.get("settings") or {}, **own)
             bound = dict(pooled, id=env_id, created=record["created"], pool=False,
                          cwd=os.path.join(env_dir, WORK_DIR), settings=settings,
                          last_activity=None)
@@ -91,7 +97,7 @@ class KernelPool:
                 write_record(env_dir, bound)
                 status = self.manager.call(bound, "bind", {
                     "id": env_id, "env_dir": env_dir, "created": record["created"],
-                    "settings": {"idle_timeout": self.config.idle_timeout}})
+                    "settings": own})
                 self.refill_soon()
                 return bound, status
             except (KernelGone, ControlError, OSError):

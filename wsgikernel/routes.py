@@ -183,7 +183,14 @@ SANDBOX_PARAMS = (
           "inside the bwrap sandbox (giving it asks for a sandbox); true only where the "
           "server's sandbox_network is per-env or on"),
 )
+def auto_checkpoints_converter(config):  # at most what the server keeps per env
+    return Count(0, config.max_checkpoints)
+
+
 CREATE_PARAMS = LIMIT_PARAMS + SANDBOX_PARAMS + (
+    Param("auto_checkpoints", BODY, Configured(auto_checkpoints_converter), description=(
+        "keep a checkpoint of the state before each of the last N cells, for undo "
+        "(default: the server's auto_checkpoints; at most its max_checkpoints)")),
     Param("resources", BODY, Configured(resources_converter), description="launcher slurm "
           "only: the job's cpus, mem, gpus, time and partition (sbatch's --cpus-per-task, "
           "--mem, --gres=gpu:N, --time, --partition)"),

@@ -92,6 +92,8 @@ SCHEMAS = {
              "of the kernel's log (kernel.log), which say why it could not start"},
         restarted={"type": "boolean", "description": "in a PUT answer only: true when the "
                    "env was stopped and PUT started a fresh kernel (session + 1)"},
+        auto_checkpoints={"type": "integer", "minimum": 1, "description": "envs that "
+                          "keep automatic checkpoints only: how many (POST .../undo)"},
         forked_from=obj(["env", "execution_count"], "a fork only: the env it was forked "
                         "from, and the last cell of it that the copy had run",
                         env=ref("EnvId"), execution_count=COUNT),

@@ -81,9 +81,9 @@ class EnvironmentManager:
         return self.describer.list()
 
     def create(self, env_id=None, limits=None, exist_ok=False, sandbox=None,
-               sandbox_network=None, resources=None):
+               sandbox_network=None, resources=None, auto_checkpoints=None):
         return self.lifecycle.create(env_id, limits, exist_ok, sandbox, sandbox_network,
-                                     resources)
+                                     resources, auto_checkpoints)
 
     def ensure_running(self, env_id):
         return self.lifecycle.ensure_running(env_id)

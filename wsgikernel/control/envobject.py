@@ -125,6 +125,8 @@ def env_object(record, status):
         env["sandbox_network"] = bool(record["sandbox"].get("network"))
     if record.get("forked_from"):
         env["forked_from"] = record["forked_from"]
+    if (record.get("settings") or {}).get("auto_checkpoints"):
+        env["auto_checkpoints"] = record["settings"]["auto_checkpoints"]
     if status.get("checkpoints"):  # an env that keeps none shows none
         env["checkpoints"] = status["checkpoints"]
     if "checkpoint_memory" in status:

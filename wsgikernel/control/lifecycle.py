@@ -41,10 +41,11 @@ class Lifecycle:
     # -- creating ------------------------------------------------------------------
 
     def create(self, env_id=None, limits=None, exist_ok=False, sandbox=None,
-               sandbox_network=None, resources=None):
+               sandbox_network=None, resources=None, auto_checkpoints=None):
         """(env, created): make the directory (the cross-process lock), start the kernel.
         ``sandbox`` ("none", "bwrap") and ``sandbox_network`` tighten the server's;
-        ``resources`` are a Slurm job's (launcher slurm)."""
+        ``resources`` are a Slurm job's (launcher slurm); ``auto_checkpoints`` (None:
+        the server's) is the env's own."""
         if env_id is None:
             env_id = secrets.token_hex(6)
         try:
@@ -56,8 +57,11 @@ class Lifecycle:
         try:
             if self.config.max_envs is not None and self.registry.count() > self.config.max_envs:
                 raise QuotaExceeded("max_envs", self.config.max_envs)
+            settings = self.kernel_settings()
+            if auto_checkpoints is not None:
+                settings["auto_checkpoints"] = auto_checkpoints
             record = {"id": env_id, "session": 1, "created": utcnow(), "state": "starting",
-                      "limits": self.env_limits(limits), "settings": self.kernel_settings(),
+                      "limits": self.env_limits(limits), "settings": settings,
                       "cwd": os.path.join(env_dir, WORK_DIR), "execution_count": 0}
             record.update(self.env_sandbox(sandbox, sandbox_network))
             record.update(self.env_launcher(resources))

@@ -37,15 +37,21 @@ class CheckpointOps:
 
     def __init__(self, supervisor):
         self.supervisor = supervisor
-        settings = supervisor.settings
-        self.auto = int(settings.get("auto_checkpoints") or 0)
-        self.registry = Checkpoints(int(settings.get("max_checkpoints") or 8), self.auto)
+        self.registry = Checkpoints(1, 0)
+        self.configure(supervisor.settings)
         supervisor.tree.checkpoints = self.registry
         self.requested = {}      # child message id -> (name, auto, requester or None)
         self.restore_from = None  # (checkpoint, drop it after: an undo) for the next spawn
 
     def handlers(self):
         return {kind: getattr(self, "op_" + kind) for kind in self.OPS}
+
+    def configure(self, settings):
+        """The env's ``auto_checkpoints`` and ``max_checkpoints`` (again when a pooled
+        kernel is bound to an env that asked for its own)."""
+        self.auto = int(settings.get("auto_checkpoints") or 0)
+        self.registry.limit = int(settings.get("max_checkpoints") or 8)
+        self.registry.auto_limit = self.auto
 
     # -- taking --------------------------------------------------------------------
 

@@ -218,6 +218,7 @@ class Operations:
         sv = self.supervisor
         sv.settings.update(body.get("settings") or {})
         sv.idle_timeout = sv.settings.get("idle_timeout")
+        self.checkpointing.configure(sv.settings)
         sv.files.moved(body["env_dir"], sv.settings.get("history_limit"))
         if sv.record.get("key_file"):  # the key moved with the directory
             sv.record["key_file"] = os.path.join(body["env_dir"], KEY_FILE)

@@ -89,7 +89,7 @@ def test_a_generated_id_a_taken_one_and_a_bad_one(testapp):
     assert_problem(res, 404, "env-not-found")
 
 
-def test_a_busy_or_threaded_source_is_refused_with_a_reason(testapp, tmp_path):
+def test_a_threaded_source_is_refused_with_a_reason(testapp):
     run(testapp, "src", "import threading\nstop = threading.Event()\n"
                         "threading.Thread(target=stop.wait, name='poller').start()")
     res = testapp.post_json("/envs/src/fork", {"id": "t"}, expect_errors=True)
@@ -97,12 +97,38 @@ def test_a_busy_or_threaded_source_is_refused_with_a_reason(testapp, tmp_path):
     assert testapp.get("/envs/t", expect_errors=True).status_int == 404  # nothing left
     assert fork(testapp, id="t", force=True).json["id"] == "t"
     run(testapp, "src", "stop.set()")
+
+
+def test_a_fork_of_a_busy_env_waits_for_the_cell_boundary(testapp, tmp_path):
+    flag, go = tmp_path / "started", tmp_path / "go"
+    submitted = submit(testapp, "src", "import os, time\nopen(%r, 'w').close()\n"
+                       "while not os.path.exists(%r): time.sleep(0.01)\nafter = 'the cell'"
+                       % (str(flag), str(go)))
+    wait_for(flag.exists, message="the cell to start")
+    res = testapp.post_json("/envs/src/fork", {"id": "later", "wait": 0})
+    assert res.status_int == 202 and res.headers["Location"].endswith("/envs/later"), res
+    assert res.json["state"] == "starting", res.json
+    run_later = submit(testapp, "src", "after = 'a later cell'")  # queued behind the fork
+    go.touch()
+    wait_for(lambda: testapp.get("/envs/later").json["state"] == "idle",
+             message="the fork to happen at the boundary")
+    assert value(testapp, "later", "after") == "'the cell'"  # before the later cell ran
+    assert testapp.get("/envs/src/executions/%d?wait=30" % run_later["execution_count"]
+                       ).json["status"] == "ok"
+    assert testapp.get("/envs/src/executions/%d" % submitted["execution_count"]
+                       ).json["status"] == "ok"
+
+
+def test_a_queued_fork_that_never_happens_leaves_its_env_dead_saying_why(testapp, tmp_path):
     flag = tmp_path / "started"
     submit(testapp, "src", "import time\nopen(%r, 'w').close()\ntime.sleep(30)" % str(flag))
     wait_for(flag.exists, message="the cell to start")
-    res = testapp.post_json("/envs/src/fork", {"id": "u"}, expect_errors=True)
-    assert "a cell is running" in assert_problem(res, 409, "checkpoint-conflict")["detail"]
-    testapp.post("/envs/src/interrupt")
+    assert testapp.post_json("/envs/src/fork", {"id": "never", "wait": 0}).status_int == 202
+    testapp.post("/envs/src/restart")
+    env = wait_for(lambda: (lambda e: e if e["state"] == "dead" else None)(
+        testapp.get("/envs/never").json), message="the fork's env to be dead")
+    assert env["reason"] == "start_failed" and "the fork did not happen" in env["detail"], env
+    assert testapp.delete("/envs/never").status_int == 204
 
 
 def test_a_dead_source_and_a_limited_one_are_refused(make_test_app):

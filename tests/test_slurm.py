@@ -347,6 +347,8 @@ def test_the_console_shows_the_job_and_runs_a_cell_typed_while_it_was_queued(clu
 
         browser.get(server.url + "ui?token=" + server.token + "#env=held")
         info_has("Slurm job %s (PENDING: JobHeldUser)" % job_id)
+        shows("return document.getElementById('cells').dataset.loaded === 'true' && "
+              "document.querySelectorAll('#cells .cell textarea').length > 0")
         editor = browser.find_elements(By.CSS_SELECTOR, "#cells .cell textarea")[-1]
         browser.execute_script("var t = arguments[0]; t.value = '6 * 7'; t.focus();"
                                "t.dispatchEvent(new Event('input', {bubbles: true}));", editor)

@@ -114,10 +114,15 @@ class Api:
         return self.manager.restore_checkpoint(params["id"], params["name"])
 
     def fork_environment(self, environ):
-        """A new env with a copy of this one's namespace; 201 + Location."""
+        """A new env with a copy of this one's namespace; 201 + Location (202 while it
+        waits for the source's running cell)."""
         params = environ["params"]
-        return created(environ, self.manager.fork(params["source"], params["id"],
-                                                  params["force"]))
+        wait = self.config.default_wait if params["wait"] is None else params["wait"]
+        env, done = self.manager.fork(params["source"], params["id"], params["force"], wait)
+        response = created(environ, env)
+        if not done:
+            response.status = 202
+        return response
 
     def undo_cell(self, environ):
         """Go back to the state before the last cell (auto_checkpoints); again: one more."""

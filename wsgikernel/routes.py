@@ -294,14 +294,17 @@ ROUTES = (
     env_route("POST", "/undo", "undo_cell", tag="checkpoints", errors=(404, 409, 503)),
     # {source}, not {id}: the body's ``id`` names the new env, as a create's does.
     Operation("POST", "/envs/{source}/fork", "fork_environment", tag="checkpoints",
-              errors=(404, 409, 429, 503), responses={"201": "Env"},
-              headers={"201": LOCATION}, example={"id": "branch-2"},
+              errors=(404, 409, 429, 503), responses={"201": "Env", "202": "Env"},
+              headers={"201": LOCATION, "202": LOCATION}, example={"id": "branch-2"},
               params=(Param("source", PATH, ENV_ID, description="the env to fork",
                             example="demo"),
                       Param("id", BODY, ENV_ID, description="the new env's id (generated "
                             "if absent)"),
                       Param("force", BODY, BOOLEAN, default=False, description="fork "
-                            "although threads a cell started still run"))),
+                            "although threads a cell started still run"),
+                      Param("wait", BODY, WAIT, description="behind a running cell: "
+                            "seconds to wait for the fork before answering 202 (default: "
+                            "the server's default_wait)"))),
     env_route("GET", "/late_output", "late_output", tag="executions",
               responses={"200": "LateOutput"}),
     env_route("POST", "/execute", "execute_code", tag="executions",

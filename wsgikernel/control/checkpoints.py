@@ -69,9 +69,13 @@ class Checkpoints:
 
     # -- forks -------------------------------------------------------------------------
 
-    def fork(self, source_id, env_id=None, force=False):
+    def fork(self, source_id, env_id=None, force=False, wait=0.0):
         """A new env (``env_id``, generated if None) holding a copy of the namespace of
-        ``source_id`` as its last cell left it; its env object."""
+        ``source_id`` as its last cell left it; (its env object, done).
+
+        Behind a running cell the fork waits in the source's queue as a cell would: up to
+        ``wait`` s here, then ``done`` is False and the new env reads ``starting`` until
+        the fork happens (or ``dead``, saying why, if it never does)."""
         source = self.link.live_record(source_id)
         why = unforkable(source)
         if why:
@@ -89,14 +93,22 @@ class Checkpoints:
             try:
                 reply = self.call(source_id, "fork", {
                     "env_dir": env_dir, "work_dir": record["cwd"], "force": force,
-                    "command": kernel_command(env_dir)[:-1]}, TAKE_TIMEOUT)
+                    "command": kernel_command(env_dir)[:-1], "wait": wait},
+                    wait + TAKE_TIMEOUT)
             except ControlError:
                 provisioner.cleanup()
                 raise
+            queued = reply.get("record")
+            if queued is not None and queued["status"] in ("queued", "running"):
+                return self.describe(env_id), False  # it happens at the source's next boundary
+            if queued is not None and queued["status"] != "ok":
+                provisioner.cleanup()
+                raise CheckpointConflict(source_id, (queued.get("error") or {}).get(
+                    "evalue") or "the fork did not happen (%s)" % queued["status"])
             started = wait_until(lambda: (read_record(env_dir) or {}).get("state") in (
                 "idle", "busy", "dead"), LAUNCH_TIMEOUT, interval=0.002)
             if not started or read_record(env_dir).get("state") == "dead":
-                LocalProvisioner(dict(record, supervisor_pid=reply.get("pid")),
+                LocalProvisioner(dict(record, supervisor_pid=(reply or {}).get("pid")),
                                  self.config).kill()
                 provisioner.cleanup()
                 raise KernelUnavailable(env_id, "the forked kernel did not start (see the "
@@ -104,7 +116,7 @@ class Checkpoints:
         except BaseException:
             shutil.rmtree(env_dir, ignore_errors=True)
             raise
-        return self.describe(env_id)
+        return self.describe(env_id), True
 
     def forked_record(self, env_id, env_dir, source, count):
         """env.json of a fork: the source's limits and settings, a copy of its work dir,

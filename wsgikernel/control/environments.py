@@ -148,5 +148,5 @@ class EnvironmentManager:
     def restore_checkpoint(self, env_id, name=None, undo=False):
         return self.checkpoints.restore(env_id, name, undo)
 
-    def fork(self, env_id, new_id=None, force=False):
-        return self.checkpoints.fork(env_id, new_id, force)
+    def fork(self, env_id, new_id=None, force=False, wait=0.0):
+        return self.checkpoints.fork(env_id, new_id, force, wait)

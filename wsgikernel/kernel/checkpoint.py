@@ -78,6 +78,7 @@ def take(executor):
     pid = os.fork()
     if pid == 0:
         try:
+            os.setpgid(0, 0)  # as leave_group(), whichever of us runs first
             ours.close()
             quiet(executor)
             park(executor, theirs)
@@ -91,8 +92,9 @@ def take(executor):
 
 def leave_group(pid):
     """Put our child ``pid`` in a process group of its own, from here, before anyone hears
-    of it: the live group's interrupts and kills must never reach a copy (the child does
-    not get to run first under load)."""
+    of it: the live group's interrupts and kills must never reach a copy.  The child does
+    it too (as Child.spawn's do): under load either may run first, and a child that has
+    exec'd can no longer be moved by its parent."""
     try:
         os.setpgid(pid, pid)
     except OSError:  # it exited already
@@ -115,6 +117,7 @@ def park(executor, sock):
             continue
         copy = os.fork()
         if copy == 0:  # the checkpoint from now on
+            os.setpgid(0, 0)
             for fd in fds:
                 os.close(fd)
             executor.copies = set()
@@ -148,6 +151,7 @@ def fork_env(executor, env_dir, work_dir, command):
     pid = os.fork()
     if pid == 0:
         try:
+            os.setpgid(0, 0)  # here too: once it has exec'd, we no longer can
             become_supervisor(executor, env_dir, work_dir, command)
         finally:
             os._exit(1)

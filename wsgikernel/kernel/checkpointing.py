@@ -22,6 +22,7 @@ or without a child subreaper.
 import socket
 import time
 
+from ..store import read_record, update_record
 from ..wire.envelope import (BUSY, CHECKPOINT_EXISTS, CHECKPOINT_REFUSED, NOTHING_TO_UNDO,
                              NOT_RUNNING, UNKNOWN_CHECKPOINT, message)
 from .checkpoints import AUTO_PREFIX, Checkpoint, Checkpoints
@@ -55,12 +56,12 @@ class CheckpointOps:
 
     # -- taking --------------------------------------------------------------------
 
-    def refusal(self, client):
+    def refusal(self, client, busy_ok=False):
         """Answer ``client`` with why nothing can be done now; True if so."""
         sv = self.supervisor
         if sv.state != "idle":
             client.error(NOT_RUNNING, state=sv.ops.public_state())
-        elif not sv.executions.is_empty():
+        elif not busy_ok and not sv.executions.is_empty():
             running = sv.executions.running
             client.error(BUSY, detail="a cell is running (execution %s)" % (
                 running.n if running is not None else "queued"))
@@ -85,31 +86,69 @@ class CheckpointOps:
 
     def op_fork(self, client, body):
         """Fork the namespace into the env of ``env_dir`` (its env.json written, its work
-        dir copied): answered with the pid of its supervisor, which we spare."""
-        if not self.refusal(client):
-            self.ask(None, "fork", client, bool(body.get("force")), {
-                "env_dir": body["env_dir"], "work_dir": body["work_dir"],
-                "command": list(body["command"])})
+        dir copied): answered with the pid of its supervisor, which we spare.  Behind a
+        running cell it waits in the queue, as a cell would (``queue_fork``)."""
+        fork = {"env_dir": body["env_dir"], "work_dir": body["work_dir"],
+                "command": list(body["command"])}
+        if self.refusal(client, busy_ok=True):
+            return
+        if self.supervisor.executions.is_empty():
+            self.ask(None, "fork", client, bool(body.get("force")), fork)
+        else:
+            self.queue_fork(client, fork, body)
+
+    def queue_fork(self, client, fork, body):
+        """A fork at the next boundary of the queue: an execution of no count whose record
+        (``fork_into``) the requester waits on up to ``wait`` s, then polls as a cell's."""
+        sv = self.supervisor
+        execution = Execution(next(sv.keys), None, {"code": "", "silent": True, "fork": fork,
+                                                    "force": bool(body.get("force"))},
+                              sv.record["id"], sv.session, None)
+        execution.record["fork_into"] = fork["env_dir"]
+        sv.executions.add(execution)
+        sv.executions.park(client, execution, {"wait": body.get("wait") or 0})
+        sv.pump()
 
     def before_cell(self, execution):
-        """An automatic checkpoint of the state before a cell that goes to history."""
+        """An automatic checkpoint of the state before a cell that goes to history; True
+        if ``execution`` is a queued fork instead (asked of the child here)."""
+        request = execution.request
+        if "fork" in request:
+            self.ask(None, "fork", None, request["force"], request["fork"], execution)
+            return True
         if (self.auto and execution.n is not None and not execution.request.get("silent")
                 and execution.request.get("store_history", True)
                 and self.supervisor.subreaper
                 and not isinstance(self.supervisor.tree.child, SandboxedChild)):
             self.ask(AUTO_PREFIX + str(execution.n), "auto", None, False)
+        return False
 
-    def ask(self, name, kind, client, force, fork=None):
-        """Ask the child for a copy: a checkpoint (``kind`` named or auto) or a fork."""
+    def ask(self, name, kind, client, force, fork=None, execution=None):
+        """Ask the child for a copy: a checkpoint (``kind`` named or auto) or a fork (of a
+        queued ``execution``, which its answer ends)."""
         key = "checkpoint-%d" % next(self.supervisor.keys)
-        self.requested[key] = (name, kind, client)
+        self.requested[key] = (name, kind, client, execution)
         self.supervisor.tree.send(message("checkpoint", {"force": force, "fork": fork},
                                           id=key))
 
     def answer(self, envelope):
         """The child's ``checkpointed`` (with the checkpoint's socket) or refusal."""
         sv = self.supervisor
-        name, kind, client = self.requested.pop(envelope.get("parent"), (None, None, None))
+        name, kind, client, execution = self.requested.pop(envelope.get("parent"),
+                                                           (None, None, None, None))
+        if kind == "fork" and execution is not None:  # a queued fork: it ends, the queue goes on
+            if envelope["type"] == "checkpointed":
+                self.registry.forks.add(envelope["body"]["pid"])
+                outcome = {"status": "ok"}
+            else:
+                detail = envelope["body"].get("detail") or "refused"
+                outcome = {"status": "error", "error": {"ename": "ForkRefused",
+                                                        "evalue": detail,
+                                                        "traceback": ["ForkRefused: " + detail]}}
+            if sv.executions.running is execution:
+                sv.executions.complete(execution, outcome)
+                sv.pump()
+            return
         if envelope["type"] == "checkpointed" and kind == "fork":
             self.registry.forks.add(envelope["body"]["pid"])  # never swept with our tree
             if client is not None:
@@ -135,6 +174,21 @@ class CheckpointOps:
         self.registry.add(checkpoint)
         if client is not None:
             client.reply({"checkpoint": checkpoint.describe()})  # memory: GET lists it
+
+    def answered(self, record):
+        """A queued fork that did not happen (refused, aborted by a stop or a death): its
+        env, still ``starting``, is dead, and says why."""
+        env_dir = record.get("fork_into")
+        if not env_dir or record.get("status") == "ok":
+            return
+        why = (record.get("error") or {}).get("evalue") or record.get("status")
+        try:
+            if (read_record(env_dir) or {}).get("state") == "starting":
+                update_record(env_dir, state="dead", reason="start_failed", pid=None,
+                              detail="the fork did not happen: %s" % why,
+                              exit={"code": None, "signal": None})
+        except OSError:
+            pass  # deleted meanwhile
 
     # -- what there is -------------------------------------------------------------
 

@@ -298,10 +298,12 @@ class Operations:
         self.pending = {}
 
     def forget(self, client):
-        """A worker went away (or timed out): nothing here waits on it any more."""
-        for key, (name, kind, asker) in list(self.checkpointing.requested.items()):
+        """A worker went away (or timed out): nothing here waits on it any more; its
+        executions go on."""
+        self.executions.forget(client)
+        for key, (name, kind, asker, queued) in list(self.checkpointing.requested.items()):
             if asker is not None and asker.client is client:  # still kept, unanswered
-                self.checkpointing.requested[key] = (name, kind, None)
+                self.checkpointing.requested[key] = (name, kind, None, queued)
         self.on_ready = [c for c in self.on_ready if c.client is not client]
         self.interrupt_waiters = [w for w in self.interrupt_waiters if w[0].client is not client]
         for key in [k for k, c in self.pending.items() if c.client is client]:

@@ -89,7 +89,7 @@ class Supervisor:
 
     def listen(self):
         self.hub = Hub(self.selector, self.record["address"], on_request=self.handle,
-                       on_drop=self.forget, key_file=self.record.get("key_file"),
+                       on_drop=self.ops.forget, key_file=self.record.get("key_file"),
                        before_send=self.publish_status)
         self.record["address"] = self.hub.address  # tcp:HOST:0 asked for any free port
         self.wake_r, self.wake_w = os.pipe()
@@ -209,11 +209,6 @@ class Supervisor:
             self.files.log_exception("request %s failed" % kind)
             requester.error(INTERNAL, detail=str(exc))
 
-    def forget(self, client):
-        """A worker went away (or timed out): forget it; its executions go on."""
-        self.executions.forget(client)
-        self.ops.forget(client)
-
     # -- the child (process_tree.py does the I/O) ---------------------------------
 
     def pump(self):
@@ -223,8 +218,9 @@ class Supervisor:
         execution = self.executions.start_next(self.settings.get("default_timeout"))
         if execution is None:
             return
+        if self.ops.checkpointing.before_cell(execution):  # auto_checkpoints (or a fork)
+            return
         request = execution.request
-        self.ops.checkpointing.before_cell(execution)  # auto_checkpoints: the state before
         self.tree.send(message("execute", {
             "n": execution.n, "code": request.get("code", ""),
             "silent": bool(request.get("silent")),
@@ -347,6 +343,7 @@ class Supervisor:
     def answered(self, record):
         """An execution's final record reached who waited on it."""
         self.record["last_activity"] = record["finished"]
+        self.ops.checkpointing.answered(record)  # a queued fork that never happened
 
     def announce_ready(self):
         """Tell the launcher (through the pipe that was our stdout) that we serve."""

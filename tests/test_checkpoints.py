@@ -6,6 +6,7 @@ what cannot be pickled survives it; these tests go through the HTTP API
 """
 
 import os
+import signal
 
 import pytest
 import webtest
@@ -163,19 +164,26 @@ def test_bad_checkpoint_names_are_422(testapp, name):
     assert_problem(res, 422, "invalid-parameter", param="name")
 
 
-def test_the_restored_process_is_interrupted_timed_out_and_seen_dying(testapp):
+def test_a_restored_process_is_timed_out_and_killed_and_its_death_ends_the_checkpoints(
+        testapp):
     run(testapp, "nb", "kept = 'yes'")
     checkpoint(testapp, "c")
     restore(testapp, "c")
     record = run(testapp, "nb", "import time\ntime.sleep(30)", timeout=0.5)
     assert (record["status"], record["reason"]) == ("aborted", "timeout"), record
     assert value(testapp, "nb", "kept") == "'yes'"
-    record = run(testapp, "nb", "import os\nos._exit(3)")
-    assert (record["status"], record["reason"]) == ("aborted", "kernel_died"), record
+    # SIGINT ignored: the timeout escalates to SIGKILL of the live group; c is spared
+    record = run(testapp, "nb", "import signal, time\nsignal.signal(signal.SIGINT, "
+                                "signal.SIG_IGN)\ntime.sleep(30)", timeout=0.5)
+    assert (record["status"], record["reason"]) == ("aborted", "timeout"), record
     env = testapp.get("/envs/nb").json
-    assert env["state"] == "dead" and env["exit"]["code"] == 3, env
+    assert env["state"] == "dead" and env["exit"]["signal"] == "SIGKILL", env
     res = testapp.post("/envs/nb/checkpoints/c/restore", expect_errors=True)
     assert_problem(res, 409, "env-not-running", state="dead")
+    wait_for(lambda: not copies(testapp), message="a dead kernel's checkpoints to end")
+    testapp.post("/envs/nb/restart")  # a new kernel: the checkpoints ended with the old one
+    res = testapp.post("/envs/nb/checkpoints/c/restore", expect_errors=True)
+    assert_problem(res, 404, "checkpoint-not-found")
 
 
 def test_no_process_is_left_after_deleting_an_env_with_checkpoints(testapp, state_dir):
@@ -213,3 +221,68 @@ def test_auto_checkpoints_can_be_asked_for_per_env(client, pool_size):
                             expect_errors=True)  # past the server's max_checkpoints (8)
     assert_problem(res, 422, "invalid-parameter", param="auto_checkpoints")
     assert "auto_checkpoints" not in testapp.post_json("/envs", {"id": "plain"}).json
+
+
+def copies(testapp):
+    """pids of the env's parked copies: its processes in the work dir, bar the live one."""
+    env = testapp.get("/envs/nb").json
+    return [pid for pid in processes_in(env["cwd"]) if pid != env["pid"]]
+
+
+def test_a_checkpoint_that_cannot_be_made_leaves_the_kernel_serving(testapp):
+    run(testapp, "nb", "import resource\nkept = 'here'\n"
+                       "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+                       "resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))\n"
+                       "held = []\n"
+                       "try:\n"
+                       "    while True: held.append(open('/dev/null'))\n"
+                       "except OSError: pass")
+    res = testapp.post_json("/envs/nb/checkpoints", {"name": "full"}, expect_errors=True)
+    body = assert_problem(res, 409, "checkpoint-conflict")
+    assert "could not be copied" in body["detail"], body
+    assert value(testapp, "nb", "kept") == "'here'"  # the kernel and its namespace go on
+    run(testapp, "nb", "for f in held: f.close()\n"
+                       "resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))")
+    assert checkpoint(testapp, "full").json["name"] == "full"
+
+
+def test_restoring_a_checkpoint_whose_process_died_keeps_the_live_namespace(testapp):
+    run(testapp, "nb", "x = 'live'")
+    checkpoint(testapp, "gone")
+    for pid in copies(testapp):
+        os.kill(pid, signal.SIGKILL)  # as the OOM killer might
+    wait_for(lambda: not [p for p in copies(testapp) if pid_alive(p)],
+             message="the copies to die")
+    res = testapp.post("/envs/nb/checkpoints/gone/restore", expect_errors=True)
+    assert_problem(res, 404, "checkpoint-not-found", name="gone")
+    assert value(testapp, "nb", "x") == "'live'"
+
+
+def test_automatic_names_are_reserved_and_concurrent_names_never_clash(testapp):
+    res = testapp.post_json("/envs/nb/checkpoints", {"name": "auto-2"}, expect_errors=True)
+    assert "automatic" in assert_problem(res, 409, "checkpoint-conflict")["detail"]
+    import threading
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(
+        testapp.post_json("/envs/nb/checkpoints", {}, expect_errors=True)))
+        for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    names = sorted(res.json["name"] for res in answers if res.status_int == 201)
+    listed = sorted(c["name"] for c in testapp.get("/envs/nb/checkpoints").json["checkpoints"])
+    assert len(set(names)) == len(names) and set(names) <= set(listed), (names, listed)
+
+
+def test_no_checkpoint_outlives_a_killed_supervisor_even_after_a_restart(testapp):
+    run(testapp, "nb", "x = 1")
+    checkpoint(testapp, "c")
+    testapp.post("/envs/nb/restart")  # the fresh child was forked while c's socket was open
+    assert copies(testapp)
+    import json
+    with open(os.path.join(testapp.get("/envs/nb").json["cwd"], "..", "env.json")) as handle:
+        supervisor = json.load(handle)["supervisor_pid"]
+    cwd = testapp.get("/envs/nb").json["cwd"]
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: not processes_in(cwd), message="the checkpoint to exit with its env")

@@ -150,3 +150,23 @@ def test_the_forks_notebook_says_where_it_came_from(testapp):
     cells = testapp.get("/envs/branch/notebook").json["cells"]
     assert cells[0]["cell_type"] == "markdown" and "src" in cells[0]["source"], cells
     assert cells[1]["source"] == "x + 1", cells
+
+
+def test_a_work_dir_that_cannot_be_copied_is_409_naming_the_file(testapp):
+    run(testapp, "src", "import os\nos.mkfifo('pipe')")
+    res = testapp.post_json("/envs/src/fork", {"id": "nope"}, expect_errors=True)
+    body = assert_problem(res, 409, "checkpoint-conflict")
+    assert "pipe" in body["detail"], body
+    assert testapp.get("/envs/nope", expect_errors=True).status_int == 404
+
+
+def test_a_fork_keeps_the_sources_limits_and_settings(make_test_app):
+    testapp = webtest.TestApp(make_test_app(),
+                              extra_environ={"HTTP_AUTHORIZATION": "Bearer " + TOKEN})
+    source = testapp.post_json("/envs", {"id": "lim", "memory_limit": "512MiB",
+                                         "auto_checkpoints": 2}).json
+    run(testapp, "lim", "x = 1")
+    fork = testapp.post_json("/envs/lim/fork", {"id": "lim-2"}).json
+    assert fork["limits"] == source["limits"] and fork["auto_checkpoints"] == 2, fork
+    assert value(testapp, "lim-2", "import resource; resource.getrlimit(resource.RLIMIT_AS)"
+                 "[0]") == str(512 * 2 ** 20)

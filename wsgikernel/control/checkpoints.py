@@ -123,7 +123,11 @@ class Checkpoints:
         and where it came from."""
         work = os.path.join(env_dir, WORK_DIR)
         if source.get("cwd") and os.path.isdir(source["cwd"]):
-            shutil.copytree(source["cwd"], work, symlinks=True)
+            try:
+                shutil.copytree(source["cwd"], work, symlinks=True)
+            except (OSError, shutil.Error) as exc:  # a FIFO, a socket, an unreadable file
+                raise CheckpointConflict(source.get("id"), "its work dir cannot be copied: "
+                                         "%s" % copy_failure(exc)) from None
         else:
             os.makedirs(work, exist_ok=True)
         return {"id": env_id, "session": 1, "created": utcnow(), "state": "starting",
@@ -133,6 +137,14 @@ class Checkpoints:
                 "forked_from": {"env": source.get("id"), "execution_count": count},
                 "protocol": PROTOCOL_VERSION, "kernel_id": secrets.token_hex(8),
                 "exit": None, "reason": None, "detail": None}
+
+
+def copy_failure(exc):
+    """The first file copytree could not copy, and why, in one line."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        source, _, why = exc.args[0][0]
+        return "%s: %s" % (source, why)
+    return str(exc)
 
 
 def unforkable(record):

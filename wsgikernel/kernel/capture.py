@@ -195,13 +195,18 @@ REFUSED_OPEN = ("open(%d) is refused: fd %d is the kernel's %s, which captures t
 
 
 def guarded_open(real_open):
-    """``builtins.open`` for the user-code process: fds 0, 1 and 2 are refused (as IPython)."""
+    """``builtins.open`` for the user-code process: fds 0, 1 and 2 are refused (as IPython);
+    ``real_open`` guarded already (a process resumed from a checkpoint) stays as it is."""
+    if getattr(real_open, "guarded", False):
+        return real_open
+
     @functools.wraps(real_open)
     def open(file, *args, **kwargs):
         if isinstance(file, int) and file in STD_NAMES:
             name = STD_NAMES[file]
             raise ValueError(REFUSED_OPEN % (file, file, name, name, file))
         return real_open(file, *args, **kwargs)
+    open.guarded = True
     return open
 
 

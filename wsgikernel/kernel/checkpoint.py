@@ -75,10 +75,16 @@ def take(executor):
     (``executor.copies``, reaped between cells once it ends) until we die, then the
     supervisor's, a subreaper."""
     ours, theirs = socket.socketpair()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        raise
     if pid == 0:
         try:
             os.setpgid(0, 0)  # as leave_group(), whichever of us runs first
+            executor.copies = set()
             ours.close()
             quiet(executor)
             park(executor, theirs)
@@ -170,6 +176,7 @@ def become_supervisor(executor, env_dir, work_dir, command):
         err_r, err_w = os.pipe()
         live = os.fork()
         if live == 0:
+            executor.copies = set()
             parent_sock.close()
             os.close(out_r)
             os.close(err_r)

@@ -19,6 +19,7 @@ sandbox (its processes re-parent to the sandbox's init, not to the supervisor)
 or without a child subreaper.
 """
 
+import os
 import socket
 import time
 
@@ -75,11 +76,19 @@ class CheckpointOps:
     def op_checkpoint(self, client, body):
         name = body.get("name")
         if not name:  # the first free checkpoint-N
-            name = next("checkpoint-%d" % n for n in range(1, len(self.registry) + 2)
-                        if self.registry.get("checkpoint-%d" % n) is None)
+            asked = {entry[0] for entry in self.requested.values()}
+            name = next("checkpoint-%d" % n for n in range(1, len(self.registry) + 2
+                                                          + len(asked))
+                        if self.registry.get("checkpoint-%d" % n) is None
+                        and "checkpoint-%d" % n not in asked)
         if self.refusal(client):
             return
-        if self.registry.get(name) is not None:
+        if name.startswith(AUTO_PREFIX):
+            client.error(CHECKPOINT_REFUSED, detail="names that start with %r are the "
+                         "automatic checkpoints' (auto_checkpoints)" % AUTO_PREFIX)
+            return
+        asked = {entry[0] for entry in self.requested.values()}
+        if self.registry.get(name) is not None or name in asked:
             client.error(CHECKPOINT_EXISTS, name=name)
             return
         self.ask(name, "named", client, bool(body.get("force")))
@@ -164,6 +173,8 @@ class CheckpointOps:
         child = sv.tree.child
         fd = child.passed_fds.pop(0) if child is not None and child.passed_fds else None
         if fd is None or name is None:
+            if fd is not None:
+                os.close(fd)  # its copy sees end of file, and exits
             if client is not None:
                 client.error(CHECKPOINT_REFUSED, detail="the copy of the process was lost")
             return
@@ -174,6 +185,13 @@ class CheckpointOps:
         self.registry.add(checkpoint)
         if client is not None:
             client.reply({"checkpoint": checkpoint.describe()})  # memory: GET lists it
+
+    def drop_requests(self):
+        """The child is gone: what it was asked to copy will never come."""
+        for name, kind, client, execution in self.requested.values():
+            if client is not None:
+                client.error(NOT_RUNNING, state=self.supervisor.ops.public_state())
+        self.requested = {}
 
     def answered(self, record):
         """A queued fork that did not happen (refused, aborted by a stop or a death): its
@@ -223,6 +241,11 @@ class CheckpointOps:
             if checkpoint is None:
                 client.error(UNKNOWN_CHECKPOINT, name=body.get("name"))
                 return
+        if not self.registry.alive(checkpoint):  # before the live namespace is thrown away
+            self.registry.drop(checkpoint.name)
+            client.error(UNKNOWN_CHECKPOINT, name=checkpoint.name, detail="its process "
+                         "ended (killed, perhaps for memory); the live namespace is as it was")
+            return
         sv = self.supervisor
         self.restore_from = (checkpoint, bool(body.get("undo")))
         sv.ops.on_ready.append(client)

@@ -73,8 +73,9 @@ class Checkpoints:
         return None if None in sizes else sum(sizes)
 
     def add(self, checkpoint):
-        """Keep ``checkpoint``; the oldest automatic and then the oldest of all go past
-        the bounds."""
+        """Keep ``checkpoint`` (in place of one of its name); the oldest automatic and then
+        the oldest of all go past the bounds."""
+        self.drop(checkpoint.name)
         self.by_name[checkpoint.name] = checkpoint
         autos = [c.name for c in self.by_name.values() if c.auto]
         for name in autos[:max(0, len(autos) - self.auto_limit)]:
@@ -100,6 +101,27 @@ class Checkpoints:
     def drop_all(self):
         for name in list(self.by_name):
             self.drop(name)
+
+    def alive(self, checkpoint):
+        """Its process still parks: its end of the socket is open (end of file: it died;
+        the OOM killer likes large processes)."""
+        sock = checkpoint.sock
+        timeout = sock.gettimeout()
+        sock.setblocking(False)  # a socket with a timeout would wait for data first
+        try:
+            return sock.recv(1, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            sock.settimeout(timeout)
+
+    def close_in_child(self):
+        """In a child the supervisor forks: our ends of the checkpoints' sockets are not
+        its to keep (a checkpoint must see end of file when we are gone)."""
+        for checkpoint in self.by_name.values():
+            checkpoint.sock.close()
 
     def reaped(self, pid):
         """A child that was not the user-code process ended: forget it if a checkpoint."""

@@ -281,14 +281,15 @@ class Child:
                     self.status = decode_status(status)
         return self.status
 
-    def stop(self, grace):
+    def stop(self, grace, spare=()):
         """Blocking stop, for when the supervisor's loop no longer runs: SIGTERM the tree,
-        SIGKILL after ``grace``, reap it all; returns (code, signal)."""
-        self.signal_tree(signal.SIGTERM)
+        SIGKILL after ``grace``, reap it all (but the ``spare`` pids: forked envs');
+        returns (code, signal)."""
+        self.signal_tree(signal.SIGTERM, spare)
         deadline = time.monotonic() + grace
         while self.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        self.signal_tree(signal.SIGKILL)  # stragglers of the tree, even if the child is gone
+        self.signal_tree(signal.SIGKILL, spare)  # stragglers, even if the child is gone
         if self.status is None:
             try:
                 self.status = decode_status(os.waitpid(self.pid, 0)[1])
@@ -297,7 +298,7 @@ class Child:
         deadline = time.monotonic() + KILL_WAIT
         while time.monotonic() < deadline:
             reap_children()
-            if not self.signal_tree(signal.SIGKILL):
+            if not self.signal_tree(signal.SIGKILL, spare):
                 break
             time.sleep(0.01)
         return self.status

@@ -224,23 +224,22 @@ class Executor:
         from . import checkpoint
         body = envelope["body"]
         why = checkpoint.refusal(body.get("force"), THREAD_TAG)
-        if why is None and body.get("fork"):  # into a new env: its supervisor's pid
-            pid = checkpoint.fork_env(self, **body["fork"])
-            self.channel.send(message("checkpointed", {"pid": pid}, parent=envelope.get("id"))
-                              if pid else message("checkpoint_refused", {
-                                  "detail": "the copy of the process did not start"},
-                                  parent=envelope.get("id")))
-            return
-        if why is None:
-            pid, sock = checkpoint.take(self)
-            try:
-                if pid:
+        try:
+            if why is None and body.get("fork"):  # into a new env: its supervisor's pid
+                pid = checkpoint.fork_env(self, **body["fork"])
+                self.channel.send(message("checkpointed", {"pid": pid},
+                                          parent=envelope.get("id")))
+                return
+            if why is None:
+                pid, sock = checkpoint.take(self)
+                try:
                     self.channel.send_fds(message("checkpointed", {"pid": pid},
                                                   parent=envelope.get("id")), [sock.fileno()])
-                    return
-                why = "the copy of the process did not start"
-            finally:
-                sock.close()
+                finally:
+                    sock.close()
+                return
+        except OSError as exc:  # no descriptor, no memory, no pid left: the kernel goes on
+            why = "the process could not be copied: %s" % (exc.strerror or exc)
         self.channel.send(message("checkpoint_refused", {"detail": why},
                                   parent=envelope.get("id")))
 

@@ -291,11 +291,19 @@ class Operations:
         else:
             client.reply(envelope["body"])
 
+    def child_died(self):
+        """A death nobody asked for: who waited is answered, and its checkpoints go (a dead
+        env's restart is a new kernel: they would only pin memory until then)."""
+        self.answer_ready()
+        self.drop_pending()
+        self.checkpointing.registry.drop_all()
+
     def drop_pending(self):
         """Introspection requests the gone child will never answer."""
         for client in self.pending.values():
             client.error(NOT_RUNNING, state=self.public_state())
         self.pending = {}
+        self.checkpointing.drop_requests()
 
     def forget(self, client):
         """A worker went away (or timed out): nothing here waits on it any more; its

@@ -247,7 +247,9 @@ class ProcessTree:
             return
         if self.stop_goal is None:
             return
-        reap_children()
+        for pid, _ in reap_children():
+            if self.checkpoints is not None:
+                self.checkpoints.reaped(pid)
         left = signal_tree(self.stopped_group, signal.SIGKILL, self.spared())
         if left and now < self.reap_until:
             return  # swept again after REAP_POLL
@@ -262,7 +264,8 @@ class ProcessTree:
         the child's (code, signal), None if none ran."""
         if self.child is None:
             return None
-        exit_status = self.child.stop(self.kill_grace)
+        forks = self.checkpoints.forks if self.checkpoints is not None else ()
+        exit_status = self.child.stop(self.kill_grace, forks)  # checkpoints die with us
         self.detach()
         self.close_pipes()
         self.close_pidfd()

@@ -128,6 +128,7 @@ class Supervisor:
                 obj.close()
         self.selector.close()
         self.files.close_in_child()
+        self.ops.checkpointing.registry.close_in_child()
         os.close(self.wake_w)
         # ready_fd is fd 1 until we are ready: the child's dup2 onto 1 replaces it.
 
@@ -283,8 +284,7 @@ class Supervisor:
         self.files.record_end("dead", reason, (code, signum))
         self.save()
         self.executions.notify_all(sealed)
-        self.ops.answer_ready()
-        self.ops.drop_pending()
+        self.ops.child_died()
 
     # -- stopping --------------------------------------------------------------
 

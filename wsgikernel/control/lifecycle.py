@@ -152,7 +152,7 @@ class Lifecycle:
                 "max_queue": config.max_queue, "idle_timeout": config.idle_timeout,
                 "history_limit": config.history_limit, "default_timeout": config.default_timeout,
                 "preload": list(config.preload), "auto_checkpoints": config.auto_checkpoints,
-                "max_checkpoints": config.max_checkpoints}
+                "max_checkpoints": config.max_checkpoints, "magics": config.magics}
 
     # -- starting ------------------------------------------------------------------
 

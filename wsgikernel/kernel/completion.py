@@ -201,8 +201,32 @@ def complete(namespace, message):
             "cursor_end": cursor, "metadata": metadata, "status": "ok"}
 
 
+_MAGIC_NAME = re.compile(r"(?:\A|\n)[ \t]*(%%?\w*)\Z")
+_SHELL_WORD = re.compile(r"(?:\A|\n)[ \t]*(?:[A-Za-z_]\w*[ \t]*=[ \t]*)?(?:!|%cd[ \t]+)"
+                         r"(?:[^\n]*[ \t])?([^ \t\n]*)\Z")
+
+
+def complete_magic(text):
+    """(cursor_start, [(match, kind)]) for a magic's name (``%ti``) or a path after ``!``
+    or ``%cd`` (magics.py); None if the line is not one."""
+    from .magics import CELL_MAGICS, LINE_MAGICS
+    found = _MAGIC_NAME.search(text)
+    if found:
+        typed = found.group(1)
+        names = ["%%" + name for name in CELL_MAGICS] if typed.startswith("%%") else [
+            "%" + name for name in LINE_MAGICS]
+        return found.start(1), [(name, "magic") for name in names if name.startswith(typed)]
+    found = _SHELL_WORD.search(text)
+    if found:
+        return found.start(1), complete_path(found.group(1), '"', True)
+    return None
+
+
 def complete_text(namespace, text):
     """(cursor_start, [(match, kind)]) for the code before the cursor."""
+    magic = complete_magic(text)
+    if magic is not None:
+        return magic
     found = scan(text)
     if found.state == "code":
         return complete_code(namespace, text, found)

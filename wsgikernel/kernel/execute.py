@@ -76,11 +76,15 @@ class Shell:
         self._execution_count = None
         self._silent_cells = 0
         self._history = (None, None, None)  # the shell's own _, __, ___ (Case 2b)
+        self._name = None  # the running cell's name (linecache, tracebacks)
 
     # -- the cell ------------------------------------------------------------
 
-    def run_cell(self, code, execution_count, *, silent=False, user_expressions=None):
-        """Run ``code``; return {status, result, error, user_expressions} (see module doc)."""
+    def run_cell(self, code, execution_count, *, silent=False, user_expressions=None,
+                 magics=True):
+        """Run ``code``; return {status, result, error, user_expressions} (see module doc).
+        ``magics``: a cell that does not compile may be shell escapes and magics
+        (magics.py)."""
         if execution_count is None:  # silent cells have no count: each still gets its own name
             self._silent_cells += 1
             name = "<silent cell %d>" % self._silent_cells
@@ -89,9 +93,10 @@ class Shell:
         linecache.cache[name] = (len(code), None, code.splitlines(True), name)
         self._result = None
         self._execution_count = execution_count
+        self._name = name
         _reset_warning_registry(self.namespace)
         try:
-            blocks = self._compile(code, name, silent)
+            blocks = self._compile_cell(code, name, silent, magics)
         except (SyntaxError, ValueError, OverflowError) as exc:  # Case 1
             return self._error_outcome(exc, syntax=True)
         try:
@@ -103,6 +108,34 @@ class Shell:
                    "user_expressions": self.eval_expressions(user_expressions or {})}
         self._result = None
         return outcome  # Case 2
+
+    def _compile_cell(self, code, name, silent, magics):
+        """The cell's code objects; one that does not compile may be magics (the same
+        lines rewritten: a SyntaxError of the rewritten cell shows the user's line)."""
+        try:
+            return self._compile(code, name, silent)
+        except SyntaxError:
+            if not magics or "!" not in code and "%" not in code:
+                raise
+            from . import magics as rewriting
+            rewritten = rewriting.transform(code)
+            if rewritten == code:
+                raise
+            if not hasattr(builtins, rewriting.HELPER):
+                setattr(builtins, rewriting.HELPER, rewriting.Magics(self))
+            try:
+                return self._compile(rewritten, name, silent)
+            except SyntaxError as again:
+                lines = code.splitlines()
+                if again.lineno and 0 < again.lineno <= len(lines):
+                    again.text = lines[again.lineno - 1] + "\n"
+                raise again from None
+
+    def run_body(self, body, quiet=False):
+        """A cell magic's body (``%%time``, ``%%capture``): run as the rest of the cell,
+        its lines numbered as the cell's, its last expression shown unless ``quiet``."""
+        for block in self._compile("\n" + body, self._name, quiet):
+            self._run_block(block)
 
     def _compile(self, code, name, silent):
         # Parse with the __future__ flags in force only: codeop's own flags

@@ -254,7 +254,8 @@ class Executor:
             try:
                 return self.shell.run_cell(message["code"], message.get("n"),
                                            silent=message.get("silent", False),
-                                           user_expressions=message.get("user_expressions"))
+                                           user_expressions=message.get("user_expressions"),
+                                           magics=message.get("magics", True))
             finally:
                 self.executing = False
                 self.current = None

@@ -226,7 +226,8 @@ class Supervisor:
             "n": execution.n, "code": request.get("code", ""),
             "silent": bool(request.get("silent")),
             "user_expressions": request.get("user_expressions") or {},
-            "stdin": request.get("stdin") or "", "cap": self.output_cap}, id=execution.key))
+            "stdin": request.get("stdin") or "", "cap": self.output_cap,
+            "magics": self.settings.get("magics", True)}, id=execution.key))
 
     def child_message(self, envelope):
         kind = envelope.get("type")

@@ -212,9 +212,8 @@ def complete_magic(text):
     from .magics import CELL_MAGICS, LINE_MAGICS
     found = _MAGIC_NAME.search(text)
     if found:
-        typed = found.group(1)
-        names = ["%%" + name for name in CELL_MAGICS] if typed.startswith("%%") else [
-            "%" + name for name in LINE_MAGICS]
+        typed, cell = found.group(1), found.group(1).startswith("%%")
+        names = ["%" * (1 + cell) + name for name in (CELL_MAGICS if cell else LINE_MAGICS)]
         return found.start(1), [(name, "magic") for name in names if name.startswith(typed)]
     found = _SHELL_WORD.search(text)
     if found:

@@ -75,8 +75,8 @@ def build_parser(prog="wsgikernel serve"):
                         help="no token at all (refused unless --host is a loopback address)")
     parser.add_argument("--quiet", action="store_true", help="no access log")
     for setting in SETTINGS:
-        parser.add_argument(setting.flag, dest=setting.key, default=None,
-                            help="%s [%s]" % (setting.help, setting.env_var))
+        parser.add_argument(setting.flag, dest=setting.key, default=None,  # argparse: %% is %
+                            help="%s [%s]" % (setting.help.replace("%", "%%"), setting.env_var))
     parser.add_argument("--version", action="version", version="wsgikernel " + __version__)
     return parser
 

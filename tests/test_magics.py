@@ -11,9 +11,8 @@ from helpers import TOKEN, run, value
 
 
 @pytest.fixture
-def testapp(make_test_app):
-    testapp = webtest.TestApp(make_test_app(),
-                              extra_environ={"HTTP_AUTHORIZATION": "Bearer " + TOKEN})
+def testapp(testapp):
+    """conftest's client, with the env ``nb``."""
     testapp.post_json("/envs", {"id": "nb"})
     return testapp
 

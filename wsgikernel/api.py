@@ -221,7 +221,8 @@ def execution_request(params):
     return {"code": params["code"], "silent": silent,
             "store_history": not silent if store_history is None else store_history,
             "user_expressions": params["user_expressions"], "stdin": params["stdin"],
-            "timeout": params["timeout"], "stop_on_error": params["stop_on_error"]}
+            "timeout": params["timeout"], "stop_on_error": params["stop_on_error"],
+            "figure_format": params["figure_format"]}
 
 
 def wants_stream(environ, params):

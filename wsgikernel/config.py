@@ -140,6 +140,9 @@ SETTINGS = (
     Setting("kill_grace", seconds, 5.0, "seconds after SIGINT/SIGTERM before SIGKILL"),
     Setting("output_cap", size, MiB, "bytes of output kept per execution"),
     Setting("history_limit", count, 1000, "execution records kept per environment"),
+    Setting("inline_figures", flag, True, "show matplotlib's figures in the cell as "
+            "images (an execution's figure_format: png or svg), as Jupyter's inline "
+            "backend does"),
     Setting("magics", flag, True, "shell escapes (!cmd) and magics (%timeit, %%bash...) "
             "in cells that are not Python otherwise; off: plain Python only"),
     Setting("auto_checkpoints", count, 0, "keep a checkpoint of the state before each of "

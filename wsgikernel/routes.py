@@ -218,6 +218,8 @@ EXECUTE_PARAMS = (
                       "default: the server's default_wait)"),
     Param("stream", BODY, BOOLEAN, default=False,
           description="answer application/x-ndjson events as they happen"),
+    Param("figure_format", BODY, Word("png", "svg"), description="how matplotlib's "
+          "figures are shown (default png; none when the server's inline_figures is off)"),
     Param("stop_on_error", BODY, BOOLEAN, default=False,
           description="if this cell ends with status error, the executions queued behind it "
                       "end aborted (reason previous_error) without running"),

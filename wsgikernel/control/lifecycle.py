@@ -152,7 +152,8 @@ class Lifecycle:
                 "max_queue": config.max_queue, "idle_timeout": config.idle_timeout,
                 "history_limit": config.history_limit, "default_timeout": config.default_timeout,
                 "preload": list(config.preload), "auto_checkpoints": config.auto_checkpoints,
-                "max_checkpoints": config.max_checkpoints, "magics": config.magics}
+                "max_checkpoints": config.max_checkpoints, "magics": config.magics,
+                "inline_figures": config.inline_figures}
 
     # -- starting ------------------------------------------------------------------
 

@@ -29,6 +29,9 @@ REPR_METHODS = (
     ("_repr_json_", "application/json"),
 )
 BINARY_TYPES = frozenset(("image/png", "image/jpeg"))
+# (obj) -> (data, metadata) or None, asked before the _repr_*_ methods: the bundles of
+# types that have none of their own (figures.py adds matplotlib's Figure).
+FORMATTERS = []
 REPR_LIMIT = 1 << 20  # a text/plain repr longer than this is cut, to keep records bounded
 
 
@@ -108,6 +111,10 @@ def _call(method, obj, report, *args, **kwargs):
 
 
 def _bundle(obj, report, text_plain):
+    for formatter in FORMATTERS:
+        found = _call(formatter, obj, report)
+        if found is not None:
+            return found
     data, metadata = {}, {}
     bundle_method = _lookup(obj, "_repr_mimebundle_")
     if bundle_method is not None:

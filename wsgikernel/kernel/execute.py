@@ -77,6 +77,7 @@ class Shell:
         self._silent_cells = 0
         self._history = (None, None, None)  # the shell's own _, __, ___ (Case 2b)
         self._name = None  # the running cell's name (linecache, tracebacks)
+        self.after_cell = None  # called after each cell's code, error or not
 
     # -- the cell ------------------------------------------------------------
 
@@ -103,7 +104,9 @@ class Shell:
             for block in blocks:
                 self._run_block(block)
         except BaseException as exc:  # Case 3: user code raised, whatever it was
+            self._after_cell()
             return self._error_outcome(exc)
+        self._after_cell()
         outcome = {"status": "ok", "result": self._result, "error": None,
                    "user_expressions": self.eval_expressions(user_expressions or {})}
         self._result = None
@@ -130,6 +133,14 @@ class Shell:
                 if again.lineno and 0 < again.lineno <= len(lines):
                     again.text = lines[again.lineno - 1] + "\n"
                 raise again from None
+
+    def _after_cell(self):
+        """What must follow every cell (figures.py: show the figures still open)."""
+        if self.after_cell is not None:
+            try:
+                self.after_cell()
+            except Exception as exc:  # as a failing _repr_: reported, the cell stands
+                _report_format_error(exc)
 
     def run_body(self, body, quiet=False):
         """A cell magic's body (``%%time``, ``%%capture``): run as the rest of the cell,

@@ -41,7 +41,9 @@ from ..wire.envelope import INTERNAL, UNKNOWN_TYPE, message
 from ..wire.framing import encode
 from .capture import (CaptureFds, OutputBudget, OutStream, StdinText, guarded_open, make_input,
                       wait_for_pipes_drained)
+from .display import FORMATTERS
 from .execute import Shell
+from .figures import Figures, is_figure
 from .inbox import Inbox
 
 INTROSPECTION = ("complete", "inspect", "is_complete", "variables")
@@ -94,6 +96,8 @@ class Executor:
         sys.modules["__main__"] = main  # so pickle finds classes defined in cells
         self.namespace = main.__dict__
         self.shell = Shell(self.namespace, self.emit_output)
+        self.figures = Figures(self.emit_output)
+        self.shell.after_cell = self.figures.flush
         self.stdout = OutStream("stdout", 1, self.send_in_order, self.budget, self.write_tag)
         self.stderr = OutStream("stderr", 2, self.send_in_order, self.budget, self.write_tag)
 
@@ -159,7 +163,13 @@ class Executor:
         builtins.display = self.shell.display
         builtins.open = guarded_open(builtins.open)
         self.tag_threads()
+        if self.format_figure not in FORMATTERS:  # once, whatever restores come after
+            FORMATTERS.append(self.format_figure)
+            self.figures.install()
         signal.signal(signal.SIGINT, self.on_sigint)
+
+    def format_figure(self, obj):
+        return self.figures.bundle(obj) if is_figure(obj) else None
 
     def on_sigint(self, signum, frame):
         if self.executing:
@@ -248,6 +258,7 @@ class Executor:
         self.stdin = StdinText(message.get("stdin") or "")
         sys.stdout, sys.stderr, sys.stdin = self.stdout, self.stderr, self.stdin
         self.budget.reset(message.get("cap"))
+        self.figures.start_cell(message.get("figures", "png"))
         self.current = key
         try:
             self.executing = True

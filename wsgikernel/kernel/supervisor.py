@@ -227,7 +227,9 @@ class Supervisor:
             "silent": bool(request.get("silent")),
             "user_expressions": request.get("user_expressions") or {},
             "stdin": request.get("stdin") or "", "cap": self.output_cap,
-            "magics": self.settings.get("magics", True)}, id=execution.key))
+            "magics": self.settings.get("magics", True), "figures": self.settings.get(
+                "inline_figures", True) and (request.get("figure_format") or "png")},
+            id=execution.key))
 
     def child_message(self, envelope):
         kind = envelope.get("type")

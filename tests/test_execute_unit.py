@@ -9,7 +9,7 @@ import unittest.mock
 import pytest
 
 from wsgikernel.kernel import display, execute, records
-from wsgikernel.kernel.capture import NO_MORE_INPUT, OutputBudget, OutStream, StdinText, make_input
+from wsgikernel.kernel.capture import OutputBudget, OutStream, StdinText
 from wsgikernel.kernel.display import mime_bundle
 from wsgikernel.kernel.execute import Shell
 from wsgikernel.kernel.records import TRUNCATION_MARKER, Execution
@@ -388,20 +388,6 @@ def test_stdin_text_reads_then_ends_and_ignores_close():
     assert stdin.readline() == ""
     assert not stdin.isatty()
     assert stdin.name == "<stdin>"
-
-
-def test_make_input_reads_lines_then_raises_eoferror():
-    written, holder = [], {"stdin": StdinText("x\ny")}
-    read = make_input(written.append, lambda: holder["stdin"])
-    assert read() == "x"
-    assert read("prompt> ") == "y"
-    assert written == ["prompt> "]
-    with pytest.raises(EOFError) as raised:
-        read()
-    assert str(raised.value) == NO_MORE_INPUT
-    assert "stdin" in str(raised.value)
-    holder["stdin"] = StdinText("fresh\n")  # the next execution's stdin is used
-    assert read() == "fresh"
 
 
 # -- records.Execution ----------------------------------------------------------------------

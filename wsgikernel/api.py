@@ -171,6 +171,11 @@ class Api:
         params = environ["params"]
         return self.manager.cancel(params["id"], params["n"])
 
+    def answer_input(self, environ):
+        """The line an execution that is waiting_input waits for; its record."""
+        params = environ["params"]
+        return self.manager.answer_input(params["id"], params["n"], params["value"])
+
     def export_notebook(self, environ):
         """The history as an nbformat v4 notebook (a download)."""
         env = environ["params"]["id"]
@@ -221,6 +226,7 @@ def execution_request(params):
     return {"code": params["code"], "silent": silent,
             "store_history": not silent if store_history is None else store_history,
             "user_expressions": params["user_expressions"], "stdin": params["stdin"],
+            "allow_stdin": params["allow_stdin"],
             "timeout": params["timeout"], "stop_on_error": params["stop_on_error"],
             "figure_format": params["figure_format"]}
 
@@ -278,7 +284,7 @@ def created(environ, env):
 
 
 def execution_response(environ, env, record):
-    if record["status"] in ("queued", "running"):
+    if record["status"] in ("queued", "running", "waiting_input"):
         return Response(record, status=202, headers=[
             ("Location", execution_url(environ, env, record["execution_count"]))])
     return record

@@ -140,6 +140,8 @@ SETTINGS = (
     Setting("kill_grace", seconds, 5.0, "seconds after SIGINT/SIGTERM before SIGKILL"),
     Setting("output_cap", size, MiB, "bytes of output kept per execution"),
     Setting("history_limit", count, 1000, "execution records kept per environment"),
+    Setting("input_timeout", seconds, 300.0, "seconds an execution sent with allow_stdin "
+            "waits for an answer to input() before it raises EOFError"),
     Setting("inline_figures", flag, True, "show matplotlib's figures in the cell as "
             "images (an execution's figure_format: png or svg), as Jupyter's inline "
             "backend does"),

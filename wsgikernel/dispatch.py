@@ -175,6 +175,8 @@ DOMAIN_ERRORS = {
     domain.EnvironmentExists: lambda e: http.EnvironmentExists(e.env_id),
     domain.EnvironmentNotRunning: lambda e: http.EnvironmentNotRunning(e.env_id, e.state),
     domain.ExecutionNotFound: lambda e: http.ExecutionNotFound(e.env_id, e.execution_count),
+    domain.ExecutionNotWaiting: lambda e: http.ExecutionNotWaiting(e.env_id,
+                                                                   e.execution_count, e.why),
     domain.KernelUnavailable: lambda e: http.KernelUnavailable(e.env_id, e.why),
     domain.KernelQueued: lambda e: http.KernelUnavailable(e.env_id, e.why),
     domain.KernelIncompatible: lambda e: http.KernelIncompatible(e.env_id, e.why),

@@ -175,6 +175,17 @@ class CheckpointConflict(Conflict):
         super().__init__("environment %r: %s" % (env_id, why), env_id=env_id)
 
 
+class ExecutionNotWaiting(Conflict):
+    type = "urn:wsgikernel:execution-not-waiting"
+    title = "Execution not waiting for input"
+
+    def __init__(self, env_id, execution_count, why):
+        super().__init__("execution %s of environment %r does not wait for input (%s); "
+                         "input is answered only while its status is waiting_input"
+                         % (execution_count, env_id, why), env_id=env_id,
+                         execution_count=execution_count)
+
+
 class KernelIncompatible(Conflict):
     type = "urn:wsgikernel:kernel-incompatible"
     title = "Kernel of another version"

@@ -210,6 +210,9 @@ EXECUTE_PARAMS = (
     Param("user_expressions", BODY, Strings(), default={},
           description="name -> expression evaluated after the cell"),
     Param("stdin", BODY, Text(), default="", description="text fed to input()"),
+    Param("allow_stdin", BODY, BOOLEAN, default=False,
+          description="when input() or getpass() finds no line left in stdin, wait for one: "
+                      "the execution is waiting_input until POST .../executions/{n}/input"),
     Param("timeout", BODY, Configured(timeout_converter),
           description="seconds before the cell is interrupted (then killed after kill_grace); "
                       "at most the server's max_timeout"),
@@ -332,6 +335,12 @@ ROUTES = (
                                                 description="this URL: poll it again")}}),
     env_route("POST", "/executions/{n}/cancel", "cancel_execution", tag="executions",
               errors=(404, 409, 503), params=(ENV, EXECUTION),
+              responses={"200": "ExecutionRecord"}),
+    env_route("POST", "/executions/{n}/input", "answer_input", tag="executions",
+              errors=(404, 409, 503), body_required=True, example={"value": "Ada"},
+              params=(ENV, EXECUTION, Param("value", BODY, Text(), required=True,
+                                            description="the line input() returns (no "
+                                                        "newline needed)")),
               responses={"200": "ExecutionRecord"}),
     env_route("GET", "/notebook", "export_notebook", tag="executions", errors=(404,),
               responses={"200": {"application/x-ipynb+json": "Notebook"}}),

@@ -9,7 +9,7 @@ from .config import LIMITS
 from .converters import MAX_COUNT
 from .params import ENV_ID_RULE
 
-EXECUTION_STATES = ["queued", "running", "ok", "error", "aborted"]
+EXECUTION_STATES = ["queued", "running", "waiting_input", "ok", "error", "aborted"]
 
 
 def ref(name):
@@ -155,16 +155,20 @@ SCHEMAS = {
         user_expressions={"type": "object", "additionalProperties": ref("UserExpression")},
         truncated=BOOLEAN, queued_at=null_or(TIMESTAMP), started=null_or(TIMESTAMP),
         finished=null_or(TIMESTAMP), duration=null_or({"type": "number", "minimum": 0}),
-        restored=RESTORED),
+        restored=RESTORED,
+        input_request=obj(["prompt", "password"], "Only while `status` is `waiting_input`: "
+                          "what input() or getpass() asks (answer with POST "
+                          ".../executions/{n}/input).", prompt=STRING, password=BOOLEAN)),
     "ExecutionPage": obj(["executions", "next"],
                          executions={"type": "array", "items": ref("ExecutionRecord")},
                          next=null_or(dict(COUNT, description="`since` of the next page"))),
     "StreamEvent": {
         "description": "One line of an application/x-ndjson stream: `accepted` first, then "
-                       "`output` and `heartbeat` lines, `record` (the full record) last.",
+                       "`output`, `input_request` (with `prompt` and `password`) and "
+                       "`heartbeat` lines, `record` (the full record) last.",
         "type": "object", "required": ["event"],
-        "properties": {"event": {"enum": ["accepted", "output", "heartbeat", "record",
-                                          "error"]},
+        "properties": {"event": {"enum": ["accepted", "output", "input_request",
+                                          "heartbeat", "record", "error"]},
                        "execution_count": null_or(COUNT),
                        "status": {"enum": EXECUTION_STATES}}},
     "ServiceInfo": obj(["name", "version", "envs", "links"], name=STRING, version=STRING,

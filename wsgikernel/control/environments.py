@@ -120,6 +120,9 @@ class EnvironmentManager:
     def cancel(self, env_id, n):
         return self.cells.cancel(env_id, n)
 
+    def answer_input(self, env_id, n, value):
+        return self.cells.answer_input(env_id, n, value)
+
     def interrupt(self, env_id):
         return self.cells.interrupt(env_id)
 

@@ -41,6 +41,17 @@ class ExecutionNotFound(ControlError):
         self.execution_count = execution_count
 
 
+class ExecutionNotWaiting(ControlError):
+    """Input was sent to an execution that does not wait for any (``why``: its state)."""
+
+    def __init__(self, env_id, execution_count, why):
+        super().__init__("execution %s of environment %r does not wait for input: %s" % (
+            execution_count, env_id, why))
+        self.env_id = env_id
+        self.execution_count = execution_count
+        self.why = why
+
+
 class KernelUnavailable(ControlError):
     """The env's kernel cannot answer now (starting, not answering, did not start)."""
 

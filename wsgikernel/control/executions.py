@@ -17,7 +17,7 @@ import secrets
 import time
 
 from ..wire.connection import KernelGone
-from .errors import EnvironmentNotRunning, ExecutionNotFound, KernelQueued
+from .errors import EnvironmentNotRunning, ExecutionNotFound, ExecutionNotWaiting, KernelQueued
 from .link import STATUS_TIMEOUT, lost_record
 from .parking import Parking
 
@@ -52,7 +52,7 @@ class Executions:
         try:
             reply = link.call(record, "execute", body, chunk + REPLY_MARGIN)
             result = reply["record"]
-            while wait is None and result["status"] in ("queued", "running"):
+            while wait is None and result["status"] in ("queued", "running"):  # not waiting_input
                 reply = link.call(record, "wait", {
                     "key": reply.get("key"), "n": result["execution_count"],
                     "wait": WAIT_CHUNK}, WAIT_CHUNK + REPLY_MARGIN)
@@ -139,6 +139,20 @@ class Executions:
             raise self.link.gone(env_id, record) from None
         except ExecutionNotFound:
             return self.execution(env_id, n, 0)  # finished long ago: nothing to cancel
+
+    def answer_input(self, env_id, n, value):
+        """The line execution ``n`` waits for (``waiting_input``); its record."""
+        record = self.link.alive_record(env_id)
+        if record is None:
+            self.execution(env_id, n, 0)  # 404 if there is no such execution
+            raise ExecutionNotWaiting(env_id, n, "the environment has no running kernel")
+        try:
+            return self.link.call(record, "input", {"n": n, "value": value})["record"]
+        except KernelGone:
+            raise self.link.gone(env_id, record) from None
+        except ExecutionNotFound:
+            self.execution(env_id, n, 0)  # finished long ago (404 if there is none at all)
+            raise ExecutionNotWaiting(env_id, n, "it has finished") from None
 
     def interrupt(self, env_id):
         """SIGINT to the running cell (the namespace survives); the env afterwards."""

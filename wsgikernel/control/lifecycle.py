@@ -153,7 +153,8 @@ class Lifecycle:
                 "history_limit": config.history_limit, "default_timeout": config.default_timeout,
                 "preload": list(config.preload), "auto_checkpoints": config.auto_checkpoints,
                 "max_checkpoints": config.max_checkpoints, "magics": config.magics,
-                "inline_figures": config.inline_figures}
+                "inline_figures": config.inline_figures,
+                "input_timeout": config.input_timeout}
 
     # -- starting ------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from ..store import History, read_record, update_record, utcnow
 from ..wire import envelope as wire
 from ..wire.connection import ConnectionPool, KernelConnection, KernelGone, KernelTimeout
 from .errors import (CheckpointConflict, CheckpointNotFound, EnvironmentNotRunning,
-                     ExecutionNotFound, KernelIncompatible, KernelQueued, KernelUnavailable,
+                     ExecutionNotFound, ExecutionNotWaiting, KernelIncompatible, KernelQueued, KernelUnavailable,
                      QueueFull)
 
 STATUS_TIMEOUT = 3.0    # seconds a status question may take before we answer from env.json
@@ -230,6 +230,8 @@ def refusal(env_id, refused):
         return QueueFull(body.get("limit") or 0)
     if refused.code == wire.UNKNOWN_EXECUTION:
         return ExecutionNotFound(env_id, body.get("n"))
+    if refused.code == wire.NOT_WAITING:
+        return ExecutionNotWaiting(env_id, body.get("n"), "it is %s" % body.get("status"))
     if refused.code == wire.UNKNOWN_CHECKPOINT:
         return CheckpointNotFound(env_id, body.get("name"))
     if refused.code in CHECKPOINT_CONFLICTS:

@@ -1,4 +1,4 @@
-"""Per-execution I/O of the user-code process: sys.stdout/stderr, stdin, input().
+"""Per-execution I/O of the user-code process: sys.stdout/stderr and stdin.
 
 Python-level writes (``print``, ``sys.stderr.write``) are sent to the
 supervisor as ``stream`` messages on the one ordered control channel, so their
@@ -17,8 +17,8 @@ Writes from threads: each ``stream`` message names the execution its writer
 belongs to (the executor tags threads, see executor.py); only writes of the
 running execution (or of no known one) count against its ``cap``.
 
-stdin is the request's ``stdin`` text; when it runs out, ``input()`` raises an
-EOFError that says where input comes from, instead of blocking.
+stdin is the request's ``stdin`` text; ``input()`` reads it, then asks the
+person at the other end or raises EOFError (asking.py).
 
 Capture cannot be broken by a cell: ``guarded_open`` (the user-code process's
 ``builtins.open``) refuses fds 0, 1 and 2, as IPython does, and
@@ -38,9 +38,6 @@ import termios
 import time
 
 from ..wire.envelope import message
-
-NO_MORE_INPUT = "no more input: pass it in the stdin field of the request"
-
 
 class OutputBudget:
     """UTF-8 bytes one execution may still send (shared by stdout and stderr)."""
@@ -146,18 +143,6 @@ class StdinText(io.StringIO):
         # exit()/quit() close sys.stdin before raising SystemExit; the next
         # execution gets a fresh one anyway, so closing is a no-op.
         pass
-
-
-def make_input(stdout_write, stdin_getter):
-    """An input() that reads the request's stdin and never blocks."""
-    def input(prompt=""):
-        if prompt:
-            stdout_write(str(prompt))
-        line = stdin_getter().readline()
-        if not line:
-            raise EOFError(NO_MORE_INPUT)
-        return line[:-1] if line.endswith("\n") else line
-    return input
 
 
 DRAIN_WAIT = 0.5  # seconds a message waits for the supervisor to empty the fd pipes

@@ -118,13 +118,15 @@ class ExecutionQueue:
                           "status": execution.record["status"]})
             for output in execution.outputs_so_far():
                 client.event(dict(output, event="output"))
+            if execution.asking is not None:
+                client.event(execution.input_event())
             if execution.done:
                 client.event(dict(execution.snapshot(), event="record"))
             else:
                 execution.subscribers.append(client)
             return
         wait = message.get("wait")
-        if execution.done or wait == 0:
+        if execution.done or wait == 0 or execution.asking is not None:  # the caller's turn
             client.reply({"key": execution.key, "record": execution.snapshot()})
             return
         deadline = None if wait is None else time.monotonic() + float(wait)
@@ -142,6 +144,16 @@ class ExecutionQueue:
         for execution in self.live():
             execution.waiters = [w for w in execution.waiters if w[0].client is not client]
             execution.subscribers = [s for s in execution.subscribers if s.client is not client]
+
+    def ask(self, execution, event):
+        """The running ``execution`` waits for input (``event``): its followers are told,
+        after the outputs before it; its waiters get the record now, to answer it."""
+        self.flush_outbox()
+        for client in execution.subscribers:
+            client.event(event)
+        waiters, execution.waiters = execution.waiters, []
+        for client, _ in waiters:
+            client.reply({"key": execution.key, "record": execution.snapshot()})
 
     def publish(self, execution, outputs):
         """Queue outputs for the execution's followers; sent by flush_outbox()."""

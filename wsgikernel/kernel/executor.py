@@ -4,13 +4,15 @@ It is forked by the supervisor (``supervisor.py``) with fds 1 and 2 already
 pipes to it and one control socket.  ``run()`` never returns.  Messages (the
 envelope of wire/envelope.py: type, id or parent, body):
 
-  in:  execute (id) {n, code, silent, user_expressions, stdin, cap}; rebind {work_dir}
+  in:  execute (id) {n, code, silent, user_expressions, stdin, allow_stdin, input_timeout,
+       cap, magics, figures}; rebind {work_dir}; input_reply (parent) {seq, value}
        checkpoint (id) {force}  (on the main thread, between cells: checkpoint.py)
        complete / inspect / is_complete / variables (id) {...}
   out: ready {pid}; stream (parent) {name, text}; output (parent) {the output};
        truncated (parent); done (parent) {status, result, error, user_expressions};
        reply or error (parent) {...}; checkpointed (parent) {pid} + its socket
-       (SCM_RIGHTS) or checkpoint_refused (parent) {detail}
+       (SCM_RIGHTS) or checkpoint_refused (parent) {detail};
+       input_request (parent) {prompt, password, seq}, input_end (parent) {seq} (asking.py)
 
 ``parent`` of an output message is the execution the writing thread belongs to
 (None if none is known): as ipykernel 6+ does, every ``threading.Thread`` is
@@ -39,8 +41,9 @@ import types
 
 from ..wire.envelope import INTERNAL, UNKNOWN_TYPE, message
 from ..wire.framing import encode
-from .capture import (CaptureFds, OutputBudget, OutStream, StdinText, guarded_open, make_input,
-                      wait_for_pipes_drained)
+from .asking import Asker
+from .capture import CaptureFds, OutputBudget, OutStream, StdinText, guarded_open, \
+    wait_for_pipes_drained
 from .display import FORMATTERS
 from .execute import Shell
 from .figures import Figures, is_figure
@@ -100,6 +103,7 @@ class Executor:
         self.shell.after_cell = self.figures.flush
         self.stdout = OutStream("stdout", 1, self.send_in_order, self.budget, self.write_tag)
         self.stderr = OutStream("stderr", 2, self.send_in_order, self.budget, self.write_tag)
+        self.asker = Asker(self.stdout.write, self.send_in_order, lambda: self.current)
 
     def send_in_order(self, message):
         self.channel.send_in_order(message)  # the channel of now: a restore makes a new one
@@ -159,7 +163,7 @@ class Executor:
         """Make this process look like an interactive interpreter's, with our I/O."""
         sys.stdout, sys.stderr, sys.stdin = self.stdout, self.stderr, self.stdin
         sys.argv = [""]
-        builtins.input = make_input(self.stdout.write, lambda: self.stdin)
+        self.asker.install()
         builtins.display = self.shell.display
         builtins.open = guarded_open(builtins.open)
         self.tag_threads()
@@ -188,6 +192,8 @@ class Executor:
         kind = envelope.get("type")
         if kind == "rebind":  # a pooled kernel was claimed: its directory moved
             self.moved(envelope["body"]["work_dir"])
+        elif kind == "input_reply":
+            self.asker.answered(envelope["body"])
         elif kind in INTROSPECTION:
             threading.Thread(target=self.answer, args=(envelope,), daemon=True).start()
         else:
@@ -256,6 +262,8 @@ class Executor:
     def execute(self, message, key):
         self.fds.restore()  # a cell before may have closed or replaced fd 0, 1 or 2
         self.stdin = StdinText(message.get("stdin") or "")
+        self.asker.start_cell(self.stdin, message.get("allow_stdin"),
+                              message.get("input_timeout"))
         sys.stdout, sys.stderr, sys.stdin = self.stdout, self.stderr, self.stdin
         self.budget.reset(message.get("cap"))
         self.figures.start_cell(message.get("figures", "png"))

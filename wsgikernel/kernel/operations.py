@@ -27,8 +27,8 @@ import time
 
 from .. import parked
 from ..wire.auth import KEY_FILE
-from ..wire.envelope import (NOT_RUNNING, PROTOCOL_VERSION, QUEUE_FULL, UNKNOWN_EXECUTION,
-                             message)
+from ..wire.envelope import (NOT_RUNNING, NOT_WAITING, PROTOCOL_VERSION, QUEUE_FULL,
+                             UNKNOWN_EXECUTION, message)
 from ..store import WORK_DIR, utcnow
 from .checkpointing import ANSWERS as CHECKPOINT_ANSWERS, CheckpointOps
 from .records import Execution
@@ -37,7 +37,7 @@ INTERRUPT_ANSWER_WAIT = 2.0  # seconds an interrupt's answer waits for the cell 
 
 
 class Operations:
-    OPS = ("status", "execute", "wait", "attach", "cancel", "interrupt", "restart",
+    OPS = ("status", "execute", "wait", "attach", "cancel", "input", "interrupt", "restart",
            "shutdown", "live", "bind", "late_output")
     FORWARDED = ("complete", "inspect", "is_complete", "variables")  # the child answers
 
@@ -178,6 +178,31 @@ class Operations:
         if self.executions.cancel(execution):  # it runs: it ends cancelled
             self.supervisor.tree.signal(signal.SIGINT)
         client.reply({"record": execution.snapshot()})
+
+    def op_input(self, client, body):
+        """A line for the running execution that waits for one (POST .../input)."""
+        execution = self.find(client, body)
+        if execution is None:
+            return
+        if execution.asking is None or execution is not self.executions.running:
+            client.error(NOT_WAITING, n=execution.n, status=execution.record["status"])
+            return
+        self.supervisor.tree.send(message("input_reply", {
+            "seq": execution.asking, "value": str(body.get("value", ""))}, parent=execution.key))
+        execution.end_input(time.monotonic())
+        client.reply({"record": execution.snapshot()})
+
+    def child_asks(self, envelope):
+        """The child's ``input_request`` (the running cell waits for a line) or
+        ``input_end`` (it stopped waiting: no answer in time, or an interrupt)."""
+        execution = self.executions.running
+        if execution is None or execution.key != envelope.get("parent"):
+            return
+        body, now = envelope["body"], time.monotonic()
+        if envelope["type"] == "input_request":
+            self.executions.ask(execution, execution.ask_input(body, now))
+        elif execution.asking is not None and execution.asking == body.get("seq"):
+            execution.end_input(now)
 
     def op_live(self, client, body):
         """Records of the executions not finished yet (queued or running), oldest first."""

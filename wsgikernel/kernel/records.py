@@ -49,6 +49,8 @@ class Execution:
         self.kill_at = None
         self.timeout = None
         self.started_at = None
+        self.asking = None       # seq of the input_request the cell waits on (asking.py)
+        self.paused = None       # seconds of timeout left, kept while a person types
         self.waiters = []        # (client, deadline or None)
         self.subscribers = []    # clients following the stream
         self.outputs = []
@@ -71,6 +73,43 @@ class Execution:
         if timeout is not None:
             self.timeout = float(timeout)
             self.deadline = self.started_at + self.timeout
+
+    def child_request(self, settings, cap):
+        """The body of the child's ``execute`` message (executor.py)."""
+        request = self.request
+        return {"n": self.n, "code": request.get("code", ""),
+                "silent": bool(request.get("silent")),
+                "user_expressions": request.get("user_expressions") or {},
+                "stdin": request.get("stdin") or "", "cap": cap,
+                "allow_stdin": bool(request.get("allow_stdin")),
+                "input_timeout": settings.get("input_timeout", 300.0),
+                "magics": settings.get("magics", True),
+                "figures": settings.get("inline_figures", True) and (
+                    request.get("figure_format") or "png")}
+
+    # -- input -------------------------------------------------------------
+
+    def ask_input(self, body, now):
+        """The child asks for a line (``input_request``): ``waiting_input``, and the
+        timeout pauses; the ``input_request`` event for followers."""
+        self.asking = body.get("seq")
+        self.record.update(status="waiting_input", input_request={
+            "prompt": str(body.get("prompt", "")), "password": bool(body.get("password"))})
+        if self.deadline is not None:
+            self.paused, self.deadline = self.deadline - now, None
+        return self.input_event()
+
+    def input_event(self):
+        return dict(self.record["input_request"], event="input_request",
+                    execution_count=self.n)
+
+    def end_input(self, now):
+        """Answered, or the child stopped waiting: running again, the timeout runs on."""
+        self.asking = None
+        self.record["status"] = "running"
+        self.record.pop("input_request", None)
+        if self.paused is not None:
+            self.deadline, self.paused = now + self.paused, None
 
     # -- output -----------------------------------------------------------
 
@@ -137,6 +176,8 @@ class Execution:
 
     def _final(self, status, reason, error):
         self.done = True
+        self.asking = self.paused = None
+        self.record.pop("input_request", None)
         self.record.update(status=status, reason=reason, error=error, finished=utcnow())
         if self.started_at is not None:
             self.record["duration"] = round(time.monotonic() - self.started_at, 6)

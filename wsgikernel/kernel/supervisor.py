@@ -221,15 +221,8 @@ class Supervisor:
             return
         if self.ops.checkpointing.before_cell(execution):  # auto_checkpoints (or a fork)
             return
-        request = execution.request
-        self.tree.send(message("execute", {
-            "n": execution.n, "code": request.get("code", ""),
-            "silent": bool(request.get("silent")),
-            "user_expressions": request.get("user_expressions") or {},
-            "stdin": request.get("stdin") or "", "cap": self.output_cap,
-            "magics": self.settings.get("magics", True), "figures": self.settings.get(
-                "inline_figures", True) and (request.get("figure_format") or "png")},
-            id=execution.key))
+        self.tree.send(message("execute", execution.child_request(
+            self.settings, self.output_cap), id=execution.key))
 
     def child_message(self, envelope):
         kind = envelope.get("type")
@@ -245,6 +238,8 @@ class Supervisor:
                 self.last_request = time.monotonic()  # idle time counts from the cell's end
                 self.executions.complete(execution, envelope["body"])
                 self.pump()
+        elif kind == "input_request" or kind == "input_end":
+            self.ops.child_asks(envelope)
         elif kind in ("reply", "error", "checkpointed", "checkpoint_refused"):
             self.ops.answer_pending(envelope)
         elif kind == "ready":

@@ -20,6 +20,7 @@ PROTOCOL_VERSION = 2
 
 # Error codes a kernel answers with; control/link.py maps them to domain errors.
 NOT_RUNNING = "not_running"
+NOT_WAITING = "not_waiting"              # the execution does not wait for input
 QUEUE_FULL = "queue_full"
 UNKNOWN_EXECUTION = "unknown_execution"
 UNKNOWN_TYPE = "unknown_type"

@@ -156,7 +156,7 @@ def test_answers_that_cannot_be_given(testapp):
     assert_problem(answer(testapp, n, "x", env="nope", status=404), 404)
     m = submit(testapp, "io", "input()", allow_stdin=True)["execution_count"]
     waiting(testapp, m)
-    for bad in (5, None, ["x"], {"v": 1}, "lone \ud800"):
+    for bad in (5, True, ["x"], {"v": 1}, "lone \ud800"):
         assert_problem(answer(testapp, m, bad, status=422), 422)
     res = testapp.post_json("/envs/io/executions/%d/input" % m, {}, status=400)
     assert_problem(res, 400, "missing-parameter", param="value")

@@ -368,6 +368,26 @@ def test_a_cell_can_be_interrupted(page):
     page.wait_text(cell, "'still alive'", ".output-result")
 
 
+def test_a_cell_asks_for_input_in_a_box_and_a_password_masked(page, driver):
+    env = page.make_env("asks")
+    page.open(env)
+    cell = page.run("import getpass\nname = input('Name: ')\nsecret = getpass.getpass()\n"
+                    "print('hi', name, len(secret))")
+    field = page.wait(lambda: cell.find_element(By.CSS_SELECTOR, ".input-request input"),
+                      "the input box")
+    assert field.get_attribute("type") == "text"
+    assert "Name:" in page.text(cell, ".input-request")
+    field.send_keys("Ada", Keys.ENTER)
+    page.wait(lambda: cell.find_element(By.CSS_SELECTOR, ".input-request input").get_attribute(
+        "type") == "password", "the password box")
+    cell.find_element(By.CSS_SELECTOR, ".input-request input").send_keys("pw123", Keys.ENTER)
+    page.wait_text(cell, "hi Ada 5", ".output-stream")
+    page.wait_done(cell)
+    assert not cell.find_elements(By.CSS_SELECTOR, ".input-request")
+    assert "Name: Ada" in page.text(cell, ".output-stream")
+    assert "pw123" not in page.text(cell)
+
+
 def test_reloading_the_page_keeps_the_cells(page, driver):
     env = page.make_env("reload")
     page.open(env)

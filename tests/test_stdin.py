@@ -203,3 +203,80 @@ def test_a_stream_carries_the_input_request(live):
     assert asked and asked[0]["prompt"] == "v? " and asked[0]["password"] is False, events
     assert events[-1]["event"] == "record"
     assert events[-1]["stdout"] == "before\nv? streamed\ngot streamed\n", events[-1]
+
+
+# -- the Python client and the command line --------------------------------------------
+
+CELL = "name = input('Name: ')\nimport getpass\nsecret = getpass.getpass('Secret: ')\n" \
+       "print('hi', name, len(secret))"
+
+
+def test_the_client_answers_with_a_callback_by_polling_and_by_stream(live):
+    from wsgikernel.client import Client
+    client = Client(live.url, token=live.token, timeout=HANG_GUARD)
+    client.create("cl")
+    asked = []
+
+    def ask(prompt, password):
+        asked.append((prompt, password))
+        return "pw123" if password else "Ada"
+    record = client.execute("cl", CELL, input=ask)
+    assert record["status"] == "ok", record
+    assert record["stdout"] == "Name: Ada\nSecret: \nhi Ada 5\n"
+    assert asked == [("Name: ", False), ("Secret: ", True)]
+    events = list(client.stream("cl", CELL, input=ask))
+    assert [e["prompt"] for e in events if e["event"] == "input_request"] == [
+        "Name: ", "Secret: "]
+    assert events[-1]["stdout"] == record["stdout"]
+    waiting = client.execute("cl", "input('? ')", allow_stdin=True)  # the caller's turn
+    assert waiting["status"] == "waiting_input", waiting
+    client.answer("cl", waiting["execution_count"], "by hand")
+    assert client.result("cl", waiting["execution_count"])["result"]["text/plain"] == \
+        "'by hand'"
+
+
+def test_the_cli_prompts_on_the_terminal_and_hides_a_password(live):
+    import pty
+    import select
+    import subprocess
+    import sys
+    from helpers import ROOT
+    main, child = pty.openpty()
+    env = dict(os.environ, WSGIKERNEL_URL=live.url, WSGIKERNEL_TOKEN=live.token,
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "wsgikernel", "exec", "cli-io", CELL],
+                            stdin=child, stdout=child, stderr=child, env=env, cwd=ROOT,
+                            start_new_session=True)
+    os.close(child)
+    screen, typed = b"", []
+    try:
+        deadline = time.monotonic() + HANG_GUARD
+        while time.monotonic() < deadline:  # bounded: the guard, and at most 2 answers
+            ready, _, _ = select.select([main], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(main, 4096)
+                except OSError:  # EIO: the CLI exited and closed the terminal
+                    break
+                if not chunk:
+                    break
+                screen += chunk
+            if screen.endswith(b"Name: ") and "name" not in typed:
+                typed.append("name")
+                os.write(main, b"Ada\n")
+            if screen.endswith(b"Secret: ") and "secret" not in typed:
+                typed.append("secret")
+                os.write(main, b"pw123\n")
+            if proc.poll() is not None and not ready:
+                break
+        assert proc.wait(HANG_GUARD) == 0, screen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)
+    text = screen.decode("utf-8", "replace").replace("\r\n", "\n")
+    assert typed == ["name", "secret"], text
+    assert text.count("Name: ") == 1 and text.count("Secret: ") == 1, text  # not echoed twice
+    assert "Name: Ada\n" in text  # the terminal echoed what was typed
+    assert "pw123" not in text  # getpass: no echo
+    assert text.rstrip().endswith("hi Ada 5"), text

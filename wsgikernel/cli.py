@@ -14,6 +14,8 @@ stderr are written to the local stdout and stderr as they arrive, then the
 result's text/plain.  Exit status: 0 when the cell ran, 1 when it raised (the
 traceback goes to stderr) or was stopped, 2 when the service refused (the
 problem's detail goes to stderr), 130 after Ctrl-C (which cancels the cell).
+When the terminal can answer (stdin is a tty, and the code did not come from it),
+the cell's ``input()`` prompts on it and ``getpass()`` reads without echo.
 ``--url``/``--token`` default to $WSGIKERNEL_URL/$WSGIKERNEL_TOKEN.
 """
 
@@ -166,7 +168,7 @@ def cmd_exec(client, args):
     if args.code == "-" and _isatty(sys.stdin):
         print("wsgikernel: reading code from stdin; end it with Ctrl-D", file=sys.stderr)
     code = sys.stdin.read() if args.code == "-" else args.code
-    return run_cell(client, args.env, code, args.timeout)
+    return run_cell(client, args.env, code, args.timeout, asks=args.code != "-")
 
 
 def cmd_run(client, args):
@@ -176,7 +178,7 @@ def cmd_run(client, args):
     except OSError as exc:
         print("wsgikernel: cannot read %s: %s" % (args.file, exc.strerror), file=sys.stderr)
         return SERVICE_ERROR
-    return run_cell(client, args.env, code, args.timeout)
+    return run_cell(client, args.env, code, args.timeout, asks=True)
 
 
 def cmd_fork(client, args):
@@ -240,11 +242,15 @@ COMMANDS = {"envs": cmd_envs, "create": cmd_create, "rm": cmd_rm, "exec": cmd_ex
 
 # -- exec and run -------------------------------------------------------------------
 
-def run_cell(client, env, code, timeout=None):
-    """Create ``env`` if absent, stream ``code`` through it; the exit status."""
+def run_cell(client, env, code, timeout=None, asks=False):
+    """Create ``env`` if absent, stream ``code`` through it; the exit status.  With
+    ``asks`` and a terminal on stdin, the cell's input() is answered from it."""
     client.create(env)
     opts = {} if timeout is None else {"timeout": timeout}
     progress = Progress(sys.stderr)
+    terminal = Terminal(progress) if asks and _isatty(sys.stdin) else None
+    if terminal is not None:
+        opts["input"] = terminal.ask
     n, record = None, None
     try:
         for event in client.stream(env, code, **opts):
@@ -253,6 +259,8 @@ def run_cell(client, env, code, timeout=None):
                 n = event.get("execution_count")
             elif kind == "output":
                 progress.clear()
+                if terminal is not None:
+                    event = terminal.unechoed(event)
                 write_output(event)
             elif kind == "record":
                 record = event
@@ -275,6 +283,35 @@ def run_cell(client, env, code, timeout=None):
         raise ServiceError(502, {"title": "Stream broken",
                                  "detail": "the stream ended before the execution's record"})
     return report(record)
+
+
+class Terminal:
+    """Answers a cell's input() on this terminal (getpass(): no echo).  The kernel writes
+    the prompt and the answer into the cell's stdout, as a transcript; what was typed
+    here is on the screen already, so that echo is not written twice."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.echo = None
+
+    def ask(self, prompt, password):
+        import getpass
+        self.progress.clear()
+        self.progress.held = True
+        try:
+            value = getpass.getpass(prompt) if password else input(prompt)
+        finally:
+            self.progress.held = False
+            self.progress.touch()
+        self.echo = prompt + ("" if password else value) + "\n"
+        return value
+
+    def unechoed(self, event):
+        if (self.echo and event.get("output_type") == "stream"
+                and event.get("name") == "stdout" and event.get("text", "").startswith(self.echo)):
+            event = dict(event, text=event["text"][len(self.echo):])
+            self.echo = None
+        return event
 
 
 def write_output(event):
@@ -325,6 +362,7 @@ class Progress:
         self.enabled = _isatty(stream)
         self.started = self.last = time.monotonic()
         self.shown = False
+        self.held = False  # a prompt waits for the user's answer: the line is theirs
         self.lock = threading.Lock()
         self.done = threading.Event()
         if self.enabled:
@@ -333,7 +371,7 @@ class Progress:
     def _run(self):
         while not self.done.wait(0.5):
             with self.lock:
-                if time.monotonic() - self.last >= PROGRESS_AFTER:
+                if not self.held and time.monotonic() - self.last >= PROGRESS_AFTER:
                     self.stream.write("\r\x1b[2K[running %ds]" % (time.monotonic() - self.started))
                     self.stream.flush()
                     self.shown = True

@@ -32,7 +32,7 @@ from . import __version__
 DEFAULT_URL = "http://127.0.0.1:8080"
 POLL_SECONDS = 20.0   # one long-poll; below gunicorn's default 30 s worker timeout
 STREAM_IDLE = 60.0    # the service sends a heartbeat every 15 s of silence
-UNFINISHED = ("queued", "running")
+UNFINISHED = ("queued", "running", "waiting_input")
 NDJSON = "application/x-ndjson"
 NO_TIMEOUT = object()  # a socket that waits as long as the service takes
 
@@ -185,13 +185,17 @@ class Client:
 
     # -- executions ----------------------------------------------------------------
 
-    def execute(self, id, code, raise_on_error=False, **opts):
+    def execute(self, id, code, raise_on_error=False, input=None, **opts):
         """Run ``code`` and return its record once it has finished, however long it runs.
 
         ``opts``: silent, store_history, user_expressions, stdin, timeout.  A 202
         (not done within one poll) is followed by long-polling its Location.
         ``raise_on_error=True`` raises RemoteError for a record that is not ok.
-        """
+        ``input(prompt, password)`` answers the cell's ``input()``/``getpass()`` (it sets
+        ``allow_stdin``); ``allow_stdin=True`` without it returns a ``waiting_input`` record
+        to ``answer()``."""
+        if input is not None:
+            opts["allow_stdin"] = True
         if opts.get("silent"):  # synchronous on the service side: no wait, no 202
             timeout = NO_TIMEOUT if opts.get("timeout") is None else opts["timeout"] + self.timeout
             record = self._call("POST", _env(id, "execute"), dict(opts, code=code),
@@ -203,7 +207,7 @@ class Client:
                 "POST", _env(id, "execute"), dict(opts, code=code, wait=wait),
                 timeout=wait + self.timeout)
             if status == 202:
-                record = self._follow(headers.get("Location"), id, record)
+                record = self._follow(headers.get("Location"), id, record, input)
         if raise_on_error and record.get("status") != "ok":
             raise RemoteError(record)
         return record
@@ -212,37 +216,68 @@ class Client:
         """Queue ``code`` and return at once with the record so far (usually ``queued``)."""
         return self._call("POST", _env(id, "execute"), dict(opts, code=code, wait=0))
 
-    def result(self, id, n, wait=None):
-        """The record of execution ``n``: wait=None waits for the end, else up to ``wait`` s."""
+    def result(self, id, n, wait=None, input=None):
+        """The record of execution ``n``: wait=None waits for the end (``input`` answers
+        what it asks, as in ``execute``), else up to ``wait`` s."""
         if wait is not None:
             return self._call("GET", _env(id, "executions", n), query={"wait": wait},
                               timeout=wait + self.timeout)
-        return self._follow(None, id, {"execution_count": n, "status": "queued"})
+        return self._follow(None, id, {"execution_count": n, "status": "queued"}, input)
 
-    def _follow(self, location, id, record):
-        """Long-poll until the execution has finished."""
+    def _follow(self, location, id, record, ask=None):
+        """Long-poll until the execution has finished (or waits for input and ``ask``,
+        which would answer it, is None)."""
         path = _env(id, "executions", record["execution_count"])
         if location:
             url = urljoin(self.url, location)
             if urlsplit(url)[:2] == urlsplit(self.url)[:2]:  # the token stays on this origin
                 path = url
         while record.get("status") in UNFINISHED:
+            if record["status"] == "waiting_input":
+                if ask is None:
+                    return record
+                self._answer(id, record, ask)
             record = self._call("GET", path, query={"wait": POLL_SECONDS},
                                 timeout=POLL_SECONDS + self.timeout)
         return record
 
-    def stream(self, id, code, heartbeats=False, **opts):
+    def stream(self, id, code, heartbeats=False, input=None, **opts):
         """Run ``code`` and yield its events as the service sends them.
 
         ``accepted`` first, then ``output`` events (an nbformat output plus
         ``"event": "output"``), ``record`` (the finished record) last;
         ``heartbeat`` events only with ``heartbeats=True``.  Closing the
         generator early leaves the execution running on the service.
+        ``input_request`` events (``prompt``, ``password``) come with ``allow_stdin=True``
+        for ``answer()``, or ``input(prompt, password)`` answers each before it is yielded.
         """
+        if input is not None:
+            opts["allow_stdin"] = True
         response = self._open("POST", self._url(_env(id, "execute")),
                               dict(opts, code=code, stream=True),
                               timeout=max(self.timeout, STREAM_IDLE), accept=NDJSON)
-        return self._events(response, heartbeats)
+        events = self._events(response, heartbeats)
+        return events if input is None else self._answering(id, events, input)
+
+    def _answering(self, id, events, ask):
+        for event in events:
+            if event.get("event") == "input_request":
+                self._answer(id, event, ask)
+            yield event
+
+    def answer(self, id, n, value):
+        """The line execution ``n`` waits for (``waiting_input``; else 409); its record."""
+        return self._call("POST", _env(id, "executions", n, "input"), {"value": value})
+
+    def _answer(self, id, asking, ask):
+        """Send ``ask``'s answer to ``asking`` (a record or an input_request event); 409: late."""
+        request = asking.get("input_request") or asking
+        try:
+            self.answer(id, asking["execution_count"], str(ask(
+                request.get("prompt", ""), bool(request.get("password")))))
+        except ServiceError as error:
+            if error.status != 409:
+                raise
 
     def attach(self, id, n, heartbeats=False):
         """Follow execution ``n``: its outputs so far, then live, then its record."""
@@ -338,9 +373,7 @@ def _env(id, *rest):
 
 
 def _query_value(value):
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(value)
+    return ("1" if value else "0") if isinstance(value, bool) else str(value)
 
 
 def _drop_none(**fields):
@@ -353,8 +386,7 @@ def _service_error(status, headers, raw):
         problem = json.loads(raw) if raw else {}
     except ValueError:
         problem = {}
-    if not isinstance(problem, dict):
-        problem = {}
+    problem = problem if isinstance(problem, dict) else {}
     if "title" not in problem:
         from http import HTTPStatus
         try:

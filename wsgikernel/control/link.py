@@ -20,8 +20,8 @@ from ..store import History, read_record, update_record, utcnow
 from ..wire import envelope as wire
 from ..wire.connection import ConnectionPool, KernelConnection, KernelGone, KernelTimeout
 from .errors import (CheckpointConflict, CheckpointNotFound, EnvironmentNotRunning,
-                     ExecutionNotFound, ExecutionNotWaiting, KernelIncompatible, KernelQueued, KernelUnavailable,
-                     QueueFull)
+                     ExecutionNotFound, ExecutionNotWaiting, KernelIncompatible, KernelQueued,
+                     KernelUnavailable, QueueFull)
 
 STATUS_TIMEOUT = 3.0    # seconds a status question may take before we answer from env.json
 GONE_GRACE = 0.5       # seconds a kernel whose connection dropped may take to show it ended

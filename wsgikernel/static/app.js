@@ -34,6 +34,11 @@
 
   function $(id) { return document.getElementById(id); }
 
+  function unfinished(record) {
+    return record.status === 'queued' || record.status === 'running' ||
+      record.status === 'waiting_input';
+  }
+
   function el(tag, className, text) {
     var node = document.createElement(tag);
     if (className) { node.className = className; }
@@ -561,6 +566,7 @@
   };
 
   Cell.prototype.finish = function (record) {
+    this.dropInput();  // the wait ended with the cell (a timeout, an interrupt)
     this.setRunning(false);
     this.n = record.execution_count;
     this.setPrompt('In [' + this.n + ']:');
@@ -596,7 +602,7 @@
     var self = this;
     this.n = record.execution_count;
     (record.outputs || []).forEach(function (output) { self.addOutput(output); });
-    if (record.status === 'queued' || record.status === 'running') {
+    if (unfinished(record)) {
       this.setRunning(true);
       this.follow(this.n);
     } else {
@@ -614,6 +620,8 @@
         self.accepted(event.execution_count);
       } else if (event.event === 'output') {
         self.addOutput(event);
+      } else if (event.event === 'input_request') {
+        self.askInput(event);
       } else if (event.event === 'record') {
         self.finish(event);
         done = true;
@@ -687,7 +695,7 @@
         slots.free--;
         var done = false;
         try {
-          var response = await request('POST', path, {code: code, stream: true},
+          var response = await request('POST', path, {code: code, stream: true, allow_stdin: true},
                                        {signal: env.signal, accept: 'application/x-ndjson'});
           try {
             done = await this.consume(response);
@@ -706,9 +714,10 @@
         }
       } else {
         // Too many streams open: queue the code now, follow its output when a slot frees.
-        var record = await api('POST', path, {code: code, wait: 0}, {signal: env.signal});
+        var record = await api('POST', path, {code: code, wait: 0, allow_stdin: true},
+                               {signal: env.signal});
         this.accepted(record.execution_count);
-        if (record.status === 'queued' || record.status === 'running') {
+        if (unfinished(record)) {
           await this.follow(record.execution_count);
         } else {
           this.showRecordOutputs(record);
@@ -722,6 +731,45 @@
       this.note(describe(error), 'error');
       env.refreshSoon();
     }
+  };
+
+  /* The cell's input() waits for a line: a box in the outputs, masked for getpass().
+     Enter sends it; the kernel then writes the prompt and the answer as output. */
+  Cell.prototype.askInput = function (event) {
+    var self = this;
+    this.dropInput();
+    var box = el('form', 'input-request');
+    var label = el('label', 'input-prompt', event.prompt || '');
+    var field = el('input', 'input-field');
+    field.type = event.password ? 'password' : 'text';
+    field.autocomplete = 'off';
+    field.setAttribute('aria-label', event.prompt || 'input for this cell');
+    label.appendChild(field);
+    box.appendChild(label);
+    box.addEventListener('submit', async function (e) {
+      e.preventDefault();
+      field.disabled = true;
+      try {
+        await api('POST', envPath(self.env.id, '/executions/' + event.execution_count + '/input'),
+                  {value: field.value}, {signal: self.env.signal});
+        box.remove();  // this box only: the next input() may have asked already
+        if (self.inputBox === box) { self.inputBox = null; }
+      } catch (error) {
+        field.disabled = false;
+        self.note('Input not sent: ' + describe(error), 'error');
+      }
+    });
+    this.inputBox = box;
+    this.outputs.appendChild(box);
+    this.lastStream = null;
+    field.focus();
+  };
+
+  Cell.prototype.dropInput = function () {
+    if (this.inputBox && this.inputBox.parentNode) {
+      this.inputBox.parentNode.removeChild(this.inputBox);
+    }
+    this.inputBox = null;
   };
 
   Cell.prototype.showRecordOutputs = function (record) {

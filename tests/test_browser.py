@@ -388,6 +388,22 @@ def test_a_cell_asks_for_input_in_a_box_and_a_password_masked(page, driver):
     assert "pw123" not in page.text(cell)
 
 
+def test_update_display_and_clear_output_change_outputs_in_place(page, driver):
+    env = page.make_env("updates")
+    page.open(env)
+    first = page.run("import time\nh = display('step 0', display_id='bar')\n"
+                     "for i in range(1, 4):\n    time.sleep(0.2)\n    h.update('step %d' % i)")
+    page.wait_text(first, "'step 3'")
+    page.wait_done(first)
+    assert len(first.find_elements(By.CSS_SELECTOR, ".output-row")) == 1
+    second = page.run("display.__self__.update_display('from below', display_id='bar')\n"
+                      "print('gone')\ndisplay.__self__.clear_output()\nprint('kept')")
+    page.wait_text(first, "'from below'")  # an earlier cell's output, updated in place
+    page.wait_text(second, "kept")
+    page.wait_done(second)
+    assert "gone" not in page.text(second)
+
+
 def test_reloading_the_page_keeps_the_cells(page, driver):
     env = page.make_env("reload")
     page.open(env)

@@ -51,6 +51,7 @@ import tokenize
 import traceback
 
 from .display import format_bundle
+from .displaying import Displays
 
 TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0x2000)
 CO_COROUTINE = 0x0080
@@ -69,6 +70,7 @@ class Shell:
     def __init__(self, namespace, emit):
         self.namespace = namespace
         self.emit = emit  # emit(output_dict): display_data / execute_result, in order
+        self.displays = Displays(emit, _report_format_error)
         self.compiler = codeop.Compile()
         self.compiler.flags |= TOP_LEVEL_AWAIT
         self.loop = None
@@ -217,13 +219,11 @@ class Shell:
             ns.update(zip(_UNDERSCORES, self._history))
 
     def display(self, *objs, **kwargs):
-        """The ``display()`` builtin: one display_data output per object.
+        """The ``display()`` builtin (displaying.py): one display_data output per object.
 
         A failing ``repr()`` raises into the caller's code, as any call would.
         """
-        for obj in objs:
-            data, metadata = format_bundle(obj, _report_format_error)
-            self.emit({"output_type": "display_data", "data": data, "metadata": metadata})
+        return self.displays.display(*objs, **kwargs)
 
     def eval_expressions(self, expressions):
         results = {}

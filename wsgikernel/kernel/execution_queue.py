@@ -173,8 +173,10 @@ class ExecutionQueue:
                 merged.append((execution, dict(output)))
         self.outbox = []
         for execution, output in merged:
+            event = ({"event": "clear_output"} if output["output_type"] == "clear_output"
+                     else dict(output, event="output"))
             for client in execution.subscribers:
-                client.event(dict(output, event="output"))
+                client.event(event)
 
     # -- running and ending ------------------------------------------------------------
 

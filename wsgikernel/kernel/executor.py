@@ -164,12 +164,13 @@ class Executor:
         sys.stdout, sys.stderr, sys.stdin = self.stdout, self.stderr, self.stdin
         sys.argv = [""]
         self.asker.install()
-        builtins.display = self.shell.display
+        self.shell.displays.install(builtins)
         builtins.open = guarded_open(builtins.open)
         self.tag_threads()
         if self.format_figure not in FORMATTERS:  # once, whatever restores come after
             FORMATTERS.append(self.format_figure)
             self.figures.install()
+            self.shell.displays.hook()
         signal.signal(signal.SIGINT, self.on_sigint)
 
     def format_figure(self, obj):

@@ -20,9 +20,10 @@ matplotlib-inline's.  Config ``inline_figures = false`` leaves matplotlib alone.
 """
 
 import base64
-import importlib.abc
 import io
 import sys
+
+from .importhook import ImportHook
 
 MIME = {"png": "image/png", "svg": "image/svg+xml"}
 
@@ -39,7 +40,7 @@ class Figures:
         self.shown = set()     # ids of the figures this cell showed already
 
     def install(self):
-        sys.meta_path.insert(0, PyplotFinder(self))
+        ImportHook("matplotlib.pyplot", self.before_pyplot, self.after_pyplot).install()
 
     def start_cell(self, figure_format):
         self.format = figure_format
@@ -81,47 +82,19 @@ class Figures:
             pyplot.close("all")
 
 
-class PyplotFinder(importlib.abc.MetaPathFinder):
-    """Finds ``matplotlib.pyplot`` as the other finders do, with a loader that sets it
-    up for inline figures around its import."""
+    # -- pyplot's import (importhook.py) ---------------------------------------------------
 
-    def __init__(self, figures):
-        self.figures = figures
-
-    def find_spec(self, name, path, target=None):
-        if name != "matplotlib.pyplot":
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None and spec.loader is not None:
-                spec.loader = InlineLoader(spec.loader, self.figures)
-                return spec
-        return None
-
-
-class InlineLoader(importlib.abc.Loader):
-    def __init__(self, loader, figures):
-        self.loader = loader
-        self.figures = figures
-
-    def __getattr__(self, name):  # resources, get_source...: the real loader's
-        return getattr(self.loader, name)
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module):
-        inline = self.figures.format in MIME
-        if inline:  # pyplot's package is imported by now: the import system did it first
+    def before_pyplot(self, module):
+        if self.format in MIME:  # pyplot's package is imported by now (its parent, first)
             sys.modules["matplotlib"].rcParams["backend"] = "agg"  # before pyplot picks one
-        self.loader.exec_module(module)
-        if inline:
-            figures = self.figures
 
-            def show(*args, **kwargs):  # a function: pyplot sets attributes on its show
-                figures.show()
-            show.__doc__ = getattr(module.show, "__doc__", None)
-            module.show = show
-            module._wk_inline = True
+    def after_pyplot(self, module):
+        if self.format not in MIME:
+            return
+        figures = self
+
+        def show(*args, **kwargs):  # a function: pyplot sets attributes on its show
+            figures.show()
+        show.__doc__ = getattr(module.show, "__doc__", None)
+        module.show = show
+        module._wk_inline = True

@@ -49,6 +49,7 @@ class Execution:
         self.kill_at = None
         self.timeout = None
         self.started_at = None
+        self.clear_pending = False  # clear_output(wait=True): clear at the next output
         self.asking = None       # seq of the input_request the cell waits on (asking.py)
         self.paused = None       # seconds of timeout left, kept while a person types
         self.waiters = []        # (client, deadline or None)
@@ -123,6 +124,9 @@ class Execution:
 
     def add_stream(self, name, text):
         """Append stream text; returns the outputs to publish (pieces, not merged)."""
+        return self._cleared() + self._add_stream(name, text)
+
+    def _add_stream(self, name, text):
         size = len(text.encode("utf-8", "replace"))
         if not self._fits(size):
             room = max(0, (self.cap or 0) - self.size)
@@ -142,14 +146,46 @@ class Execution:
         return [{"output_type": "stream", "name": name, "text": text}]
 
     def add_output(self, output):
+        """An output of the child (display.py, displaying.py); the outputs to publish.
+        ``clear_output`` and ``update_display_data`` change the outputs so far instead
+        of adding one, as a notebook's output area does."""
         import json
-        if output.get("output_type") == "execute_result":
+        kind = output.get("output_type")
+        if kind == "clear_output":
+            self.clear_pending = True
+            return [] if output.get("wait") else self._cleared()
+        published = self._cleared()
+        if kind == "update_display_data":
+            return published + self._update_display(output, json)
+        if kind == "execute_result":
             # The result is kept even past the cap (its repr is bounded by display.py):
             # a cell that printed too much still answers with its value.
             self.record["result"] = output.get("data")
         if not self._fits(len(json.dumps(output.get("data", {})))):
-            return self.truncate()
+            return published + self.truncate()
         self.outputs.append(output)
+        return published + [output]
+
+    def _cleared(self):
+        """A pending clear_output, done now: the outputs so far are gone (the result
+        and the size already counted against the cap stay)."""
+        if not self.clear_pending:
+            return []
+        self.clear_pending = False
+        del self.outputs[:]
+        self.streams = {"stdout": [], "stderr": []}
+        return [{"output_type": "clear_output"}]
+
+    def _update_display(self, output, json):
+        """The outputs shown with the update's display_id take its data, in place; the
+        update is published (an earlier cell's output may have that id too)."""
+        display_id = (output.get("transient") or {}).get("display_id")
+        if display_id is None or not self._fits(len(json.dumps(output.get("data", {})))):
+            return [] if display_id is None else self.truncate()
+        for shown in self.outputs:
+            if (shown.get("transient") or {}).get("display_id") == display_id:
+                shown["data"], shown["metadata"] = output.get("data", {}), output.get(
+                    "metadata", {})
         return [output]
 
     def truncate(self):

@@ -515,6 +515,7 @@
 
   Cell.prototype.addOutput = function (output) {
     var type = output.output_type;
+    if (type === 'update_display_data') { updateDisplay(output); return; }
     this.seen.push(output);
     if (type === 'stream') {
       var name = output.name === 'stderr' ? 'stderr' : 'stdout';
@@ -555,8 +556,22 @@
     holder.appendChild(body);
     row.appendChild(prompt);
     row.appendChild(holder);
+    var displayId = output.transient && output.transient.display_id;
+    if (displayId) { row.dataset.displayId = String(displayId); }
     this.outputs.appendChild(row);
   };
+
+  /* update_display(): every output shown with that display_id, in any cell, in place. */
+  function updateDisplay(output) {
+    var displayId = output.transient && output.transient.display_id;
+    if (!displayId) { return; }
+    document.querySelectorAll('#cells .output-row').forEach(function (row) {
+      if (row.dataset.displayId !== String(displayId)) { return; }
+      var holder = row.querySelector('.output-body');
+      holder.textContent = '';
+      holder.appendChild(renderMime(output.data, output.metadata));
+    });
+  }
 
   Cell.prototype.accepted = function (n) {
     if (this.releaseSubmit) { this.releaseSubmit(); this.releaseSubmit = null; }
@@ -620,6 +635,8 @@
         self.accepted(event.execution_count);
       } else if (event.event === 'output') {
         self.addOutput(event);
+      } else if (event.event === 'clear_output') {
+        self.clearOutputs();
       } else if (event.event === 'input_request') {
         self.askInput(event);
       } else if (event.event === 'record') {

@@ -22,8 +22,6 @@ Case 3: ``clear_output(wait=False)`` -> ``clear_output``: the record's outputs s
 ``if get_ipython() is not None:`` guards work, rather than failing with NameError.
 """
 
-import uuid
-
 from .display import format_bundle
 from .importhook import ImportHook
 
@@ -59,6 +57,7 @@ class Displays:
         if clear:
             self.clear_output(wait=True)
         if display_id is True:
+            import uuid  # on first use: most kernels never ask for a new id
             display_id = uuid.uuid4().hex
         transient = dict(transient or {})
         if display_id is not None:

@@ -20,6 +20,8 @@ CASES = [
     (domain.EnvironmentExists("e1"), http.EnvironmentExists("e1")),
     (domain.EnvironmentNotRunning("e1", "dead"), http.EnvironmentNotRunning("e1", "dead")),
     (domain.ExecutionNotFound("e1", 3), http.ExecutionNotFound("e1", 3)),
+    (domain.ExecutionNotWaiting("e1", 3, "it is running"),
+     http.ExecutionNotWaiting("e1", 3, "it is running")),
     (domain.KernelUnavailable("e1", "it did not answer in time"),
      http.KernelUnavailable("e1", "it did not answer in time")),
     (domain.KernelIncompatible("e1", "the kernel speaks wire protocol 1, this server 2"),

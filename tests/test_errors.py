@@ -26,6 +26,7 @@ ARGS = {
     errors.RouteNotFound: ("/nope",),
     errors.EnvironmentNotFound: ("e1",),
     errors.ExecutionNotFound: ("e1", 3),
+    errors.ExecutionNotWaiting: ("e1", 3, "it is running"),
     errors.CheckpointNotFound: ("e1", "before"),
     errors.CheckpointConflict: ("e1", "a cell is running"),
     errors.MethodNotAllowed: ("PUT", {"POST", "GET"}),

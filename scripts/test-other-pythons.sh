@@ -18,7 +18,7 @@ CORE="tests/test_dispatch.py tests/test_params.py tests/test_errors.py tests/tes
       tests/test_pool.py tests/test_inbox.py tests/test_registry.py tests/test_provisioning.py
       tests/test_bwrap.py tests/test_sandbox.py tests/test_slurm.py
       tests/test_magics.py tests/test_figures.py tests/test_display_ipython.py
-      tests/test_stdin.py tests/test_asking.py"
+      tests/test_stdin.py tests/test_asking.py tests/test_mcp_unit.py"
 command -v pyenv >/dev/null || { echo "pyenv not found: skipping other Pythons"; exit 0; }
 current=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 for minor in 3.9 3.10 3.11 3.12 3.13; do

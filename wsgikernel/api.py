@@ -13,7 +13,7 @@ from . import __version__
 from .control.errors import ControlError
 from .dispatch import PathDispatcher, Response, encode_json, http_error
 from .config import LIMIT_KEYS
-from .errors import HTTPError, InternalError, InvalidParam, KernelUnavailable
+from .errors import HTTPError, InternalError, InvalidParam, KernelUnavailable, RouteNotFound
 from .notebook import build_notebook
 from .openapi import build_document
 
@@ -175,6 +175,21 @@ class Api:
         """The line an execution that is waiting_input waits for; its record."""
         params = environ["params"]
         return self.manager.answer_input(params["id"], params["n"], params["value"])
+
+    # -- MCP -----------------------------------------------------------------------
+
+    def mcp_post(self, environ):
+        """One MCP message (JSON-RPC over Streamable HTTP): docs/mcp.md."""
+        return self.mcp_endpoint(environ).post(environ)
+
+    def mcp_delete(self, environ):
+        """End an MCP session (its Mcp-Session-Id)."""
+        return self.mcp_endpoint(environ).delete(environ)
+
+    def mcp_endpoint(self, environ):
+        if self.app.mcp is None:  # config mcp = false: as if there were no such route
+            raise RouteNotFound(environ.get("PATH_INFO", "/mcp"))
+        return self.app.mcp
 
     def export_notebook(self, environ):
         """The history as an nbformat v4 notebook (a download)."""

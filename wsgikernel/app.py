@@ -16,6 +16,7 @@ from .auth import Guard, resolve_token
 from .config import load_config
 from .dispatch import PathDispatcher, endpoint
 from .manager import EnvironmentManager
+from .mcp.transport import McpEndpoint
 from .routes import ROUTES
 from .statedir import default_state_dir, ensure_private_dir
 
@@ -53,6 +54,7 @@ def make_app(**config):
     ensure_private_dir(config.state_dir)
     token = resolve_token(config.token, config.state_dir)
     app = Application(config, token, EnvironmentManager(config))
+    app.mcp = McpEndpoint(app) if config.mcp else None  # checks mcp_tools now, at start
     owners = (api.Api(app), compat.CompatApi(app), ui.UiApi(app))
     for operation in ROUTES:
         operation = operation.bind(config)
@@ -60,4 +62,5 @@ def make_app(**config):
         route = app.register(operation.method, operation.pattern,
                              endpoint(operation.wrap(handler)), public=operation.public)
         route.operation = operation
+        route.raw_body = operation.raw_body
     return app

@@ -151,6 +151,10 @@ SETTINGS = (
             "the last N cells, for POST /envs/{id}/undo (0: none)"),
     Setting("max_checkpoints", count, 8, "checkpoints kept per environment, automatic "
             "ones included; the oldest go first"),
+    Setting("mcp", flag, True, "serve the Model Context Protocol at /mcp (Streamable "
+            "HTTP, the same token): tools for AI agents, docs/mcp.md"),
+    Setting("mcp_tools", names, (), "the MCP tools offered (default: all; e.g. "
+            "list_environments,get_execution,list_variables for read-only agents)"),
     Setting("idle_timeout", seconds, None, "a kernel idle this long exits (env stopped)"),
     Setting("pool_size", count, 2, "pre-started kernels"),
     Setting("preload", names, (), "modules imported in pre-started kernels"),

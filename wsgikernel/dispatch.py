@@ -151,7 +151,8 @@ class PathDispatcher:
         if not route.public:
             self._check_guard(environ, extra)
         environ["wsgikernel.route"] = route
-        environ["params"] = parse_params(environ, args, self.max_body)
+        environ["params"] = parse_params(environ, args, self.max_body,
+                                         getattr(route, "raw_body", False))
         return route.handler(environ, start_response)
 
     def _check_guard(self, environ, extra):

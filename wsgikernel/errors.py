@@ -213,6 +213,22 @@ class PayloadTooLarge(HTTPError):
                          max_body=limit)
 
 
+class NotAcceptable(HTTPError):
+    status = 406
+    type = "urn:wsgikernel:not-acceptable"
+    title = "Not Acceptable"
+
+
+class McpSessionRequired(BadRequest):
+    type = "urn:wsgikernel:mcp-session-required"
+    title = "MCP session required"
+
+
+class McpSessionNotFound(NotFound):
+    type = "urn:wsgikernel:mcp-session-not-found"
+    title = "MCP session not found"
+
+
 class UnsupportedMediaType(HTTPError):
     status = 415
     type = "urn:wsgikernel:unsupported-media-type"

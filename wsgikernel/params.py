@@ -187,11 +187,17 @@ def parse_query(environ):
     return _parse_qs(query, "query string")
 
 
-def parse_params(environ, path_args, max_body):
-    """Merge path < query < body, then the path again; the result goes to environ['params']."""
+def parse_params(environ, path_args, max_body, raw_body=False):
+    """Merge path < query < body, then the path again; the result goes to environ['params'].
+    ``raw_body``: the body is not parsed but kept, as bytes, in environ['wsgikernel.body']
+    (POST /mcp: JSON-RPC answers a bad body in its own words)."""
     length = check_length(environ, max_body)
     params = parse_query(environ)
-    params.update(parse_body(environ, read_body(environ, length)))
+    body = read_body(environ, length)
+    if raw_body:
+        environ["wsgikernel.body"] = body
+    else:
+        params.update(parse_body(environ, body))
     params.update(path_args)
     return params
 

@@ -85,7 +85,8 @@ class Operation:
     """One route: method, pattern, handler name, parameters, answers, errors."""
 
     def __init__(self, method, pattern, name, *, tag, params=(), responses=None, headers=None,
-                 errors=(), public=False, body_required=False, example=None, conflicts=()):
+                 errors=(), public=False, body_required=False, example=None, conflicts=(),
+                 raw_body=False):
         self.method, self.pattern, self.name, self.tag = method, pattern, name, tag
         self.params = tuple(params)
         self.responses = responses or {"200": {"application/json": {"type": "object"}}}
@@ -93,6 +94,7 @@ class Operation:
         self.errors = tuple(str(status) for status in errors)
         self.public, self.body_required, self.example = public, body_required, example
         self.conflicts = tuple(conflicts)
+        self.raw_body = raw_body  # the handler reads the body itself (JSON-RPC)
         self.summary = None  # the handler's docstring, set when the app registers it
 
     def bind(self, config):
@@ -355,6 +357,14 @@ ROUTES = (
               errors=(404, 409, 503), responses={"200": "Variables"},
               params=(ENV, Param("all", QUERY, BOOLEAN, default=False,
                                  description="also _names, modules and injected helpers"))),
+    # MCP (mcp/transport.py): the body is JSON-RPC, read by the handler itself.
+    Operation("POST", "/mcp", "mcp_post", tag="mcp", raw_body=True,
+              errors=(400, 403, 404, 406, 415),
+              responses={"200": {JSON: {"type": "object", "description": "the JSON-RPC "
+                                        "response"},
+                                 "text/event-stream": {"type": "string"}}, "202": None}),
+    Operation("DELETE", "/mcp", "mcp_delete", tag="mcp", errors=(400, 403, 404),
+              responses={"204": None}),
     # The original tutorial's API (compat.py): same routes, same 200 answers, even to bad input.
     Operation("POST", "/env/create", "compat_create", tag="original API", params=(ANY_ID,),
               errors=(429, 503), responses={"200": "CompatEnvs"}, example={"id": "1"}),

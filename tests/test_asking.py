@@ -89,3 +89,41 @@ def test_only_the_cells_own_thread_is_asked():
     thread.start()
     thread.join(10)
     assert raised and ends.sent == []
+
+
+def test_an_answer_to_an_earlier_request_never_answers_a_later_one():
+    ends = Ends()
+    ends.asker.start_cell(StdinText(""), True, 0.2)
+    with pytest.raises(EOFError):
+        ends.asker.input()
+    ends.asker.answered({"seq": 1, "value": "late"})  # for the request that timed out
+    ends.reply = "fresh"
+    assert ends.asker.input() == "fresh"
+
+
+def test_eof_answers_with_end_of_input():
+    ends = Ends()
+    ends.asker.start_cell(StdinText(""), True, 5)
+
+    def send(envelope):
+        ends.sent.append(envelope)
+        if envelope["type"] == "input_request":
+            ends.asker.answered({"seq": envelope["body"]["seq"], "eof": True})
+    ends.asker.send = send
+    with pytest.raises(EOFError, match="end of input"):
+        ends.asker.input()
+    assert [m["type"] for m in ends.sent] == ["input_request"]
+
+
+def test_an_interrupt_anywhere_in_the_wait_still_ends_the_request():
+    ends = Ends()
+    ends.asker.start_cell(StdinText(""), True, 5)
+
+    def send(envelope):
+        ends.sent.append(envelope)
+        if envelope["type"] == "input_request":
+            raise KeyboardInterrupt  # SIGINT right after the request went out
+    ends.asker.send = send
+    with pytest.raises(KeyboardInterrupt):
+        ends.asker.input()
+    assert [m["type"] for m in ends.sent] == ["input_request", "input_end"]

@@ -167,6 +167,26 @@ def test_answers_that_cannot_be_given(testapp):
     assert done["result"]["text/plain"].startswith("'fine "), done
 
 
+def test_eof_one_line_and_silent_cells(testapp):
+    n = submit(testapp, "io", "try:\n    input('more? ')\nexcept EOFError as e:\n    err = e\n"
+               "str(err)", allow_stdin=True)["execution_count"]
+    waiting(testapp, n)
+    for bad in ({"value": "a\nb"}, {"value": "a\rb"}, {"value": "x", "eof": True}):
+        res = testapp.post_json("/envs/io/executions/%d/input" % n, bad, status=422)
+        assert_problem(res, 422)
+    testapp.post_json("/envs/io/executions/%d/input" % n, {"eof": True})
+    done = poll(testapp, "io", n)
+    assert "end of input" in done["result"]["text/plain"], done
+    m = submit(testapp, "io", "input()", allow_stdin=True)["execution_count"]
+    waiting(testapp, m)
+    answer(testapp, m, "with its newline\r\n")
+    assert poll(testapp, "io", m)["result"]["text/plain"] == "'with its newline'"
+    # A silent cell has no number to be answered by: it is never asked.
+    res = testapp.post_json("/envs/io/execute", {"code": "input('x? ')", "silent": True,
+                                                "allow_stdin": True})
+    assert res.status_int == 200 and res.json["error"]["ename"] == "EOFError", res.json
+
+
 def test_a_stream_carries_the_input_request(live):
     status, _, _ = live.request("POST", "/envs", {"id": "st"})
     assert status == 201
@@ -280,3 +300,42 @@ def test_the_cli_prompts_on_the_terminal_and_hides_a_password(live):
     assert "Name: Ada\n" in text  # the terminal echoed what was typed
     assert "pw123" not in text  # getpass: no echo
     assert text.rstrip().endswith("hi Ada 5"), text
+
+
+def test_ctrl_d_at_the_cli_prompt_is_end_of_input(live):
+    import pty
+    import select
+    import subprocess
+    import sys
+    from helpers import ROOT
+    main, child = pty.openpty()
+    env = dict(os.environ, WSGIKERNEL_URL=live.url, WSGIKERNEL_TOKEN=live.token,
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "wsgikernel", "exec", "cli-eof",
+                             "input('Name: ')"], stdin=child, stdout=child, stderr=child,
+                            env=env, cwd=ROOT, start_new_session=True)
+    os.close(child)
+    screen, sent = b"", False
+    try:
+        deadline = time.monotonic() + HANG_GUARD
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(main, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                screen += chunk
+            if screen.endswith(b"Name: ") and not sent:
+                sent = True
+                os.write(main, b"\x04")  # Ctrl-D
+            if proc.poll() is not None and not ready:
+                break
+        assert proc.wait(HANG_GUARD) == 1, screen  # the cell raised EOFError
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)
+    assert b"EOFError: end of input" in screen, screen

@@ -23,14 +23,12 @@ import argparse
 import functools
 import json
 import sys
-import threading
-import time
 
 from .client import Client, ServiceError
 from .config import LIMIT_KEYS, LIMITS
+from .terminal import Progress, Terminal, _isatty
 
 OK, USER_ERROR, SERVICE_ERROR, INTERRUPTED = 0, 1, 2, 130
-PROGRESS_AFTER = 1.0  # seconds of silence before the progress line appears
 
 
 def build_parser(prog="wsgikernel"):
@@ -285,35 +283,6 @@ def run_cell(client, env, code, timeout=None, asks=False):
     return report(record)
 
 
-class Terminal:
-    """Answers a cell's input() on this terminal (getpass(): no echo).  The kernel writes
-    the prompt and the answer into the cell's stdout, as a transcript; what was typed
-    here is on the screen already, so that echo is not written twice."""
-
-    def __init__(self, progress):
-        self.progress = progress
-        self.echo = None
-
-    def ask(self, prompt, password):
-        import getpass
-        self.progress.clear()
-        self.progress.held = True
-        try:
-            value = getpass.getpass(prompt) if password else input(prompt)
-        finally:
-            self.progress.held = False
-            self.progress.touch()
-        self.echo = prompt + ("" if password else value) + "\n"
-        return value
-
-    def unechoed(self, event):
-        if (self.echo and event.get("output_type") == "stream"
-                and event.get("name") == "stdout" and event.get("text", "").startswith(self.echo)):
-            event = dict(event, text=event["text"][len(self.echo):])
-            self.echo = None
-        return event
-
-
 def write_output(event):
     """One streamed output to the matching local stream; rich outputs as text/plain."""
     kind = event.get("output_type")
@@ -352,50 +321,3 @@ def _ensure_newline(text):
 
 def _indent(text, width):
     return ("\n" + " " * width).join(text.rstrip("\n").split("\n"))
-
-
-class Progress:
-    """'running 12s' on stderr while a cell is silent; only when stderr is a terminal."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.enabled = _isatty(stream)
-        self.started = self.last = time.monotonic()
-        self.shown = False
-        self.held = False  # a prompt waits for the user's answer: the line is theirs
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        if self.enabled:
-            threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while not self.done.wait(0.5):
-            with self.lock:
-                if not self.held and time.monotonic() - self.last >= PROGRESS_AFTER:
-                    self.stream.write("\r\x1b[2K[running %ds]" % (time.monotonic() - self.started))
-                    self.stream.flush()
-                    self.shown = True
-
-    def touch(self):
-        self.last = time.monotonic()
-
-    def clear(self):
-        if not self.enabled:
-            return
-        with self.lock:
-            self.last = time.monotonic()
-            if self.shown:
-                self.stream.write("\r\x1b[2K")
-                self.stream.flush()
-                self.shown = False
-
-    def stop(self):
-        self.clear()
-        self.done.set()
-
-
-def _isatty(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False

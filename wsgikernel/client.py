@@ -191,9 +191,8 @@ class Client:
         ``opts``: silent, store_history, user_expressions, stdin, timeout.  A 202
         (not done within one poll) is followed by long-polling its Location.
         ``raise_on_error=True`` raises RemoteError for a record that is not ok.
-        ``input(prompt, password)`` answers the cell's ``input()``/``getpass()`` (it sets
-        ``allow_stdin``); ``allow_stdin=True`` without it returns a ``waiting_input`` record
-        to ``answer()``."""
+        ``input(prompt, password)`` answers the cell's ``input()`` (None: end of input); with
+        ``allow_stdin=True`` alone, a ``waiting_input`` record is returned to ``answer()``."""
         if input is not None:
             opts["allow_stdin"] = True
         if opts.get("silent"):  # synchronous on the service side: no wait, no 202
@@ -266,15 +265,16 @@ class Client:
             yield event
 
     def answer(self, id, n, value):
-        """The line execution ``n`` waits for (``waiting_input``; else 409); its record."""
-        return self._call("POST", _env(id, "executions", n, "input"), {"value": value})
+        """The line execution ``n`` waits for (None: end of input); its record; 409 if none."""
+        body = {"eof": True} if value is None else {"value": str(value)}
+        return self._call("POST", _env(id, "executions", n, "input"), body)
 
     def _answer(self, id, asking, ask):
         """Send ``ask``'s answer to ``asking`` (a record or an input_request event); 409: late."""
         request = asking.get("input_request") or asking
         try:
-            self.answer(id, asking["execution_count"], str(ask(
-                request.get("prompt", ""), bool(request.get("password")))))
+            self.answer(id, asking["execution_count"], ask(request.get("prompt", ""),
+                                                           bool(request.get("password"))))
         except ServiceError as error:
             if error.status != 409:
                 raise

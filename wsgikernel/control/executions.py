@@ -141,13 +141,15 @@ class Executions:
             return self.execution(env_id, n, 0)  # finished long ago: nothing to cancel
 
     def answer_input(self, env_id, n, value):
-        """The line execution ``n`` waits for (``waiting_input``); its record."""
+        """The line execution ``n`` waits for (``waiting_input``; None: end of input);
+        its record."""
         record = self.link.alive_record(env_id)
         if record is None:
             self.execution(env_id, n, 0)  # 404 if there is no such execution
             raise ExecutionNotWaiting(env_id, n, "the environment has no running kernel")
         try:
-            return self.link.call(record, "input", {"n": n, "value": value})["record"]
+            answer = {"n": n, "eof": True} if value is None else {"n": n, "value": value}
+            return self.link.call(record, "input", answer)["record"]
         except KernelGone:
             raise self.link.gone(env_id, record) from None
         except ExecutionNotFound:

@@ -10,6 +10,7 @@ Case 3: none, and asking is allowed -> ``input_request`` {prompt, password, seq}
         ``input_reply`` {seq, value} it forwards from POST .../input:
         - a reply -> the prompt and the value to stdout (the prompt alone for a password),
           as a terminal's transcript shows them; the value is returned;
+        - a reply with ``eof`` -> EOFError, as Ctrl-D at a terminal gives;
         - none within ``input_timeout`` -> ``input_end`` {seq}, and EOFError saying so;
         - KeyboardInterrupt (an interrupt, a cancel, the service's timeout) -> ``input_end``
           {seq}, and the interrupt goes on up.
@@ -27,11 +28,14 @@ import builtins
 import getpass
 import queue
 import threading
+import time
 
 from ..wire.envelope import message
 
 NO_MORE_INPUT = ("no more input: pass it in the stdin field of the request, or send "
                  "allow_stdin: true to be asked for it (POST .../executions/{n}/input)")
+END_OF_INPUT = "end of input: the caller answered with eof (as Ctrl-D at a terminal)"
+EOF, TIMEOUT = object(), object()  # what a wait may end with, besides a line
 NO_ANSWER = ("no input came within input_timeout (%g s): answer with POST "
              "/envs/{id}/executions/{n}/input while the execution is waiting_input")
 
@@ -62,7 +66,8 @@ class Asker:
         return self.ask(prompt, False)
 
     def getpass(self, prompt="Password: ", stream=None):
-        """``getpass.getpass``: the same, with the answer kept off every record."""
+        """``getpass.getpass``: the same, with the answer kept off every record (``stream``,
+        where getpass writes its prompt, is the cell's stdout here)."""
         return self.ask(prompt, True)
 
     def ask(self, prompt, password):
@@ -81,28 +86,42 @@ class Asker:
         return self.wait_for_person(key, prompt, password)
 
     def wait_for_person(self, key, prompt, password):
-        """Case 3."""
+        """Case 3.  However the wait ends but by an answer (a timeout, an interrupt that
+        lands anywhere in here), ``input_end`` says so: the record must not stay
+        ``waiting_input`` while the cell goes on."""
         self.seq += 1
-        seq = self.seq
-        while True:  # an answer to an earlier request that came too late
-            try:
-                self.replies.get_nowait()
-            except queue.Empty:
-                break
-        self.send(message("input_request", {"prompt": prompt, "password": password,
-                                            "seq": seq}, parent=key))
+        seq, answer = self.seq, None
         try:
-            value = self.replies.get(timeout=self.timeout)
-        except queue.Empty:
-            self.send(message("input_end", {"seq": seq}, parent=key))
-            raise EOFError(NO_ANSWER % self.timeout) from None
-        except BaseException:  # KeyboardInterrupt: the wait ends with the cell
-            self.send(message("input_end", {"seq": seq}, parent=key))
-            raise
-        self.write(prompt + ("" if password else value) + "\n")
-        return value
+            self.send(message("input_request", {"prompt": prompt, "password": password,
+                                                "seq": seq}, parent=key))
+            answer = self.reply_to(seq)
+        finally:
+            if answer is None or answer is TIMEOUT:  # not answered
+                self.send(message("input_end", {"seq": seq}, parent=key))
+        if answer is EOF:
+            raise EOFError(END_OF_INPUT)
+        if answer is TIMEOUT:
+            raise EOFError(NO_ANSWER % self.timeout)
+        self.write(prompt + ("" if password else answer) + "\n")
+        return answer
+
+    def reply_to(self, seq):
+        """The answer to request ``seq``: its text, EOF, or TIMEOUT (answers to earlier
+        requests, come too late, are dropped)."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                answered, value = self.replies.get(timeout=left)
+            except queue.Empty:
+                return TIMEOUT
+            if answered == seq:
+                return value
 
     def answered(self, body):
-        """The supervisor's ``input_reply`` (the socket's reader thread)."""
-        if body.get("seq") == self.seq and isinstance(body.get("value"), str):
-            self.replies.put(body["value"])
+        """The supervisor's ``input_reply`` {seq, value} or {seq, eof} (the socket's
+        reader thread)."""
+        if body.get("eof"):
+            self.replies.put((body.get("seq"), EOF))
+        elif isinstance(body.get("value"), str):
+            self.replies.put((body.get("seq"), body["value"]))

@@ -187,8 +187,9 @@ class Operations:
         if execution.asking is None or execution is not self.executions.running:
             client.error(NOT_WAITING, n=execution.n, status=execution.record["status"])
             return
-        self.supervisor.tree.send(message("input_reply", {
-            "seq": execution.asking, "value": str(body.get("value", ""))}, parent=execution.key))
+        answer = {"eof": True} if body.get("eof") else {"value": str(body.get("value", ""))}
+        self.supervisor.tree.send(message("input_reply", dict(answer, seq=execution.asking),
+                                          parent=execution.key))
         execution.end_input(time.monotonic())
         client.reply({"record": execution.snapshot()})
 

@@ -82,7 +82,8 @@ class Execution:
                 "silent": bool(request.get("silent")),
                 "user_expressions": request.get("user_expressions") or {},
                 "stdin": request.get("stdin") or "", "cap": cap,
-                "allow_stdin": bool(request.get("allow_stdin")),
+                # a silent cell has no number to answer it by: never asked
+                "allow_stdin": bool(request.get("allow_stdin")) and self.n is not None,
                 "input_timeout": settings.get("input_timeout", 300.0),
                 "magics": settings.get("magics", True),
                 "figures": settings.get("inline_figures", True) and (

@@ -135,3 +135,24 @@ def test_transport_refusals(make_test_app):
                                client.headers, Accept="text/event-stream"))
     assert sse.content_type == "text/event-stream"
     assert sse.text == 'event: message\ndata: {"jsonrpc":"2.0","id":2,"result":{}}\n\n'
+
+
+def test_after_review_versions_resources_tokens_and_cors(make_test_app):
+    client = Mcp(make_test_app(allowed_origins="http://inspector.example"),
+                 version="2025-03-26")
+    assert client.version == "2025-11-25"  # 2025-03-26 needs batches: not offered
+    res = client.post({"jsonrpc": "2.0", "id": 1, "method": "ping"}, status=400,
+                      headers=dict(client.headers, **{"MCP-Protocol-Version": "2025-06-18"}))
+    assert_problem(res, 400)  # not the version this session negotiated
+    plain = client.post({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "list_environments", "arguments": {}, "_meta": {"progressToken": True}}},
+        headers=client.headers)
+    assert plain.content_type == "application/json"  # a boolean is no progress token
+    preflight = client.http.options("/mcp", headers={
+        "Origin": "http://inspector.example", "Access-Control-Request-Method": "POST"})
+    assert "Mcp-Session-Id" in preflight.headers["Access-Control-Allow-Headers"]
+    answer = client.post({"jsonrpc": "2.0", "id": 3, "method": "ping"}, headers=dict(
+        client.headers, Origin="http://inspector.example"))
+    assert "Mcp-Session-Id" in answer.headers["Access-Control-Expose-Headers"]
+    reader = Mcp(make_test_app(mcp_tools="list_environments"))
+    assert reader.request("resources/list")["error"]["code"] == jsonrpc.METHOD_NOT_FOUND

@@ -109,7 +109,7 @@ class Guard:
             return []
         if origin.rstrip("/").lower() in self.allowed_origins:
             return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin"),
-                    ("Access-Control-Expose-Headers", "Location, Retry-After")]
+                    ("Access-Control-Expose-Headers", "Location, Retry-After, Mcp-Session-Id")]
         if self.token is None:
             raise Forbidden("the Origin %r is not allowed (allowed_origins)" % origin,
                             origin=origin)
@@ -121,7 +121,8 @@ class Guard:
             return []
         return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin"),
                 ("Access-Control-Allow-Methods", ", ".join(methods)),
-                ("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept"),
+                ("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, "
+                 "Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID"),
                 ("Access-Control-Max-Age", "600")]
 
 

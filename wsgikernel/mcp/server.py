@@ -38,7 +38,8 @@ from .jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
 
 log = logging.getLogger("wsgikernel")
 
-VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")  # newest first
+# Newest first.  Not 2025-03-26: it requires receiving batches, which MCP dropped since.
+VERSIONS = ("2025-11-25", "2025-06-18")
 INPUT_ERRORS_AS_RESULTS = "2025-11-25"  # from this revision on (Case 2)
 RESOURCE_NOT_FOUND = -32002
 INSTRUCTIONS = (
@@ -61,6 +62,8 @@ class McpServer:
             raise ValueError("mcp_tools names no tool %s: the tools are %s" % (
                 ", ".join(unknown), ", ".join(toolbox.BY_NAME)))
         self.tools = [toolbox.BY_NAME[name] for name in toolbox.BY_NAME if name in allowed]
+        # Resources are each env's history and notebook: what export_notebook reads.
+        self.resources = "export_notebook" in allowed
 
     def answer(self, method, params, call):
         name = self.METHODS.get(method)
@@ -78,8 +81,9 @@ class McpServer:
 
     def do_initialize(self, params, call):
         return {"protocolVersion": call.version,
-                "capabilities": {"tools": {"listChanged": False},
-                                 "resources": {"listChanged": False, "subscribe": False}},
+                "capabilities": dict({"tools": {"listChanged": False}}, **(
+                    {"resources": {"listChanged": False, "subscribe": False}}
+                    if self.resources else {})),
                 "serverInfo": {"name": "wsgikernel", "title": "wsgikernel",
                                "version": __version__},
                 "instructions": INSTRUCTIONS}
@@ -122,6 +126,9 @@ class McpServer:
     # -- resources ---------------------------------------------------------------------
 
     def do_resources_list(self, params, call):
+        if not self.resources:
+            raise RpcError(METHOD_NOT_FOUND, "no resources here (mcp_tools leaves out "
+                           "export_notebook)")
         resources = []
         for env in self.manager.list():
             for kind, mime in (("history", "application/json"),
@@ -132,6 +139,9 @@ class McpServer:
         return {"resources": resources}
 
     def do_resources_read(self, params, call):
+        if not self.resources:
+            raise RpcError(METHOD_NOT_FOUND, "no resources here (mcp_tools leaves out "
+                           "export_notebook)")
         uri = params.get("uri")
         parts = uri.split("/") if isinstance(uri, str) else []
         if len(parts) != 5 or parts[:3] != ["wsgikernel:", "", "envs"] or parts[4] not in (

@@ -22,7 +22,6 @@ from ..routes import (BODY, CODE, CREATE_PARAMS, CURSOR, ENV_ID, EXECUTE_PARAMS,
                       Choice, Count, Operation, Param)
 
 ENV = Param("env", BODY, ENV_ID, required=True, description="the environment's id")
-CALL_WAIT = 300.0  # seconds execute_python waits before it answers "still running"
 TEXT_KEPT = 20000  # characters of each text part an agent is shown (the record has all)
 
 
@@ -90,7 +89,8 @@ def execute_python(call, args):
     request = execution_request(dict(args, silent=False, store_history=None,
                                      user_expressions={}, stdin="", allow_stdin=False,
                                      stop_on_error=False, figure_format=None))
-    wait = CALL_WAIT if args["wait"] is None else args["wait"]
+    # As the REST API's execute: below the worker and proxy timeouts of docs/deploy.md.
+    wait = call.config.default_wait if args["wait"] is None else args["wait"]
     events = call.manager.open_stream(args["env"], "execute", request, call.heartbeat)
     record, outputs, n = None, 0, None
     try:
@@ -181,9 +181,8 @@ def record_content(record):
 
 
 def _progress_text(event):
-    text = event.get("text") or (event.get("data") or {}).get("text/plain") or \
-        event.get("output_type", "")
-    return str(text).strip()[-200:]
+    text = event.get("text") or (event.get("data") or {}).get("text/plain") or ""
+    return str(text).strip()[-200:] or event.get("output_type") or "output"
 
 
 def _cut(text):
@@ -221,7 +220,8 @@ TOOLS = (
          (ENV, _param("code", CODE, "Python source, run as one cell", required=True),
           _EXECUTE["timeout"],
           _param("wait", WAIT, "seconds to wait for the end before answering 'still running' "
-                 "(default %d)" % CALL_WAIT)), "ExecutionRecord", execute_python),
+                 "(default: the server's default_wait, 25 s)")), "ExecutionRecord",
+         execute_python),
     Tool("get_execution", "Get an execution", "An execution's record by number (its "
          "status, output, result or error), waiting up to `wait` seconds for it to end.",
          (ENV, _param("n", Count(1), "the execution number", required=True),

@@ -110,8 +110,10 @@ class McpEndpoint:
             if method == "notifications/cancelled":
                 self.server.cancel(params, Call(self, session, version, None, None, None))
             return Response(status=202)
-        token = (params.get("_meta") or {}).get("progressToken") if isinstance(
-            params.get("_meta"), dict) else None
+        meta = params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        if isinstance(token, bool) or not isinstance(token, (str, int)):
+            token = None  # the spec's progress tokens are strings or integers
         if method == "tools/call" and token is not None and takes_sse:
             return self.streamed(message, params, session, version, token)
         answer = self.respond(message, params, Call(self, session, version, message["id"],
@@ -143,7 +145,12 @@ class McpEndpoint:
         if found is None:
             raise McpSessionNotFound("no MCP session %.80r: it ended or never began; "
                                      "initialize again" % session)
-        return session, asked or found.get("protocol") or VERSIONS[-1]
+        negotiated = found.get("protocol") or VERSIONS[-1]
+        if asked is not None and asked != negotiated:
+            raise BadRequest("MCP-Protocol-Version %s is not the version this session "
+                             "negotiated (%s)" % (asked, negotiated),
+                             supported=[negotiated])
+        return session, negotiated
 
     def respond(self, message, params, call):
         """The JSON-RPC response to a request (errors included)."""
@@ -166,9 +173,16 @@ class McpEndpoint:
         (a cancel does)."""
         events = queue.Queue()
         call = Call(self, session, version, message["id"], token, events.put)
-        worker = threading.Thread(target=lambda: events.put(
-            ("done", self.respond(message, params, call))), name="mcp-call", daemon=True)
-        worker.start()
+
+        def work():
+            answer = None
+            try:
+                answer = self.respond(message, params, call)
+            finally:  # whatever ends the thread, the response stream ends
+                events.put(("done", answer or jsonrpc.RpcError(
+                    jsonrpc.INTERNAL_ERROR, "internal error: see the server's log").answer(
+                        message["id"])))
+        threading.Thread(target=work, name="mcp-call", daemon=True).start()
 
         def body():
             while True:

@@ -156,3 +156,13 @@ def test_after_review_versions_resources_tokens_and_cors(make_test_app):
     assert "Mcp-Session-Id" in answer.headers["Access-Control-Expose-Headers"]
     reader = Mcp(make_test_app(mcp_tools="list_environments"))
     assert reader.request("resources/list")["error"]["code"] == jsonrpc.METHOD_NOT_FOUND
+
+
+def test_input_schemas_are_plain_for_a_model(make_test_app):
+    client = Mcp(make_test_app())
+    tools = {t["name"]: t for t in client.request("tools/list")["result"]["tools"]}
+    execute = tools["execute_python"]["inputSchema"]["properties"]
+    assert execute["timeout"]["type"] == ["number", "null"] and "pattern" not in execute["timeout"]
+    create = tools["create_environment"]["inputSchema"]["properties"]
+    assert "string" in create["memory_limit"]["type"]  # "512MiB"
+    assert "sandbox_network" not in create and "resources" not in create  # refused here

@@ -18,6 +18,7 @@ from .. import schemas
 from ..api import execution_request, read_limits, read_sandbox
 from ..notebook import build_notebook
 from ..openapi import body_schema
+from ..converters import FalseOnly, Resources, Seconds, Size
 from ..routes import (BODY, CODE, CREATE_PARAMS, CURSOR, ENV_ID, EXECUTE_PARAMS, WAIT,
                       Choice, Count, Operation, Param)
 
@@ -36,7 +37,8 @@ class Tool:
                             "destructiveHint": destructive, "openWorldHint": False}
 
     def describe(self, config):
-        schema = body_schema(self.operation.bind(config), False)
+        operation = self.operation.bind(config)
+        schema = for_agents(body_schema(operation, False), operation.params)
         schema["additionalProperties"] = False
         return {"name": self.name, "title": self.title, "description": self.description,
                 "inputSchema": schema, "outputSchema": inline(schemas.obj(
@@ -52,6 +54,26 @@ class Tool:
         if unknown:
             raise InvalidParam(unknown[0], "not an argument of %s" % self.name)
         return operation.read(arguments)
+
+
+def for_agents(schema, params):
+    """The input schema as a model reads it: the REST schema's form-text alternatives
+    (numbers as strings, with kilobyte-long patterns that bound them) left out, sizes
+    still as text ("4G"); arguments this server can only refuse (no network for
+    sandboxes, no scheduler for resources) not offered at all."""
+    properties = schema["properties"]
+    for param in params:
+        converter, prop = param.converter, properties.get(param.name)
+        if prop is None:
+            continue
+        if isinstance(converter, FalseOnly) or (isinstance(converter, Resources)
+                                                and converter.refused):
+            del properties[param.name]
+        elif isinstance(converter, (Count, Seconds)) and isinstance(prop.get("type"), list):
+            prop.pop("pattern", None)
+            if not isinstance(converter, Size):  # a size's description says "512MiB"
+                prop["type"] = [kind for kind in prop["type"] if kind != "string"]
+    return schema
 
 
 def inline(schema, seen=()):

@@ -119,7 +119,7 @@ def test_an_interrupt_ends_the_wait(testapp):
     n = submit(testapp, "io", "input()", allow_stdin=True)["execution_count"]
     waiting(testapp, n)
     testapp.post("/envs/io/interrupt")
-    done = poll(testapp, "io", n)
+    done = wait_for(lambda: finished(testapp, n), message="the interrupt")
     assert done["status"] == "error" and done["reason"] == "interrupted", done
     assert done["error"]["ename"] == "KeyboardInterrupt"
     assert testapp.post_json("/envs/io/execute", {"code": "2"}).json["status"] == "ok"
@@ -129,7 +129,8 @@ def test_a_cancel_ends_the_wait(testapp):
     n = submit(testapp, "io", "input()", allow_stdin=True)["execution_count"]
     waiting(testapp, n)
     testapp.post("/envs/io/executions/%d/cancel" % n)
-    done = poll(testapp, "io", n)
+    # polls answer at once while it still waits: until the interrupt has landed
+    done = wait_for(lambda: finished(testapp, n), message="the cancel")
     assert done["status"] == "aborted" and done["reason"] == "cancelled", done
 
 
@@ -171,10 +172,10 @@ def test_eof_one_line_and_silent_cells(testapp):
     n = submit(testapp, "io", "try:\n    input('more? ')\nexcept EOFError as e:\n    err = e\n"
                "str(err)", allow_stdin=True)["execution_count"]
     waiting(testapp, n)
-    for bad in ({"value": "a\nb"}, {"value": "a\rb"}, {"value": "x", "eof": True}):
+    for bad in ({"value": "a\nb"}, {"value": "a\rb"}):
         res = testapp.post_json("/envs/io/executions/%d/input" % n, bad, status=422)
         assert_problem(res, 422)
-    testapp.post_json("/envs/io/executions/%d/input" % n, {"eof": True})
+    testapp.post("/envs/io/executions/%d/eof" % n)
     done = poll(testapp, "io", n)
     assert "end of input" in done["result"]["text/plain"], done
     m = submit(testapp, "io", "input()", allow_stdin=True)["execution_count"]

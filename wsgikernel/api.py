@@ -13,8 +13,7 @@ from . import __version__
 from .control.errors import ControlError
 from .dispatch import PathDispatcher, Response, encode_json, http_error
 from .config import LIMIT_KEYS
-from .errors import (HTTPError, InternalError, InvalidParam, KernelUnavailable, MissingParam,
-                     RouteNotFound)
+from .errors import HTTPError, InternalError, InvalidParam, KernelUnavailable, RouteNotFound
 from .notebook import build_notebook
 from .openapi import build_document
 
@@ -173,20 +172,20 @@ class Api:
         return self.manager.cancel(params["id"], params["n"])
 
     def answer_input(self, environ):
-        """The line an execution that is waiting_input waits for (or eof); its record."""
+        """The line an execution that is waiting_input waits for; its record."""
         params = environ["params"]
         value = params["value"]
-        if params["eof"]:
-            if value is not None:
-                raise InvalidParam("eof", "send a value or eof, not both")
-        elif value is None:
-            raise MissingParam("value")
-        else:
-            value = value[:-1] if value.endswith("\n") else value
-            value = value[:-1] if value.endswith("\r") else value
-            if "\n" in value or "\r" in value:
-                raise InvalidParam("value", "one line: input() never returns a newline")
+        value = value[:-1] if value.endswith("\n") else value
+        value = value[:-1] if value.endswith("\r") else value
+        if "\n" in value or "\r" in value:
+            raise InvalidParam("value", "one line: input() never returns a newline")
         return self.manager.answer_input(params["id"], params["n"], value)
+
+    def end_input(self, environ):
+        """End of input for an execution that is waiting_input (its input() raises
+        EOFError, as after Ctrl-D at a terminal); its record."""
+        params = environ["params"]
+        return self.manager.answer_input(params["id"], params["n"], None)
 
     # -- MCP -----------------------------------------------------------------------
 

@@ -266,8 +266,8 @@ class Client:
 
     def answer(self, id, n, value):
         """The line execution ``n`` waits for (None: end of input); its record; 409 if none."""
-        body = {"eof": True} if value is None else {"value": str(value)}
-        return self._call("POST", _env(id, "executions", n, "input"), body)
+        path = _env(id, "executions", n, "eof" if value is None else "input")
+        return self._call("POST", path, None if value is None else {"value": str(value)})
 
     def _answer(self, id, asking, ask):
         """Send ``ask``'s answer to ``asking`` (a record or an input_request event); 409: late."""

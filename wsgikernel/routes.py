@@ -341,11 +341,11 @@ ROUTES = (
     env_route("POST", "/executions/{n}/input", "answer_input", tag="executions",
               errors=(404, 409, 503), body_required=True, example={"value": "Ada"},
               params=(ENV, EXECUTION,
-                      Param("value", BODY, Text(), description="the line input() returns "
-                            "(one line; a final newline is dropped); required unless eof"),
-                      Param("eof", BODY, BOOLEAN, default=False, description="end of "
-                            "input instead of a line: input() raises EOFError, as after "
-                            "Ctrl-D at a terminal")),
+                      Param("value", BODY, Text(), required=True, description="the line "
+                            "input() returns (one line; a final newline is dropped)")),
+              responses={"200": "ExecutionRecord"}),
+    env_route("POST", "/executions/{n}/eof", "end_input", tag="executions",
+              errors=(404, 409, 503), params=(ENV, EXECUTION),
               responses={"200": "ExecutionRecord"}),
     env_route("GET", "/notebook", "export_notebook", tag="executions", errors=(404,),
               responses={"200": {"application/x-ipynb+json": "Notebook"}}),

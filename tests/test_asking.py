@@ -11,13 +11,16 @@ from wsgikernel.kernel.capture import StdinText
 class Ends:
     """What an Asker writes and sends; answers each input_request with ``reply``."""
 
-    def __init__(self, reply=None):
+    def __init__(self, reply=None, on_request=None):
         self.written, self.sent, self.reply = [], [], reply
+        self.on_request = on_request  # (envelope): instead of the answer (it may raise)
         self.asker = Asker(self.written.append, self.send, lambda: 7)
 
     def send(self, envelope):
         self.sent.append(envelope)
-        if envelope["type"] == "input_request" and self.reply is not None:
+        if envelope["type"] == "input_request" and self.on_request is not None:
+            self.on_request(envelope)
+        elif envelope["type"] == "input_request" and self.reply is not None:
             body = {"seq": envelope["body"]["seq"], "value": self.reply}
             threading.Thread(target=self.asker.answered, args=(body,)).start()
 
@@ -102,28 +105,19 @@ def test_an_answer_to_an_earlier_request_never_answers_a_later_one():
 
 
 def test_eof_answers_with_end_of_input():
-    ends = Ends()
+    ends = Ends(on_request=lambda envelope: ends.asker.answered(
+        {"seq": envelope["body"]["seq"], "eof": True}))
     ends.asker.start_cell(StdinText(""), True, 5)
-
-    def send(envelope):
-        ends.sent.append(envelope)
-        if envelope["type"] == "input_request":
-            ends.asker.answered({"seq": envelope["body"]["seq"], "eof": True})
-    ends.asker.send = send
     with pytest.raises(EOFError, match="end of input"):
         ends.asker.input()
     assert [m["type"] for m in ends.sent] == ["input_request"]
 
 
 def test_an_interrupt_anywhere_in_the_wait_still_ends_the_request():
-    ends = Ends()
+    def interrupted(envelope):
+        raise KeyboardInterrupt  # SIGINT right after the request went out
+    ends = Ends(on_request=interrupted)
     ends.asker.start_cell(StdinText(""), True, 5)
-
-    def send(envelope):
-        ends.sent.append(envelope)
-        if envelope["type"] == "input_request":
-            raise KeyboardInterrupt  # SIGINT right after the request went out
-    ends.asker.send = send
     with pytest.raises(KeyboardInterrupt):
         ends.asker.input()
     assert [m["type"] for m in ends.sent] == ["input_request", "input_end"]

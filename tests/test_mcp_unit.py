@@ -113,6 +113,8 @@ def test_resources_and_the_end_of_a_session(make_test_app):
     for uri in ("wsgikernel://envs/nope/history", "file:///etc/passwd", 5):
         assert client.request("resources/read", {"uri": uri})["error"]["code"] == -32002
     client.http.delete("/mcp", headers=client.headers, status=204)
+    assert_problem(client.http.delete("/mcp", headers=client.headers, status=404), 404,
+                   "mcp-session-not-found")  # ended already
     res = client.post({"jsonrpc": "2.0", "id": 9, "method": "ping"}, status=404,
                       headers=client.headers)
     assert_problem(res, 404, "mcp-session-not-found")

@@ -256,23 +256,25 @@ def test_the_client_answers_with_a_callback_by_polling_and_by_stream(live):
         "'by hand'"
 
 
-def test_the_cli_prompts_on_the_terminal_and_hides_a_password(live):
+def on_a_terminal(live, env, code, answers):
+    """(exit status, what the screen showed) of ``wsgikernel exec ENV CODE`` on a pty;
+    each (prompt, keys) of ``answers`` is typed once, when the screen ends with it."""
     import pty
     import select
     import subprocess
     import sys
     from helpers import ROOT
     main, child = pty.openpty()
-    env = dict(os.environ, WSGIKERNEL_URL=live.url, WSGIKERNEL_TOKEN=live.token,
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "wsgikernel", "exec", "cli-io", CELL],
-                            stdin=child, stdout=child, stderr=child, env=env, cwd=ROOT,
+    environ = dict(os.environ, WSGIKERNEL_URL=live.url, WSGIKERNEL_TOKEN=live.token,
+                   PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "wsgikernel", "exec", env, code],
+                            stdin=child, stdout=child, stderr=child, env=environ, cwd=ROOT,
                             start_new_session=True)
     os.close(child)
-    screen, typed = b"", []
+    screen, left = b"", list(answers)
     try:
         deadline = time.monotonic() + HANG_GUARD
-        while time.monotonic() < deadline:  # bounded: the guard, and at most 2 answers
+        while time.monotonic() < deadline:  # bounded: the guard, one answer per prompt
             ready, _, _ = select.select([main], [], [], 0.5)
             if ready:
                 try:
@@ -282,21 +284,23 @@ def test_the_cli_prompts_on_the_terminal_and_hides_a_password(live):
                 if not chunk:
                     break
                 screen += chunk
-            if screen.endswith(b"Name: ") and "name" not in typed:
-                typed.append("name")
-                os.write(main, b"Ada\n")
-            if screen.endswith(b"Secret: ") and "secret" not in typed:
-                typed.append("secret")
-                os.write(main, b"pw123\n")
+            if left and screen.endswith(left[0][0]):
+                os.write(main, left.pop(0)[1])
             if proc.poll() is not None and not ready:
                 break
-        assert proc.wait(HANG_GUARD) == 0, screen
+        status = proc.wait(HANG_GUARD)
     finally:
         if proc.poll() is None:
             proc.kill()
         os.close(main)
-    text = screen.decode("utf-8", "replace").replace("\r\n", "\n")
-    assert typed == ["name", "secret"], text
+    assert not left, (left, screen)  # every prompt came
+    return status, screen.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def test_the_cli_prompts_on_the_terminal_and_hides_a_password(live):
+    status, text = on_a_terminal(live, "cli-io", CELL, [(b"Name: ", b"Ada\n"),
+                                                        (b"Secret: ", b"pw123\n")])
+    assert status == 0, text
     assert text.count("Name: ") == 1 and text.count("Secret: ") == 1, text  # not echoed twice
     assert "Name: Ada\n" in text  # the terminal echoed what was typed
     assert "pw123" not in text  # getpass: no echo
@@ -304,39 +308,6 @@ def test_the_cli_prompts_on_the_terminal_and_hides_a_password(live):
 
 
 def test_ctrl_d_at_the_cli_prompt_is_end_of_input(live):
-    import pty
-    import select
-    import subprocess
-    import sys
-    from helpers import ROOT
-    main, child = pty.openpty()
-    env = dict(os.environ, WSGIKERNEL_URL=live.url, WSGIKERNEL_TOKEN=live.token,
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "wsgikernel", "exec", "cli-eof",
-                             "input('Name: ')"], stdin=child, stdout=child, stderr=child,
-                            env=env, cwd=ROOT, start_new_session=True)
-    os.close(child)
-    screen, sent = b"", False
-    try:
-        deadline = time.monotonic() + HANG_GUARD
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([main], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(main, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                screen += chunk
-            if screen.endswith(b"Name: ") and not sent:
-                sent = True
-                os.write(main, b"\x04")  # Ctrl-D
-            if proc.poll() is not None and not ready:
-                break
-        assert proc.wait(HANG_GUARD) == 1, screen  # the cell raised EOFError
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(main)
-    assert b"EOFError: end of input" in screen, screen
+    status, text = on_a_terminal(live, "cli-eof", "input('Name: ')", [(b"Name: ", b"\x04")])
+    assert status == 1, text  # the cell raised EOFError
+    assert "EOFError: end of input" in text, text

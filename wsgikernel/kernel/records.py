@@ -14,6 +14,7 @@ set (POST /envs/{id}/interrupt while it ran), ``aborted``/``timeout`` or
 KeyboardInterrupt the code raised itself is an ordinary error.
 """
 
+import json
 import time
 
 from ..store import utcnow
@@ -150,19 +151,18 @@ class Execution:
         """An output of the child (display.py, displaying.py); the outputs to publish.
         ``clear_output`` and ``update_display_data`` change the outputs so far instead
         of adding one, as a notebook's output area does."""
-        import json
         kind = output.get("output_type")
         if kind == "clear_output":
             self.clear_pending = True
             return [] if output.get("wait") else self._cleared()
         published = self._cleared()
         if kind == "update_display_data":
-            return published + self._update_display(output, json)
+            return published + self._update_display(output)
         if kind == "execute_result":
             # The result is kept even past the cap (its repr is bounded by display.py):
             # a cell that printed too much still answers with its value.
             self.record["result"] = output.get("data")
-        if not self._fits(len(json.dumps(output.get("data", {})))):
+        if not self._fits(_data_size(output)):
             return published + self.truncate()
         self.outputs.append(output)
         return published + [output]
@@ -177,11 +177,11 @@ class Execution:
         self.streams = {"stdout": [], "stderr": []}
         return [{"output_type": "clear_output"}]
 
-    def _update_display(self, output, json):
+    def _update_display(self, output):
         """The outputs shown with the update's display_id take its data, in place; the
         update is published (an earlier cell's output may have that id too)."""
         display_id = (output.get("transient") or {}).get("display_id")
-        if display_id is None or not self._fits(len(json.dumps(output.get("data", {})))):
+        if display_id is None or not self._fits(_data_size(output)):
             return [] if display_id is None else self.truncate()
         for shown in self.outputs:
             if (shown.get("transient") or {}).get("display_id") == display_id:
@@ -254,3 +254,8 @@ class Execution:
             text += "; it did not stop within kill_grace (%g s) and the kernel was killed" % (
                 kill_grace)
         return text
+
+
+def _data_size(output):
+    """What an output's data counts against the cap (its JSON, roughly its bytes)."""
+    return len(json.dumps(output.get("data", {})))

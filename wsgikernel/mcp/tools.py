@@ -19,6 +19,7 @@ from ..api import execution_request, read_limits, read_sandbox
 from ..notebook import build_notebook
 from ..openapi import body_schema
 from ..converters import FalseOnly, Resources, Seconds, Size
+from ..errors import InvalidParam
 from ..routes import (BODY, CODE, CREATE_PARAMS, CURSOR, ENV_ID, EXECUTE_PARAMS, WAIT,
                       Choice, Count, Operation, Param)
 
@@ -48,7 +49,6 @@ class Tool:
 
     def read(self, config, arguments):
         """The validated arguments; MissingParam/InvalidParam (errors.py) otherwise."""
-        from ..errors import InvalidParam
         operation = self.operation.bind(config)
         unknown = sorted(set(arguments) - {param.name for param in operation.params})
         if unknown:
@@ -114,7 +114,7 @@ def execute_python(call, args):
     # As the REST API's execute: below the worker and proxy timeouts of docs/deploy.md.
     wait = call.config.default_wait if args["wait"] is None else args["wait"]
     events = call.manager.open_stream(args["env"], "execute", request, call.heartbeat)
-    record, outputs, n = None, 0, None
+    record, n = None, None
     try:
         for event in call.bounded(events, wait):
             if event is None:
@@ -125,8 +125,7 @@ def execute_python(call, args):
                 n = event.get("execution_count")
                 call.running(args["env"], n)
             elif kind == "output":
-                outputs += 1
-                call.progress(_progress_text(event), outputs)
+                call.progress(_progress_text(event))
             elif kind == "record":
                 record = {k: v for k, v in event.items() if k != "event"}
     finally:

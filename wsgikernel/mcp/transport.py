@@ -52,7 +52,7 @@ class Call:
         self.request_id, self.token, self.notify = request_id, token, notify
         self.heartbeat, self.count = 1.0, 0
 
-    def progress(self, message, done=None):
+    def progress(self, message):
         if self.token is None or self.notify is None:
             return
         self.count += 1  # progress must increase, output or not

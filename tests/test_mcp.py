@@ -9,7 +9,9 @@ foreign Origin) is sent raw with urllib.
 
 import asyncio
 import contextlib
+import glob
 import json
+import os
 import shutil
 import tempfile
 import urllib.error
@@ -18,7 +20,7 @@ import urllib.request
 import pytest
 
 from deploy_helpers import gunicorn
-from helpers import HANG_GUARD, TOKEN, LiveServer
+from helpers import HANG_GUARD, TOKEN, LiveServer, wait_for
 
 mcp = pytest.importorskip("mcp", reason="needs the mcp SDK (the test extra, Python >= 3.11)")
 httpx2 = pytest.importorskip("httpx2")
@@ -30,15 +32,20 @@ TOOLS = {"list_environments", "create_environment", "execute_python", "get_execu
          "delete_environment", "export_notebook"}
 
 
+STATE_DIRS = {}  # server URL -> its state dir
+
+
 @pytest.fixture(scope="module", params=["serve", "gunicorn"])
 def server(request):
     state = tempfile.mkdtemp(prefix="wk-mcp-")
     try:
         if request.param == "serve":
             with LiveServer("--pool-size", "0", "--quiet", state_dir=state) as live:
+                STATE_DIRS[live.url.rstrip("/")] = state
                 yield live.url.rstrip("/")
         else:
             with gunicorn(state, "--workers", "2") as live:
+                STATE_DIRS[live.url.rstrip("/")] = state
                 yield live.url.rstrip("/")
     finally:
         shutil.rmtree(state, ignore_errors=True)
@@ -147,8 +154,15 @@ def test_a_cancelled_call_cancels_its_execution(server):
                 await client.call_tool("execute_python", {
                     "env": "cancel", "code": "import time\ntime.sleep(60)"},
                     read_timeout_seconds=2)
-            return await client.call_tool("get_execution", {"env": "cancel", "n": 1,
-                                                            "wait": 20})
+            record = await client.call_tool("get_execution", {"env": "cancel", "n": 1,
+                                                              "wait": 20})
+            # The server still answers the cancelled request once its cell has ended
+            # (sessions.py: its call file goes first). An SDK leaving while that late
+            # answer arrives fails in its own teardown, so the session waits for it.
+            calls = os.path.join(STATE_DIRS[server], "mcp", "*", "call-*.json")
+            wait_for(lambda: not glob.glob(calls), message="the cancelled call's answer")
+            await client.send_ping()
+            return record
     record = run(scenario()).structured_content
     assert record["status"] == "aborted" and record["reason"] == "cancelled", record
 

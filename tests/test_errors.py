@@ -37,6 +37,8 @@ ARGS = {
     errors.InvalidParam: ("timeout", "must be positive"),
     errors.QuotaExceeded: ("max_envs", 64),
     errors.InternalError: (),
+    errors.InvalidHeader: ("X-Request-Id", "expected 1 to 200 characters"),
+    errors.NotReady: ({"state_dir": "ok", "pool": "starting (0 of 2 pooled kernels ready)"},),
     errors.KernelUnavailable: ("e1", "it did not start"),
     errors.KernelIncompatible: ("e1", "the kernel speaks wire protocol 1, this server 2"),
 }

@@ -13,7 +13,9 @@ from . import __version__
 from .control.errors import ControlError
 from .dispatch import PathDispatcher, Response, encode_json, http_error
 from .config import LIMIT_KEYS
-from .errors import HTTPError, InternalError, InvalidParam, KernelUnavailable, RouteNotFound
+from .errors import (HTTPError, InternalError, InvalidParam, KernelUnavailable, NotReady,
+                     RouteNotFound)
+from .metrics.scrape import CONTENT_TYPE, Scraper
 from .notebook import build_notebook
 from .openapi import build_document
 
@@ -33,6 +35,7 @@ class Api:
         self.app = app
         self.manager = app.manager
         self.config = app.config
+        self.scraper = Scraper(self.manager, self.manager.counts)
 
     def service_info(self, environ):
         """Service name, version, environment count and links."""
@@ -45,6 +48,20 @@ class Api:
     def health(self, environ):
         """Liveness: answers without auth and without touching any kernel."""
         return {"status": "ok"}
+
+    def readiness(self, environ):
+        """Readiness: the state dir takes writes and the kernel pool has started; 503
+        with the checks that failed otherwise."""
+        checks = self.manager.readiness()
+        if any(why != "ok" for why in checks.values()):
+            raise NotReady(checks)
+        return {"status": "ready", "checks": checks}
+
+    def metrics(self, environ):
+        """Counts and gauges in the Prometheus text format (docs/operations.md)."""
+        if not self.config.metrics:  # as if there were no such route
+            raise RouteNotFound(environ.get("PATH_INFO", "/metrics"))
+        return Response(self.scraper.scrape(), content_type=CONTENT_TYPE)
 
     def openapi_document(self, environ):
         """The OpenAPI 3.1 description of every route."""
@@ -310,6 +327,7 @@ def created(environ, env):
 
 
 def execution_response(environ, env, record):
+    environ["wsgikernel.execution_count"] = record.get("execution_count")  # for the log
     if record["status"] in ("queued", "running", "waiting_input"):
         return Response(record, status=202, headers=[
             ("Location", execution_url(environ, env, record["execution_count"]))])

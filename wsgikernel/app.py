@@ -19,6 +19,7 @@ from .manager import EnvironmentManager
 from .mcp.transport import McpEndpoint
 from .routes import ROUTES
 from .statedir import default_state_dir, ensure_private_dir
+from .telemetry import Telemetry, configure_logging
 
 
 class Application(PathDispatcher):
@@ -30,12 +31,13 @@ class Application(PathDispatcher):
         self.config = config
         self.token = token
         self.manager = manager
+        self.telemetry = Telemetry(manager.counts, config.log_format, config.metrics)
         self._warmed_in = None
 
     def __call__(self, environ, start_response):
         if self._warmed_in != os.getpid():  # lazily, per process: fork-safe
             self.warm()
-        return super().__call__(environ, start_response)
+        return self.telemetry.wrap(super().__call__, environ, start_response)
 
     def warm(self):
         """Start filling the kernel pool (a background thread of this process)."""
@@ -53,6 +55,7 @@ def make_app(**config):
     config.state_dir = config.state_dir or default_state_dir()
     ensure_private_dir(config.state_dir)
     token = resolve_token(config.token, config.state_dir)
+    configure_logging(config.log_format)
     app = Application(config, token, EnvironmentManager(config))
     app.mcp = McpEndpoint(app) if config.mcp else None  # checks mcp_tools now, at start
     owners = (api.Api(app), compat.CompatApi(app), ui.UiApi(app))

@@ -155,6 +155,13 @@ SETTINGS = (
             "HTTP, the same token): tools for AI agents, docs/mcp.md"),
     Setting("mcp_tools", names, (), "the MCP tools offered (default: all; e.g. "
             "list_environments,get_execution,list_variables for read-only agents)"),
+    Setting("log_format", choice("plain", "json"), "plain", "plain: the server's access "
+            "log as today; json: one JSON object per request and per kernel lifecycle "
+            "event on stderr, the kernels' log lines too (docs/operations.md)"),
+    Setting("metrics", flag, True, "count requests and executions for GET /metrics "
+            "(false: nothing is counted and /metrics is 404)"),
+    Setting("metrics_public", flag, False, "serve /metrics without the token (to a "
+            "Prometheus that cannot send one; it shows counts, never code or ids)"),
     Setting("idle_timeout", seconds, None, "a kernel idle this long exits (env stopped)"),
     Setting("pool_size", count, 2, "pre-started kernels"),
     Setting("preload", names, (), "modules imported in pre-started kernels"),

@@ -20,7 +20,7 @@ import re
 import traceback
 
 from . import errors as http
-from . import jsonpolicy
+from . import jsonpolicy, requestid
 from .control import errors as domain
 from .errors import PROBLEM_JSON, HTTPError, InternalError, MethodNotAllowed, RouteNotFound
 from .params import parse_params
@@ -136,6 +136,8 @@ class PathDispatcher:
             return render_error(environ, start_response, InternalError(), extra)
 
     def _dispatch(self, environ, start_response, extra):
+        if "wsgikernel.bad_request_id" in environ:  # see telemetry.py
+            raise http.InvalidHeader(requestid.HEADER, "expected %s" % requestid.RULE_TEXT)
         method = environ["REQUEST_METHOD"].upper()
         try:
             route, args = self.match(method, request_path(environ))
@@ -148,9 +150,10 @@ class PathDispatcher:
             if self.guard is not None:
                 headers += self.guard.preflight_headers(environ, args)
             return render(environ, start_response, Response(status=204, headers=headers), extra)
+        environ["wsgikernel.route"] = route  # for telemetry.py: a 401 counts under it too
+        environ["wsgikernel.path_args"] = args
         if not route.public:
             self._check_guard(environ, extra)
-        environ["wsgikernel.route"] = route
         environ["params"] = parse_params(environ, args, self.max_body,
                                          getattr(route, "raw_body", False))
         return route.handler(environ, start_response)

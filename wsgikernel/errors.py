@@ -64,6 +64,14 @@ class InvalidContentLength(BadRequest):
     title = "Invalid Content-Length"
 
 
+class InvalidHeader(BadRequest):
+    type = "urn:wsgikernel:invalid-header"
+    title = "Invalid header"
+
+    def __init__(self, header, why):
+        super().__init__("the %s header is invalid: %s" % (header, why), header=header)
+
+
 class MissingParam(BadRequest):
     type = "urn:wsgikernel:missing-parameter"
     title = "Missing parameter"
@@ -297,6 +305,18 @@ class SandboxUnavailable(HTTPError):
     def __init__(self, why):
         super().__init__("a sandboxed environment cannot be created on this server: %s "
                          "(environments with sandbox none still can)" % why)
+
+
+class NotReady(HTTPError):
+    status = 503
+    type = "urn:wsgikernel:not-ready"
+    title = "Not ready"
+
+    def __init__(self, checks):
+        failed = "; ".join("%s: %s" % (name, why) for name, why in checks.items()
+                           if why != "ok")
+        super().__init__("this server is not ready to serve: %s" % failed, checks=checks,
+                         headers=[("Retry-After", "1")])
 
 
 class VersionNotSupported(HTTPError):

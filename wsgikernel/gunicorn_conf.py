@@ -21,11 +21,13 @@ What it adds to gunicorn's defaults:
   202 + Location before a sync worker would be killed;  ``graceful_timeout``
   lets in-flight long-polls end on a stop.
 - an access log without query strings or Referer (``?token=`` never lands in a
-  log file).
+  log file); none with ``WSGIKERNEL_LOG_FORMAT=json``, where the app writes its own.
 
 Safe with ``--preload``: building the app starts no thread and no process.
 """
 
+
+import os
 
 wsgi_app = "wsgikernel.app:make_app()"  # used when no app is named on the command line
 bind = "127.0.0.1:8080"
@@ -39,6 +41,8 @@ accesslog = "-"
 # %(U)s is the path without the query string: ?token= stays out of the log, and so
 # does the Referer (the /ui page's address may carry the token).
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss pid=%(p)s'
+if os.environ.get("WSGIKERNEL_LOG_FORMAT", "").strip().lower() == "json":
+    accesslog = None  # the app writes one JSON line per request itself (docs/operations.md)
 
 
 def on_exit(server):

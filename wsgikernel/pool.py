@@ -48,6 +48,8 @@ class KernelPool:
         self.size = 0 if self.config.launcher == "slurm" else (self.config.pool_size or 0)
         self._filling = threading.Lock()
         self.closed = False  # set by stop_all: no refill may start a kernel after it
+        self.filled = False  # a refill of this process has finished (readiness)
+        self.failure = None  # why this process's last refill failed (readiness)
 
     def signature(self):
         """What a pooled kernel must have been started with to be claimable."""
@@ -109,6 +111,17 @@ class KernelPool:
         self.refill_soon()
         return None
 
+    def readiness(self):
+        """"ok" once this process's first refill is done (or some pooled kernel is ready,
+        whoever started it), else why not yet; "ok" with no pool."""
+        if self.size <= 0 or self.filled:
+            return "ok"
+        if self.failure:
+            return "could not start pooled kernels: %s" % self.failure
+        ready = sum(1 for name in self.names()
+                    if (read_record(os.path.join(self.dir, name)) or {}).get("state") == "idle")
+        return "ok" if ready else "starting (0 of %d pooled kernels ready)" % self.size
+
     # -- refilling --------------------------------------------------------------
 
     def refill_soon(self):
@@ -123,9 +136,12 @@ class KernelPool:
         import logging
         try:
             self.fill()
+            self.filled, self.failure = True, None
         except SandboxUnavailable as exc:  # a known cause: one line, not a traceback each time
+            self.failure = str(exc)
             logging.getLogger("wsgikernel").warning("could not refill the kernel pool: %s", exc)
-        except Exception:
+        except Exception as exc:
+            self.failure = "%s: %s" % (type(exc).__name__, exc)
             logging.getLogger("wsgikernel").exception("could not refill the kernel pool")
         finally:
             self._filling.release()

@@ -102,6 +102,8 @@ class Operation:
         bound = Operation.__new__(Operation)
         bound.__dict__.update(self.__dict__)
         bound.params = tuple(param.bind(config) for param in self.params)
+        if isinstance(self.public, str):  # the name of the setting that makes it public
+            bound.public = bool(getattr(config, self.public))
         return bound
 
     def where(self, where):
@@ -239,6 +241,7 @@ LOCATION = {"Location": {"required": True, "description": "URL of the new resour
                          "schema": {"type": "string"}}}
 POLL_HERE = {"Location": dict(LOCATION["Location"], description="where to poll the record")}
 RECORD_OR_STREAM = {JSON: "ExecutionRecord", NDJSON: "StreamEvent"}
+METRICS_TYPE = "text/plain"  # Prometheus's text exposition format, version 0.0.4
 UI_TYPES = ("text/html", "text/css", "text/javascript", "application/javascript",
             "application/json", "image/svg+xml", "image/png", "image/x-icon", "text/plain")
 ENV_ANSWER = {"200": "Env"}
@@ -264,6 +267,10 @@ ROUTES = (
     Operation("GET", "/", "service_info", tag="service", responses={"200": "ServiceInfo"}),
     Operation("GET", "/healthz", "health", tag="service", public=True,
               responses={"200": "Health"}),
+    Operation("GET", "/readyz", "readiness", tag="service", public=True, errors=(503,),
+              responses={"200": "Ready"}),
+    Operation("GET", "/metrics", "metrics", tag="service", public="metrics_public",
+              responses={"200": {METRICS_TYPE: {"type": "string"}}}),
     Operation("GET", "/openapi.json", "openapi_document", tag="service"),
     Operation("GET", "/ui", "ui_page", tag="console", public=True,
               responses={"200": {"text/html": {"type": "string"}}}),

@@ -175,6 +175,9 @@ SCHEMAS = {
                        envs=COUNT, links={"type": "object",
                                           "additionalProperties": STRING}),
     "Health": obj(["status"], status={"const": "ok"}),
+    "Ready": obj(["status", "checks"], "Readiness: every check passed (a 503 problem "
+                 "names the ones that did not, in ``checks``).", status={"const": "ready"},
+                 checks={"type": "object", "additionalProperties": STRING}),
     "Completion": obj(["matches", "cursor_start", "cursor_end", "metadata"],
                       matches={"type": "array", "items": STRING}, cursor_start=COUNT,
                       cursor_end=COUNT, metadata={"type": "object"}, status=STRING),

@@ -28,25 +28,44 @@ from . import __version__
 from .config import SETTINGS
 from .httpserver import HTTP11RequestHandler, HTTP11Server, HTTP11ServerV6
 from .statedir import UnsafeDirectory
+from .telemetry import UNMATCHED, access_log
 
 DRAIN_SECONDS = 3.0    # in-flight requests get this long after a stop signal
 _TOKEN_IN_QUERY = re.compile(r"(?<=[?&])token=[^&\s]*")
 
 
 class RequestHandler(HTTP11RequestHandler):
-    """The HTTP/1.1 handler with a common-log-format access log, ``?token=`` redacted."""
+    """The HTTP/1.1 handler with a common-log-format access log, ``?token=`` redacted;
+    with ``json_log`` the app writes each request's line (telemetry.py) and this
+    handler only those of requests refused before the app saw them."""
 
     quiet = False
+    json_log = False
+    refused = False  # the request was answered by send_problem, without the app
 
     def log_message(self, format, *args):
         if self.quiet:
             return
         message = _TOKEN_IN_QUERY.sub("token=REDACTED", format % args)
+        if self.json_log:
+            access_log.warning("server", extra={"fields": {
+                "message": message, "remote_addr": self.address_string()}})
+            return
         sys.stderr.write('%s - - [%s] %s\n' % (
             self.address_string(), time.strftime("%d/%b/%Y:%H:%M:%S %z"), message))
 
+    def send_problem(self, exc):
+        self.refused = True
+        super().send_problem(exc)
+
     def log_request(self, code="-", size="-"):
-        self.log_message('"%s" %s %s', self.requestline, code, size)
+        if not self.json_log:
+            self.log_message('"%s" %s %s', self.requestline, code, size)
+        elif self.refused and not self.quiet:
+            self.refused = False
+            access_log.info("request", extra={"fields": {
+                "request_id": None, "method": None, "route": UNMATCHED, "status": code,
+                "bytes": size, "remote_addr": self.address_string()}})
 
     def address_string(self):
         return self.client_address[0]
@@ -121,7 +140,10 @@ class CannotListen(Exception):
 
 def serve(app, host, port, *, quiet=False, ready=None):
     """Run ``app`` until SIGINT/SIGTERM; drain, close the app, return 0."""
-    handler = type("Handler", (RequestHandler,), {"quiet": quiet})
+    json_log = getattr(getattr(app, "config", None), "log_format", None) == "json"
+    if quiet and json_log:
+        app.telemetry.json_log = False  # --quiet: no access log, in either format
+    handler = type("Handler", (RequestHandler,), {"quiet": quiet, "json_log": json_log})
     server_class = HTTP11ServerV6 if ":" in host else HTTP11Server
     try:
         server = make_server(host, port, app, server_class=server_class, handler_class=handler)

@@ -183,12 +183,34 @@ def write_all(fd, pieces):
             views[0] = views[0][written:]
 
 
-def read_status(env_dir, parsed=None):
+def read_status(env_dir, parsed=None, alive=True):
     """What the env's running supervisor last published; None if nothing usable is there:
     no file, a torn write, or a file whose supervisor is gone (nobody holds its lock).
+    ``alive=False``: what the last supervisor published, gone or not (its counts for
+    /metrics), read again if a write was caught half done.
 
     ``parsed``, a dict the caller keeps, maps the bytes read last time to what they
     parsed to, so an unchanged status is not parsed again."""
+    for _ in range(1 if alive else 3):
+        data = read_status_bytes(env_dir, alive)
+        if data is None:
+            return None
+        known = parsed.get(env_dir) if parsed is not None else None
+        if known is not None and known[0] == data:
+            return dict(known[1])
+        try:
+            status = jsonpolicy.loads(data)
+        except ValueError:
+            continue
+        if not isinstance(status, dict):
+            return None
+        if parsed is not None:
+            parsed[env_dir] = (data, status)
+        return dict(status)
+    return None
+
+
+def read_status_bytes(env_dir, alive):
     try:  # a cell may have put a FIFO or a link there: never block, never follow
         fd = os.open(os.path.join(env_dir, STATUS_FILE),
                      os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
@@ -197,28 +219,17 @@ def read_status(env_dir, parsed=None):
     try:
         if not S_ISREG(os.fstat(fd).st_mode):
             return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return None  # we got the lock: no supervisor holds it
-        except BlockingIOError:
-            pass
-        data = os.read(fd, STATUS_MAX)
+        if alive:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return None  # we got the lock: no supervisor holds it
+            except BlockingIOError:
+                pass
+        return os.read(fd, STATUS_MAX)
     except OSError:
         return None
     finally:
         os.close(fd)
-    known = parsed.get(env_dir) if parsed is not None else None
-    if known is not None and known[0] == data:
-        return dict(known[1])
-    try:
-        status = jsonpolicy.loads(data)
-    except ValueError:
-        return None
-    if not isinstance(status, dict):
-        return None
-    if parsed is not None:
-        parsed[env_dir] = (data, status)
-    return dict(status)
 
 
 def log_tail(env_dir, lines=LOG_TAIL_LINES, limit=LOG_TAIL_BYTES):

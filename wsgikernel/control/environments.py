@@ -32,6 +32,7 @@ class EnvironmentManager:
     def __init__(self, config):
         self.config = config
         self.registry = EnvRegistry(config)
+        self.counts = self.registry.counts
         self.envs_dir = self.registry.envs_dir
         self.link = KernelLink(self.registry)
         self.describer = EnvDescriber(self.registry, self.link)
@@ -60,6 +61,10 @@ class EnvironmentManager:
 
     def count(self):
         return self.registry.count()
+
+    def readiness(self):
+        """{check: "ok" or why not}: the state dir takes writes, the pool has started."""
+        return {"state_dir": self.registry.writable(), "pool": self.pool.readiness()}
 
     def read(self, env_id):
         return self.registry.read(env_id)

@@ -15,9 +15,11 @@ import shutil
 import threading
 
 from ..config import rlimits
+from ..metrics import kernels as kernel_counts
 from ..provisioning import LaunchError, LocalProvisioner, SandboxProvisioner, for_record
 from ..provisioning import forkserver, sandbox
 from ..provisioning.slurm import Refused, SlurmProvisioner
+from ..requestid import event
 from ..statedir import file_lock
 from ..store import ENV_FILE, LOG_FILE, WORK_DIR, read_record, utcnow, write_record
 from ..wire.connection import KernelGone
@@ -154,7 +156,7 @@ class Lifecycle:
                 "preload": list(config.preload), "auto_checkpoints": config.auto_checkpoints,
                 "max_checkpoints": config.max_checkpoints, "magics": config.magics,
                 "inline_figures": config.inline_figures,
-                "input_timeout": config.input_timeout}
+                "input_timeout": config.input_timeout, "log_format": config.log_format}
 
     # -- starting ------------------------------------------------------------------
 
@@ -171,6 +173,7 @@ class Lifecycle:
                       rlimits=rlimits(record.get("limits")))
         provisioner = for_record(record, self.config)
         provisioner.prepare(env_dir)
+        kernel_counts.retire(env_dir, self.registry.counts)  # the last kernel's, if any
         write_record(env_dir, record)
         try:
             provisioner.launch(env_dir, LAUNCH_TIMEOUT)
@@ -181,6 +184,9 @@ class Lifecycle:
         except (LaunchError, OSError) as exc:
             self.record_start_failure(env_dir, record, str(exc), provisioner)
             raise KernelUnavailable(record["id"], str(exc)) from None
+        if record.get("id"):
+            event("kernel_started", env=record["id"], session=record.get("session"),
+                  kernel_id=record["kernel_id"], provisioner=provisioner.name)
 
     def record_start_failure(self, env_dir, record, why, provisioner):
         """env.json (and kernel.log) of a kernel that did not come up, unless the kernel
@@ -198,7 +204,8 @@ class Lifecycle:
                           exit=current.get("exit") or {"code": None, "signal": None})
             write_record(env_dir, record)
         except OSError:
-            pass  # the env was deleted meanwhile
+            return  # the env was deleted meanwhile
+        self.link.count_death(record, "start_failed", why)
 
     def restart(self, env_id):
         """A fresh namespace, same id, session + 1.
@@ -276,6 +283,7 @@ class Lifecycle:
         """Stop the kernel (no descendant survives) and remove the env's directory."""
         record = self.registry.read(env_id)
         self.shutdown_kernel(record, state=None, reason="deleted")
+        kernel_counts.retire(self.registry.env_dir(env_id), self.registry.counts)
         self.registry.remove(env_id)
 
     def shutdown_kernel(self, record, state="stopped", reason="shutdown"):
@@ -285,6 +293,9 @@ class Lifecycle:
         if provisioner.waiting():  # a queued batch job: nothing runs that could be asked
             provisioner.kill()
         if provisioner.running():
+            if record.get("id"):
+                event("kernel_stopped", env=record["id"], reason=reason,
+                      session=record.get("session"))
             try:  # answered once the kernel's tree is gone: up to kill_grace
                 self.link.call(record, "shutdown", {"state": state, "reason": reason},
                                timeout=grace + STATUS_TIMEOUT)

@@ -15,7 +15,9 @@ import os
 import time
 
 from .. import parked
+from ..metrics.kernels import DEATHS
 from ..provisioning import for_record
+from ..requestid import current as current_request, event
 from ..store import History, read_record, update_record, utcnow
 from ..wire import envelope as wire
 from ..wire.connection import ConnectionPool, KernelConnection, KernelGone, KernelTimeout
@@ -53,7 +55,7 @@ class KernelLink:
         except wire.ProtocolMismatch as exc:
             raise KernelIncompatible(record.get("id"), str(exc)) from None
         try:
-            reply = conn.request(kind, {} if body is None else body, timeout)
+            reply = conn.request(kind, with_request_id(body), timeout)
         except wire.Refused as refused:
             self.connections.release(conn)  # a refusal is a whole exchange: still usable
             raise refusal(record.get("id"), refused) from None
@@ -77,7 +79,7 @@ class KernelLink:
         except wire.ProtocolMismatch as exc:
             raise KernelIncompatible(record.get("id"), str(exc)) from None
         try:
-            request_id = conn.submit(kind, body, timeout)
+            request_id = conn.submit(kind, with_request_id(body), timeout)
             while True:
                 try:
                     _, event = conn.answer(request_id, timeout)
@@ -207,7 +209,23 @@ class KernelLink:
                           exit=record.get("exit") or {"code": None, "signal": None})
             update_record(env_dir, state="dead", reason="kernel_lost", pid=None,
                           exit=record["exit"])
+            self.count_death(record, "kernel_lost", why)
         return record
+
+    def count_death(self, record, reason, why):
+        """A death only this worker saw (the kernel could not count it): for /metrics and
+        the log."""
+        self.registry.counts.add((DEATHS, (("reason", reason),)))
+        event("kernel_died", env=record.get("id"), reason=reason, detail=why)
+
+
+def with_request_id(body):
+    """The request's body with the id of the HTTP request it serves (the kernel's log
+    lines name it)."""
+    rid = current_request.get()
+    if rid is None:
+        return {} if body is None else body
+    return dict(body or {}, request_id=rid)
 
 
 def address_of(record):

@@ -12,7 +12,9 @@ as a dead env with its reason, never as an error.
 import os
 import secrets
 import shutil
+import tempfile
 
+from ..metrics.files import CountFile
 from ..statedir import ensure_private_dir, runtime_dir
 from ..store import ENV_FILE, History, UnusableRecord, load_record
 from .envid import ENV_ID, ENV_ID_RULE_TEXT
@@ -28,6 +30,9 @@ class EnvRegistry:
         # file is not parsed again.  Writers replace env.json by rename (a new inode), so
         # a change always changes the key.  Entries go when an env is deleted or missing.
         self.records = {}
+        # This process's counts for /metrics (metrics/files.py): its requests, what kernels
+        # counted once their status.json goes (metrics/kernels.py), what only it saw.
+        self.counts = CountFile(os.path.join(config.state_dir, "metrics"))
 
     # -- paths ---------------------------------------------------------------
 
@@ -72,6 +77,17 @@ class EnvRegistry:
         except FileExistsError:
             raise EnvironmentExists(env_id) from None
         return env_dir
+
+    def writable(self):
+        """"ok" if a file can be made in the state dir now, else why not."""
+        state_dir = self.config.state_dir
+        try:
+            fd, path = tempfile.mkstemp(dir=state_dir, prefix=".ready-")
+            os.close(fd)
+            os.unlink(path)
+            return "ok"
+        except OSError as exc:
+            return "%s is not writable: %s" % (state_dir, exc.strerror or exc)
 
     def remove(self, env_id):
         """Rename the env's directory aside (the id is free at once, for every worker),

@@ -15,7 +15,7 @@ once.
 No sockets and no child here: the supervisor starts what ``start_next`` hands
 it; a waiter or follower is a requester (kernel/hub.py: ``reply(body)``,
 ``event(body)``, and ``client``, its connection), and ``persist(execution,
-record)`` and ``answered(record)`` are given to it, so this class is tested on
+record)`` and ``answered(execution, record)`` are given to it, so this class is tested on
 its own (tests/test_execution_queue.py).
 """
 
@@ -30,7 +30,7 @@ RECENT_KEPT = 32       # finished executions kept in memory for polling
 class ExecutionQueue:
     def __init__(self, persist, answered, recent_kept=RECENT_KEPT):
         self.persist = persist      # (execution, record, its JSON): durable, before answers
-        self.answered = answered    # (record): its waiters and followers were answered
+        self.answered = answered    # (execution, record): about to be answered
         self.recent_kept = recent_kept
         self.queued = collections.deque()
         self.running = None
@@ -283,12 +283,12 @@ class ExecutionQueue:
         if record.get("error") is not None and execution.outputs:
             self.publish(execution, [execution.outputs[-1]])  # the error output, streamed too
         self.flush_outbox()  # outputs before the record
+        self.answered(execution, record)  # first: counted in the status sent before answers
         for client, _ in execution.waiters:
             client.reply_record(execution.key, data)
         for client in execution.subscribers:
             client.event_record(data)
         execution.waiters, execution.subscribers = [], []
-        self.answered(record)
         for index in (self.by_count, self.by_key):
             while len(index) > self.recent_kept:
                 oldest = next(iter(index))

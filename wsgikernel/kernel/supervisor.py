@@ -11,8 +11,8 @@ the child's GIL.  Limits apply to the child only, never to this process.
 This module is the loop, its timers and the wiring of the parts:
 ``process_tree.ProcessTree`` (the child and its tree: I/O, death, stops),
 ``execution_queue.ExecutionQueue`` (queue, running, waiters, followers),
-``late_output.LateOutput``, ``persistence.EnvFiles`` (env.json, history, log)
-and ``operations.Operations`` (the requests).
+``late_output.LateOutput``, ``persistence.EnvFiles`` (env.json, history, log),
+``operations.Operations`` (the requests) and ``eventlog.EventLog`` (counts, log lines).
 
 Output order: Python-level writes come over the control socket in order; fds 1
 and 2 of the child are pipes, published as soon as they are read.  The child
@@ -21,10 +21,9 @@ capture.py), so a subprocess's output lands where it happened relative to the
 prints around it.  Each message names the execution its writer belongs to
 (see executor.py): its record while it runs, else late output.
 
-Timers (no threads): an execution's timeout (SIGINT, then SIGKILL after
-``kill_grace``), the idle timeout, the bound on an interrupt's answer, a
-stop's grace and sweeps, and a once-a-second check that the env directory
-still exists (a kernel whose directory is gone exits).
+Timers (no threads): an execution's timeout (SIGINT, then SIGKILL after ``kill_grace``),
+the idle timeout, the bound on an interrupt's answer, a stop's grace and sweeps, and a
+once-a-second check that the env directory still exists (else the kernel exits).
 """
 
 import itertools
@@ -37,6 +36,8 @@ from ..store import WORK_DIR, utcnow
 from .child import become_subreaper
 from .execution_queue import ExecutionQueue
 from ..wire.envelope import INTERNAL, UNKNOWN_TYPE, message
+from .counters import KernelCounters
+from .eventlog import EventLog
 from .hub import Hub
 from .late_output import LateOutput
 from .operations import Operations
@@ -70,6 +71,7 @@ class Supervisor:
         self.keys = itertools.count(1)  # execution keys and introspection request ids
         self.executions = ExecutionQueue(self.files.persist, self.answered)
         self.late = LateOutput()
+        self.events = EventLog(self.files, KernelCounters())  # its counts and log lines
         self.tree = ProcessTree(self.selector, self.kill_grace, self.files.log, self)
         self.ops = Operations(self)
         self.handlers = self.ops.handlers()
@@ -207,7 +209,8 @@ class Supervisor:
         try:
             handler(requester, body)
         except Exception as exc:  # a bad request must not kill the environment
-            self.files.log_exception("request %s failed" % kind)
+            self.files.log_exception("request %s failed (request_id %s)" % (
+                kind, body.get("request_id")))
             requester.error(INTERNAL, detail=str(exc))
 
     # -- the child (process_tree.py does the I/O) ---------------------------------
@@ -248,6 +251,7 @@ class Supervisor:
             self.state = "idle"
             self.record.update(pid=self.tree.pid, state="idle", started=utcnow(),
                                session=self.session, exit=None, reason=None)
+            self.events.lifecycle("kernel_started", session=self.session, pid=self.tree.pid)
             self.ops.save_ready()  # with the cells parked while a batch job was queued
             self.announce_ready()
             self.ops.answer_ready()
@@ -279,6 +283,7 @@ class Supervisor:
         # and a reader that sees "dead" must find the aborted records in history.
         sealed = self.executions.persist_all(ended)
         self.state = "dead"
+        self.events.died(reason, description)
         self.files.record_end("dead", reason, (code, signum))
         self.save()
         self.executions.notify_all(sealed)
@@ -290,10 +295,8 @@ class Supervisor:
         """In a Slurm job (``batch_job``), what its SIGTERM means (Slurm sends it to every
         process of the job: the user-code process often dies of it first); None elsewhere
         (a local kernel of a server that runs inside an allocation included)."""
-        if not self.batch_job:
-            return None
-        return ("Slurm ended job %s (scancel, its time limit, preemption or a node "
-                "failure): the kernel was stopped" % self.batch_job)
+        return self.batch_job and ("Slurm ended job %s (scancel, its time limit, preemption "
+                                   "or a node failure): the kernel was stopped" % self.batch_job)
 
     def stop(self, state, reason, abort=None):
         """Stop the child and its tree, then leave the loop (finish_stop), without blocking
@@ -321,6 +324,7 @@ class Supervisor:
         self.alive = False
         self.ops.checkpointing.registry.drop_all()
         state, reason = self.final
+        self.events.stopped(state, reason)
         if state is not None and not self.files.directory_removed():
             self.files.record_end(state, reason, self.tree.stop_status)
             self.save()
@@ -336,11 +340,12 @@ class Supervisor:
 
     def publish_status(self):
         """status.json for listings: what a status request would answer now."""
-        self.files.status.publish(self.ops.status())
+        self.files.status.publish(dict(self.ops.status(), metrics=self.events.published()))
 
-    def answered(self, record):
+    def answered(self, execution, record):
         """An execution's final record reached who waited on it."""
         self.record["last_activity"] = record["finished"]
+        self.events.execution(execution, record)
         self.ops.checkpointing.answered(record)  # a queued fork that never happened
 
     def announce_ready(self):
@@ -351,8 +356,7 @@ class Supervisor:
             os.write(self.ready_fd, b"ready\n")
         except OSError:
             pass
-        log_fd = self.files.log.fileno()
-        os.dup2(log_fd, self.ready_fd)  # closes the pipe: the launcher sees EOF
+        os.dup2(self.files.log.fileno(), self.ready_fd)  # closes the pipe: the launcher sees EOF
         self.ready_fd = None
 
     def announce_failure(self, why, status=None):
@@ -371,6 +375,7 @@ class Supervisor:
         except (OSError, ValueError):
             pass
         self.state = "dead"
+        self.events.died("start_failed", why)
         self.files.record_end("dead", "start_failed",
                               status or getattr(self.tree.child, "status", None), detail=why)
         try:
@@ -388,7 +393,7 @@ class Supervisor:
     def on_wake(self, fd, mask):
         try:
             while os.read(fd, 512):
-                pass
+                continue
         except OSError:
             pass
         self.tree.reap()  # SIGCHLD, or any other signal: waitpid(WNOHANG) costs nothing

@@ -64,6 +64,11 @@ class KernelProvisioner:
         """Fields the env object ``env`` gets from where the kernel runs ({}: none)."""
         return {}
 
+    def local_pids(self):
+        """The pids of this kernel's processes on this host whose trees are the kernel
+        (its supervisor): what /metrics sums the memory of; () where it runs elsewhere."""
+        return ()
+
     @classmethod
     def details_of(cls, pairs):
         """details() of many (record, env) pairs at once, in order (a listing)."""

@@ -213,6 +213,20 @@ def stop_one(path):
             pass
 
 
+def pids(state_dir):
+    """The pids of the state dir's running forkservers."""
+    found = []
+    for path in glob.glob(os.path.join(glob.escape(state_dir), INFO_FILE % "*")):
+        try:
+            with open(path) as handle:
+                info = json.load(handle)
+            if is_forkserver(info["pid"], info["address"], info.get("started")):
+                found.append(info["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
 def stop(state_dir):
     """End the state dir's forkservers, if any runs (the kernels they forked go on)."""
     for path in glob.glob(os.path.join(glob.escape(state_dir), INFO_FILE % "*")):

@@ -58,6 +58,10 @@ class LocalProvisioner(KernelProvisioner):
     def poll(self):
         return None if supervisor_alive(self.record.get("supervisor_pid")) else -1
 
+    def local_pids(self):
+        pid = self.record.get("supervisor_pid")
+        return (pid,) if supervisor_alive(pid) else ()
+
     def send_signal(self, signum):
         if supervisor_alive(self.record.get("supervisor_pid")):  # never a reused pid's group
             kill_group(self.record.get("supervisor_pid"), signum)

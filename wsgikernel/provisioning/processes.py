@@ -8,6 +8,8 @@ checks the command line.
 
 import os
 
+from ..kernel.checkpoints import pss
+
 
 def pid_alive(pid):
     """True if ``pid`` runs and is not a zombie."""
@@ -79,3 +81,37 @@ def supervisors_in(env_dir):
         if supervisor_alive(int(name)):
             found.append(int(name))
     return found
+
+
+def tree_memory(roots):
+    """Summed proportional set size (bytes) of the processes ``roots`` and all their
+    descendants: one pass over /proc for the parent links, then each one's
+    smaps_rollup.  Processes that end meanwhile count nothing; no /proc: 0."""
+    children = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 0
+    for name in names:
+        if name.isdigit():
+            parent = parent_of(int(name))
+            if parent is not None:
+                children.setdefault(parent, []).append(int(name))
+    seen, todo, total = set(), [pid for pid in roots if isinstance(pid, int)], 0
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += pss(pid) or 0
+        todo.extend(children.get(pid, ()))
+    return total
+
+
+def parent_of(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+

@@ -1,0 +1,217 @@
+"""The pure pieces of /metrics and the request log: count files, the text exposition
+(read back by prometheus_client's own parser), kernels' published counts, request ids,
+the JSON log formatter."""
+
+import json
+import logging
+import multiprocessing
+import os
+import random
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from wsgikernel import requestid
+from wsgikernel.kernel.counters import KernelCounters
+from wsgikernel.metrics import files, kernels
+from wsgikernel.metrics.exposition import FAMILIES, observe, render
+from wsgikernel.telemetry import JsonFormatter
+
+REQUESTS = "wsgikernel_http_requests_total"
+
+
+def families(samples):
+    return {f.name: f for f in text_string_to_metric_families(render(samples).decode())}
+
+
+def value_of(family, **labels):
+    found = [s.value for s in family.samples if all(s.labels.get(k) == v
+                                                    for k, v in labels.items())]
+    assert len(found) == 1, (labels, family.samples)
+    return found[0]
+
+
+# -- count files ----------------------------------------------------------------------
+
+def test_a_count_file_counts_in_a_file_other_processes_read(tmp_path):
+    counts = files.CountFile(str(tmp_path / "metrics"))
+    key = (REQUESTS, (("route", "/envs"), ("method", "GET"), ("status", "200")))
+    for _ in range(3):
+        counts.add(key)
+    counts.add((REQUESTS, (("route", "/é"), ("method", "GET"), ("status", "404"))), 2)
+    assert counts.samples()[key] == 3
+    assert os.stat(counts.path).st_mode & 0o777 == 0o600
+    samples, alive = files.read_count_file(counts.path)
+    assert alive and samples[key] == 3  # we hold its lock: alive
+    assert samples[(REQUESTS, (("route", "/é"), ("method", "GET"), ("status", "404")))] == 2
+
+
+def test_a_count_file_grows_past_its_first_mapping(tmp_path):
+    counts = files.CountFile(str(tmp_path / "metrics"))
+    for n in range(3000):  # ~100 bytes each: several times INITIAL_SIZE
+        counts.add(("wsgikernel_test", (("n", "%05d" % n),)), n)
+    assert os.path.getsize(counts.path) > files.INITIAL_SIZE
+    samples, _ = files.read_count_file(counts.path)
+    assert len(samples) == 3000 and samples[("wsgikernel_test", (("n", "02999"),))] == 2999
+
+
+def _count_in_child(directory, amount):
+    counts = files.CountFile(directory)
+    counts.add(("wsgikernel_test", ()), amount)
+
+
+def test_files_of_processes_that_are_gone_are_archived_once(tmp_path):
+    directory = str(tmp_path / "metrics")
+    context = multiprocessing.get_context("fork")
+    for amount in (1, 2):
+        child = context.Process(target=_count_in_child, args=(directory, amount))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0
+    own = files.CountFile(directory)
+    own.add(("wsgikernel_test", ()), 10)
+    with files.locked(directory):
+        assert files.collect(own)[("wsgikernel_test", ())] == 13
+    left = sorted(os.listdir(directory))
+    assert left == sorted([".lock", files.ARCHIVE, os.path.basename(own.path)]), left
+    with files.locked(directory):  # again: the archive counts them, nothing twice
+        assert files.collect(own)[("wsgikernel_test", ())] == 13
+
+
+def test_an_archive_that_names_a_file_still_there_does_not_count_it_twice(tmp_path):
+    """A fold that stopped after writing the archive, before removing the files."""
+    directory = str(tmp_path / "metrics")
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_count_in_child, args=(directory, 5))
+    child.start()
+    child.join(30)
+    dead = [name for name in os.listdir(directory) if name.endswith(files.SUFFIX)]
+    kept = os.path.join(directory, "kept")
+    os.link(os.path.join(directory, dead[0]), kept)
+    own = files.CountFile(directory)
+    with files.locked(directory):
+        assert files.collect(own)[("wsgikernel_test", ())] == 5
+    os.rename(kept, os.path.join(directory, dead[0]))  # as if its unlink never happened
+    with files.locked(directory):
+        assert files.collect(own)[("wsgikernel_test", ())] == 5
+
+
+def test_a_state_dir_that_cannot_be_written_counts_in_memory(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    counts = files.CountFile(str(blocker / "metrics"))
+    counts.add(("wsgikernel_test", ()), 4)
+    assert counts.path is None
+    with files.locked(counts.directory):
+        assert files.collect(counts) == {("wsgikernel_test", ()): 4}
+
+
+@pytest.mark.parametrize("data", [b"", b"WKM", b"XXXX\x10\x00\x00\x00" + b"\0" * 8,
+                                  b"WKM1\xff\xff\x00\x00\x05\x00\x00\x00{\"a\"",
+                                  bytes(random.Random(7).getrandbits(8) for _ in range(64))],
+                         ids=["empty", "short", "foreign", "torn", "noise"])
+def test_a_torn_or_foreign_count_file_reads_as_nothing_or_what_is_whole(data):
+    assert isinstance(files.parse(data), dict)
+
+
+# -- the exposition -----------------------------------------------------------------
+
+def test_every_declared_family_is_exposed_with_help_and_type():
+    parsed = families({})
+    for family in FAMILIES:
+        name = family.name[:-len("_total")] if family.kind == "counter" else family.name
+        assert parsed[name].type == family.kind and parsed[name].documentation
+
+
+def test_histograms_are_cumulative_and_count_what_was_observed():
+    samples = {}
+
+    def add(key, amount=1.0):
+        samples[key] = samples.get(key, 0.0) + amount
+
+    name = "wsgikernel_http_request_duration_seconds"
+    for seconds in (0.0005, 0.003, 0.003, 0.2, 1000.0):
+        observe(add, name, (("route", "/envs"),), seconds)
+    family = families(samples)[name]
+    buckets = [(s.labels["le"], s.value) for s in family.samples if s.name.endswith("_bucket")]
+    values = [v for _, v in buckets]
+    assert values == sorted(values) and buckets[-1] == ("+Inf", 5.0)
+    assert dict(buckets)["0.001"] == 1 and dict(buckets)["0.005"] == 3
+    count = [s.value for s in family.samples if s.name == name + "_count"]
+    total = [s.value for s in family.samples if s.name == name + "_sum"]
+    assert count == [5.0] and total[0] == pytest.approx(1000.2065)
+
+
+def test_label_values_are_escaped():
+    weird = 'a"b\\c\nd'
+    parsed = families({(REQUESTS, (("route", weird), ("method", "GET"), ("status", "200"))): 1})
+    assert value_of(parsed["wsgikernel_http_requests"], route=weird) == 1
+
+
+# -- what kernels count -------------------------------------------------------------
+
+def test_kernel_counts_become_samples():
+    counters = KernelCounters()
+    for record in ({"status": "ok", "duration": 0.002}, {"status": "ok", "duration": 3.0},
+                   {"status": "error", "duration": 0.01, "truncated": True},
+                   {"status": "aborted", "reason": "cancelled", "duration": None}):
+        counters.execution_ended(record)
+    counters.died("kernel_died")
+    samples = kernels.samples_of(json.loads(json.dumps(counters.published())))
+    parsed = families(samples)
+    executions = parsed["wsgikernel_executions"]
+    assert value_of(executions, status="ok", reason="") == 2
+    assert value_of(executions, status="aborted", reason="cancelled") == 1
+    assert value_of(parsed["wsgikernel_output_truncated"]) == 1
+    assert value_of(parsed["wsgikernel_kernel_deaths"], reason="kernel_died") == 1
+    duration = parsed["wsgikernel_execution_duration_seconds"]
+    assert [s.value for s in duration.samples if s.name.endswith("_count")] == [3.0]
+
+
+@pytest.mark.parametrize("published", [None, [], "x", {"executions": {"ok": "many"}},
+                                       {"executions": {"OK; DROP": 1}, "deaths": {"x" * 99: 1}},
+                                       {"duration": {"buckets": "no", "sum": -1}},
+                                       {"truncated": True, "deaths": {"kernel_died": -3}}])
+def test_a_forged_status_adds_nothing(published):
+    assert kernels.samples_of(published) == {}
+
+
+def test_a_forged_status_cannot_make_labels_unbounded():
+    published = {"deaths": {"reason_%s" % chr(97 + n % 26) * (1 + n // 26): 1
+                            for n in range(500)}}
+    assert len(kernels.samples_of(published)) <= kernels.MAX_KEYS
+
+
+# -- request ids and log lines --------------------------------------------------------
+
+@pytest.mark.parametrize("given", ["abc", "0f8fad5b-d9cb-469f-a165-70867728950e",
+                                   "Root=1-67891233-abcdef012345678912345678;Parent=53995c",
+                                   "x" * 200])
+def test_request_ids_proxies_send_are_accepted(given):
+    assert requestid.valid(given)
+
+
+@pytest.mark.parametrize("given", ["", "a b", 'a"b', "x" * 201, "caf\u00e9", "a\nb", "a\\b"])
+def test_other_request_ids_are_refused(given):
+    assert not requestid.valid(given)
+
+
+def test_generated_request_ids_are_valid_and_distinct():
+    ids = {requestid.generate() for _ in range(100)}
+    assert len(ids) == 100 and all(requestid.valid(i) for i in ids)
+
+
+def test_json_log_lines_carry_their_fields_and_tracebacks():
+    record = logging.LogRecord("wsgikernel.access", logging.INFO, __file__, 1, "request", (),
+                               None)
+    record.fields = {"request_id": "r1", "status": 200, "odd": "\udcff"}
+    line = json.loads(JsonFormatter().format(record))
+    assert line["event"] == "request" and line["request_id"] == "r1" and line["level"] == "info"
+    assert line["time"].endswith("Z")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+        error = logging.LogRecord("wsgikernel", logging.ERROR, __file__, 1, "failed", (),
+                                  sys.exc_info())
+    assert "ValueError: boom" in json.loads(JsonFormatter().format(error))["traceback"]

@@ -1,0 +1,55 @@
+"""What a kernel counts for /metrics: its executions by status and reason, their
+durations, those whose output was truncated, and the deaths of its user-code process.
+
+The supervisor keeps them (``Supervisor.counters``) and publishes them in status.json
+as ``metrics`` (``published()``), so a scrape reads them with the status, without
+asking the kernel.  They last as long as the supervisor, a restart of the user-code
+process included; the web tier folds them into its own counts before a new kernel's
+status.json replaces the file or the env is deleted (metrics/kernels.py), so what
+was counted is never counted twice nor lost.
+"""
+
+# Seconds: a cell from a print to a training epoch.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    60.0, 300.0, 1800.0, 7200.0)
+
+
+class KernelCounters:
+    def __init__(self):
+        self.executions = {}   # "status reason" -> count (reason "" when there is none)
+        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)  # not cumulative; last: +Inf
+        self.duration_sum = 0.0
+        self.truncated = 0
+        self.deaths = {}       # reason -> count
+        self._published = None
+
+    def execution_ended(self, record):
+        key = "%s %s" % (record.get("status"), record.get("reason") or "")
+        self.executions[key] = self.executions.get(key, 0) + 1
+        duration = record.get("duration")
+        if isinstance(duration, (int, float)):  # None: it never ran (cancelled, aborted)
+            self.buckets[bucket_of(duration)] += 1
+            self.duration_sum += duration
+        if record.get("truncated"):
+            self.truncated += 1
+        self._published = None
+
+    def died(self, reason):
+        self.deaths[reason] = self.deaths.get(reason, 0) + 1
+        self._published = None
+
+    def published(self):
+        """The JSON-able form status.json carries (the same object until a count moves)."""
+        if self._published is None:
+            self._published = {"executions": dict(self.executions),
+                               "duration": {"buckets": list(self.buckets),
+                                            "sum": round(self.duration_sum, 6)},
+                               "truncated": self.truncated, "deaths": dict(self.deaths)}
+        return self._published
+
+
+def bucket_of(seconds):
+    for index, bound in enumerate(DURATION_BUCKETS):
+        if seconds <= bound:
+            return index
+    return len(DURATION_BUCKETS)

@@ -1,0 +1,60 @@
+"""What a kernel reports of itself: its counts for /metrics (counters.py) and, for an
+operator's log pipeline (log_format json), its log lines.
+
+With the server's ``log_format = json`` (the ``log_format`` of the kernel's
+settings) the supervisor writes one JSON object per line to kernel.log for each
+execution that ends (with the ``request_id`` of the HTTP request that submitted
+it, as control/link.py sends it), and for its lifecycle: the user-code process
+started, died (with the reason the env shows), the kernel stopped or was culled
+by the idle timeout.  With the plain format kernel.log stays as it was: the
+tracebacks and notes the supervisor writes for people.
+"""
+
+import json
+
+from ..store import utcnow
+
+
+class EventLog:
+    def __init__(self, files, counters):
+        self.files = files  # persistence.EnvFiles: kernel.log (line-buffered), env.json
+        self.counters = counters
+        self.on = (files.record.get("settings") or {}).get("log_format") == "json"
+
+    def published(self):
+        """The counts as status.json carries them (``metrics``)."""
+        return self.counters.published()
+
+    def execution(self, execution, record):
+        """``execution`` ended with ``record`` and its waiters have it."""
+        self.counters.execution_ended(record)
+        if self.on:
+            self.write("execution", execution_count=record.get("execution_count"),
+                       status=record.get("status"), reason=record.get("reason"),
+                       duration=record.get("duration"), truncated=record.get("truncated"),
+                       request_id=execution.request.get("request_id"))
+
+    def died(self, reason, detail=None):
+        """The user-code process died (or never started: ``start_failed``)."""
+        self.counters.died(reason)
+        self.lifecycle("kernel_died", reason=reason, detail=detail)
+
+    def stopped(self, state, reason):
+        """The final stop is done: ``state`` is what env.json says now (None: deleted)."""
+        if state == "dead":
+            self.died(reason)
+        else:
+            self.lifecycle("kernel_culled" if reason == "idle" else "kernel_stopped",
+                           reason=reason)
+
+    def lifecycle(self, name, **fields):
+        if self.on:
+            self.write(name, **fields)
+
+    def write(self, name, **fields):
+        line = {"time": utcnow(), "event": name, "env": self.files.record.get("id")}
+        line.update(fields)
+        try:
+            self.files.log.write(json.dumps(line, ensure_ascii=True, default=str) + "\n")
+        except (OSError, ValueError):
+            pass  # a full disk, or the log closed in a forked child: never a failure

@@ -1,0 +1,257 @@
+"""Each web-worker process's counts for /metrics, in a file of the state dir any worker
+reads: what prometheus_client's multiprocess mode does, with the standard library.
+
+``<state_dir>/metrics/<pid>-<random>.counts`` holds one process's counters and
+histogram parts, each a float64 at a fixed offset of an mmap'd file, so counting is
+a memory write under a lock (no system call, no encoding) and a scrape in any worker
+sums every file.  The file's ``flock`` is its process's sign of life, as status.json's
+is a supervisor's: a scrape folds the files nobody holds any more (a recycled
+gunicorn worker, a restarted server) into ``archive.json`` and removes them, so the
+files stay as many as the live processes and no count is lost.
+
+Format: a header (b"WKM1", uint32 bytes used, 8 bytes in all), then entries: uint32
+length, the key (UTF-8 JSON ``[name, [[label, value], ...]]``), padding to 8 bytes,
+float64.  A reader counts an entry only once the header covers it, and a float64 at
+an 8-aligned offset is written whole on the platforms this runs on.
+
+Risks: a state dir that cannot be written (read-only, full) makes the process count
+in memory only: its own scrapes see its counts, other workers' do not (/readyz says
+the state dir is not writable).  On a state dir shared by several hosts each host's
+workers are summed alike; flock across NFS is what Slurm deployments already rely on.
+"""
+
+import contextlib
+import fcntl
+import json
+import mmap
+import os
+import secrets
+import struct
+import threading
+
+MAGIC = b"WKM1"
+HEADER = struct.Struct("<4sI")
+LENGTH = struct.Struct("<I")
+VALUE = struct.Struct("<d")
+INITIAL_SIZE = 64 * 1024
+SUFFIX = ".counts"
+ARCHIVE = "archive.json"
+
+
+def encode_key(key):
+    name, labels = key
+    return json.dumps([name, [list(pair) for pair in labels]], separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def decode_key(data):
+    name, labels = json.loads(data.decode("utf-8", "surrogatepass"))
+    return name, tuple((str(k), str(v)) for k, v in labels)
+
+
+class CountFile:
+    """This process's counts: ``add((name, labels), amount)``; ``labels`` is a tuple of
+    (label, value) pairs in a fixed order."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.path = None  # None: counted in memory only (see the module's risks)
+        self._lock = threading.Lock()
+        self._pid = None
+
+    def add(self, key, amount=1.0):
+        with self._lock:
+            if self._pid != os.getpid():  # lazily, per process: safe in a preforking master
+                self._open()
+            offset = self._offsets.get(key)
+            if offset is None:
+                offset = self._append(key)
+            (value,) = VALUE.unpack_from(self._map, offset)
+            VALUE.pack_into(self._map, offset, value + amount)
+
+    def samples(self):
+        """{key: value} of this process, from memory."""
+        with self._lock:
+            if self._pid != os.getpid():
+                return {}
+            return {key: VALUE.unpack_from(self._map, offset)[0]
+                    for key, offset in self._offsets.items()}
+
+    def _open(self):
+        self._pid, self._offsets, self.path, self._fd = os.getpid(), {}, None, None
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            path = os.path.join(self.directory, "%d-%s%s" % (
+                self._pid, secrets.token_hex(4), SUFFIX))
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new: nobody holds it
+                os.ftruncate(fd, INITIAL_SIZE)
+                self._map = mmap.mmap(fd, INITIAL_SIZE)
+            except OSError:
+                os.close(fd)
+                os.unlink(path)
+                raise
+            self.path, self._fd = path, fd
+        except OSError:
+            self._map = mmap.mmap(-1, INITIAL_SIZE)
+        HEADER.pack_into(self._map, 0, MAGIC, HEADER.size)
+
+    def _append(self, key):
+        data = encode_key(key)
+        used = HEADER.unpack_from(self._map, 0)[1]
+        value_at = aligned(used + LENGTH.size + len(data))
+        end = value_at + VALUE.size
+        if end > len(self._map):
+            self._grow(end)
+        LENGTH.pack_into(self._map, used, len(data))
+        self._map[used + LENGTH.size:used + LENGTH.size + len(data)] = data
+        VALUE.pack_into(self._map, value_at, 0.0)
+        HEADER.pack_into(self._map, 0, MAGIC, end)  # last: the entry is whole now
+        self._offsets[key] = value_at
+        return value_at
+
+    def _grow(self, needed):
+        size = len(self._map)
+        while size < needed:
+            size *= 2
+        if self._fd is None:
+            grown = mmap.mmap(-1, size)
+        else:
+            os.ftruncate(self._fd, size)
+            grown = mmap.mmap(self._fd, size)
+        grown[:len(self._map)] = self._map[:]
+        self._map.close()
+        self._map = grown
+
+
+def aligned(offset):
+    return (offset + 7) & ~7
+
+
+def parse(data):
+    """{key: value} of a count file's bytes (whatever a torn or foreign file holds: {})."""
+    found = {}
+    if len(data) < HEADER.size:
+        return found
+    magic, used = HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        return found
+    used, pos = min(used, len(data)), HEADER.size
+    while pos + LENGTH.size <= used:
+        (length,) = LENGTH.unpack_from(data, pos)
+        value_at = aligned(pos + LENGTH.size + length)
+        if value_at + VALUE.size > used:
+            break
+        try:
+            key = decode_key(data[pos + LENGTH.size:pos + LENGTH.size + length])
+        except (ValueError, TypeError):
+            break
+        found[key] = found.get(key, 0.0) + VALUE.unpack_from(data, value_at)[0]
+        pos = value_at + VALUE.size
+    return found
+
+
+def add_into(total, samples):
+    for key, value in samples.items():
+        total[key] = total.get(key, 0.0) + value
+    return total
+
+
+@contextlib.contextmanager
+def locked(directory):
+    """Hold the metrics directory's lock: a scrape reads, and a retire moves counts, as
+    one step (a state dir that cannot be written: no lock, and no file to move)."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        lock = open(os.path.join(directory, ".lock"), "a")
+    except OSError:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def collect(own):
+    """Every process's counts summed: the archive, the live files, and ``own``'s (a
+    CountFile) from memory; files of processes that are gone are archived first.
+    Call it holding ``locked``."""
+    directory = own.directory
+    total = add_into({}, own.samples())
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return total
+    archive = read_archive(directory)
+    gone = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if not name.endswith(SUFFIX) or path == own.path or name in archive["merged"]:
+            continue
+        samples, alive = read_count_file(path)
+        if samples is None:
+            continue
+        if alive:
+            add_into(total, samples)
+        else:
+            gone.append((name, samples))
+    if gone:
+        archive_gone(directory, archive, gone)
+    return add_into(total, archive["samples"])
+
+
+def read_count_file(path):
+    """(its samples, whether a live process holds it); (None, False) if unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return None, False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            alive = False
+        except BlockingIOError:
+            alive = True
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, size, 0)
+    except OSError:
+        return None, False
+    finally:
+        os.close(fd)
+    return parse(data), alive
+
+
+def read_archive(directory):
+    """The counts of processes that are gone, and the files already folded in (a fold
+    that stopped between writing the archive and removing them must not count twice)."""
+    try:
+        with open(os.path.join(directory, ARCHIVE), encoding="utf-8") as handle:
+            stored = json.load(handle)
+        samples = {(name, tuple(map(tuple, labels))): float(value)
+                   for name, labels, value in stored["samples"]}
+        return {"samples": samples, "merged": set(stored["merged"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"samples": {}, "merged": set()}
+
+
+def archive_gone(directory, archive, gone):
+    for _, samples in gone:
+        add_into(archive["samples"], samples)
+    names = [name for name in archive["merged"] if os.path.exists(os.path.join(directory, name))]
+    names += [name for name, _ in gone]
+    stored = {"samples": [[name, [list(p) for p in labels], value]
+                          for (name, labels), value in sorted(archive["samples"].items())],
+              "merged": names}
+    temp = os.path.join(directory, ".%s.%s" % (ARCHIVE, secrets.token_hex(4)))
+    try:
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump(stored, handle)
+        os.replace(temp, os.path.join(directory, ARCHIVE))
+    except OSError:
+        return  # counted from the files again next time
+    for name in names:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass

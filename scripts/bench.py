@@ -11,6 +11,7 @@
     python3 scripts/bench.py --skip-slurm    # without the Slurm section (issue 17)
     python3 scripts/bench.py --only slurm    # the Slurm section alone (~50 s)
     python3 scripts/bench.py --only fork     # fork, checkpoint, restore (~30 s, 1 GiB)
+    python3 scripts/bench.py --only ops      # /metrics: its cost on execute, a scrape at 200
     python3 scripts/bench.py --profile       # cProfile of the server's request threads
 
 Standard library only (jupyter_client + ipykernel are used for one comparison
@@ -58,6 +59,7 @@ from bench_kernels import (  # noqa: E402 - the kernel side: creation, deletion,
 from bench_sandbox import SANDBOX_COUNTS, sandbox_section  # noqa: E402 - issue 16
 from bench_slurm import SLURM_COUNTS, slurm_section  # noqa: E402 - issue 17
 from bench_fork import FORK_COUNTS, fork_section  # noqa: E402 - issue 18
+from bench_ops import OPS_COUNTS, ops_section  # noqa: E402 - issue 21
 
 CPU_CELL = "sum(range(300_000))"
 MB_CELL = "print('x' * (2**20 - 1))"         # 1 MiB of output with its newline: the default cap
@@ -89,6 +91,7 @@ COUNTS = {
     **SANDBOX_COUNTS,
     **SLURM_COUNTS,
     **FORK_COUNTS,
+    **OPS_COUNTS,
 }
 
 
@@ -396,7 +399,17 @@ def fork_figures(args, fleet, state_root, pool_size, counts, notes, info):
                         notes, info)
 
 
-ONLY = {"sandbox": sandbox_figures, "slurm": slurm_figures, "fork": fork_figures}
+def ops_figures(args, fleet, state_root, pool_size, counts, notes, info):
+    """What /metrics costs: execute with and without it, a scrape at 200 envs."""
+    if args.skip_ops:
+        notes.append("operations section skipped: --skip-ops")
+        return {}
+    return ops_section(lambda text: log(args, text), fleet, state_root, pool_size, counts,
+                       notes, info)
+
+
+ONLY = {"sandbox": sandbox_figures, "slurm": slurm_figures, "fork": fork_figures,
+        "ops": ops_figures}
 
 
 def run_only(args):
@@ -493,6 +506,8 @@ def run(args):
         slurm = slurm_figures(args, slurm_fleet, state_root, pool_size, counts, notes, info)
         # (9b) fork, checkpoints, restore: one server of its own, 1 GiB of data.
         forks = fork_figures(args, slurm_fleet, state_root, pool_size, counts, notes, info)
+        # (9c) operations: /metrics on vs --metrics false, a scrape at 200 envs.
+        ops = ops_figures(args, slurm_fleet, state_root, pool_size, counts, notes, info)
         # (10) scale: up to 200 idle envs on one server.
         if not args.skip_scale:
             figures.update(scale_figures(args, fleet, os.path.join(state_root, "scale"),
@@ -501,6 +516,7 @@ def run(args):
         figures.update(sandbox)
         figures.update(slurm)
         figures.update(forks)
+        figures.update(ops)
     finally:
         slurm_fleet.stop_all()
         sandbox_fleet.stop_all()
@@ -513,7 +529,8 @@ def run(args):
         "quick": bool(args.quick), "counts": counts, "figures": figures, "notes": notes,
         "info": info, "skipped": (["scale"] if args.skip_scale else [])
         + (["sandbox"] if args.skip_sandbox else [])
-        + (["slurm"] if args.skip_slurm else []) + (["fork"] if args.skip_fork else []),
+        + (["slurm"] if args.skip_slurm else []) + (["fork"] if args.skip_fork else [])
+        + (["ops"] if args.skip_ops else []),
     }
 
 
@@ -614,6 +631,8 @@ def main(argv=None):
                         help="skip the sandbox section (--sandbox bwrap vs none)")
     parser.add_argument("--skip-fork", action="store_true",
                         help="leave out the fork section (issue 18: 1 GiB of memory)")
+    parser.add_argument("--skip-ops", action="store_true",
+                        help="leave out the operations section (issue 21: /metrics)")
     parser.add_argument("--skip-slurm", action="store_true",
                         help="skip the Slurm section (--launcher slurm vs local)")
     parser.add_argument("--only", choices=tuple(ONLY), default=None,

@@ -34,6 +34,7 @@ FIGURES = {
     "idle_env_pss_mb": True, "idle_env_rss_mb": True,
     "throughput_trivial_rps": True, "throughput_cpu_rps": True,
     "output_1mb_p50_ms": True,
+    "metrics_execute_p50_ms": True, "metrics_scrape_p50_ms": True,
 }
 # Figures whose baseline is Flask measured in the run: null without Flask.  Counts have
 # no ratio.

@@ -237,3 +237,15 @@ def test_the_same_totals_through_uwsgi_processes(state_dir):
             check_same_totals(server, 3)
     finally:
         kill_kernels(state_dir)
+
+
+def test_metrics_false_counts_nothing(make_test_app, state_dir):
+    testapp = webtest.TestApp(make_test_app(metrics=False), extra_environ={
+        "HTTP_AUTHORIZATION": "Bearer " + TOKEN})
+    testapp.post_json("/envs", {"id": "m5"}, status=201)
+    assert run(testapp, "m5", "1")["status"] == "ok"
+    assert_problem(testapp.get("/metrics", expect_errors=True), 404, "route-not-found")
+    assert not os.path.exists(os.path.join(state_dir, "metrics"))
+    import json
+    with open(os.path.join(testapp.app.manager.env_dir("m5"), "status.json")) as handle:
+        assert json.load(handle)["metrics"] is None

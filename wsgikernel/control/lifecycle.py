@@ -156,7 +156,8 @@ class Lifecycle:
                 "preload": list(config.preload), "auto_checkpoints": config.auto_checkpoints,
                 "max_checkpoints": config.max_checkpoints, "magics": config.magics,
                 "inline_figures": config.inline_figures,
-                "input_timeout": config.input_timeout, "log_format": config.log_format}
+                "input_timeout": config.input_timeout, "log_format": config.log_format,
+                "metrics": config.metrics}
 
     # -- starting ------------------------------------------------------------------
 
@@ -173,7 +174,7 @@ class Lifecycle:
                       rlimits=rlimits(record.get("limits")))
         provisioner = for_record(record, self.config)
         provisioner.prepare(env_dir)
-        kernel_counts.retire(env_dir, self.registry.counts)  # the last kernel's, if any
+        self.retire_counts(env_dir)  # the last kernel's, if any
         write_record(env_dir, record)
         try:
             provisioner.launch(env_dir, LAUNCH_TIMEOUT)
@@ -187,6 +188,11 @@ class Lifecycle:
         if record.get("id"):
             event("kernel_started", env=record["id"], session=record.get("session"),
                   kernel_id=record["kernel_id"], provisioner=provisioner.name)
+
+    def retire_counts(self, env_dir):
+        """Keep what the env's ended kernel counted, before its status.json goes."""
+        if self.config.metrics:
+            kernel_counts.retire(env_dir, self.registry.counts)
 
     def record_start_failure(self, env_dir, record, why, provisioner):
         """env.json (and kernel.log) of a kernel that did not come up, unless the kernel
@@ -283,7 +289,7 @@ class Lifecycle:
         """Stop the kernel (no descendant survives) and remove the env's directory."""
         record = self.registry.read(env_id)
         self.shutdown_kernel(record, state=None, reason="deleted")
-        kernel_counts.retire(self.registry.env_dir(env_id), self.registry.counts)
+        self.retire_counts(self.registry.env_dir(env_id))
         self.registry.remove(env_id)
 
     def shutdown_kernel(self, record, state="stopped", reason="shutdown"):

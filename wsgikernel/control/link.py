@@ -215,7 +215,8 @@ class KernelLink:
     def count_death(self, record, reason, why):
         """A death only this worker saw (the kernel could not count it): for /metrics and
         the log."""
-        self.registry.counts.add((DEATHS, (("reason", reason),)))
+        if self.registry.config.metrics:
+            self.registry.counts.add((DEATHS, (("reason", reason),)))
         event("kernel_died", env=record.get("id"), reason=reason, detail=why)
 
 

@@ -18,16 +18,18 @@ from ..store import utcnow
 class EventLog:
     def __init__(self, files, counters):
         self.files = files  # persistence.EnvFiles: kernel.log (line-buffered), env.json
-        self.counters = counters
-        self.on = (files.record.get("settings") or {}).get("log_format") == "json"
+        settings = files.record.get("settings") or {}
+        self.counters = counters if settings.get("metrics", True) else None  # metrics off
+        self.on = settings.get("log_format") == "json"
 
     def published(self):
-        """The counts as status.json carries them (``metrics``)."""
-        return self.counters.published()
+        """The counts as status.json carries them (``metrics``); None with metrics off."""
+        return self.counters.published() if self.counters is not None else None
 
     def execution(self, execution, record):
-        """``execution`` ended with ``record`` and its waiters have it."""
-        self.counters.execution_ended(record)
+        """``execution`` ended with ``record``; its waiters are answered next."""
+        if self.counters is not None:
+            self.counters.execution_ended(record)
         if self.on:
             self.write("execution", execution_count=record.get("execution_count"),
                        status=record.get("status"), reason=record.get("reason"),
@@ -36,7 +38,8 @@ class EventLog:
 
     def died(self, reason, detail=None):
         """The user-code process died (or never started: ``start_failed``)."""
-        self.counters.died(reason)
+        if self.counters is not None:
+            self.counters.died(reason)
         self.lifecycle("kernel_died", reason=reason, detail=detail)
 
     def stopped(self, state, reason):

@@ -5,12 +5,16 @@ and web workers, labels stay bounded, and the token is required unless metrics_p
 import os
 import secrets
 import signal
+import subprocess
+import sys
+
+import pytest
 
 import webtest
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy_helpers import gunicorn, kill_kernels, uwsgi
-from helpers import TOKEN, assert_problem, pid_alive, run, wait_for
+from helpers import HANG_GUARD, ROOT, TOKEN, assert_problem, pid_alive, run, wait_for
 
 AUTH = {"Authorization": "Bearer " + TOKEN}
 
@@ -249,3 +253,55 @@ def test_metrics_false_counts_nothing(make_test_app, state_dir):
     import json
     with open(os.path.join(testapp.app.manager.env_dir("m5"), "status.json")) as handle:
         assert json.load(handle)["metrics"] is None
+
+
+def test_a_lost_kernel_is_one_death_however_many_workers_find_it(make_test_app):
+    apps = [webtest.TestApp(make_test_app(), extra_environ={
+        "HTTP_AUTHORIZATION": "Bearer " + TOKEN}) for _ in range(3)]
+    apps[0].post_json("/envs", {"id": "m6"}, status=201)
+    supervisor = apps[0].app.manager.read("m6")["supervisor_pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(supervisor), message="the supervisor to die")
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(6) as pool:  # every worker at once, twice
+        states = list(pool.map(lambda i: apps[i % 3].get("/envs/m6").json["state"], range(6)))
+    assert states == ["dead"] * 6
+    for testapp in apps:
+        fams = scrape(testapp)
+        assert value(fams, "wsgikernel_kernel_deaths", reason="kernel_lost") == 1
+    apps[1].post_json("/envs/m6/restart", {}, status=200)
+    assert value(scrape(apps[2]), "wsgikernel_kernel_deaths", reason="kernel_lost") == 1
+
+
+def test_a_full_state_dir_counts_in_memory_and_is_not_ready(tmp_path):
+    """On a full disk a write into a mapped sparse file is a SIGBUS: the blocks are
+    allocated first, and the worker goes on counting in memory."""
+    from test_operations import can_remount
+    if not can_remount():
+        pytest.skip("needs mount namespaces (unshare -m as root)")
+    script = (
+        "import os, sys, webtest\n"
+        "from wsgikernel import make_app\n"
+        "state = sys.argv[1]\n"
+        "app = make_app(state_dir=state, token='t', pool_size=0)\n"
+        "t = webtest.TestApp(app, extra_environ={'HTTP_AUTHORIZATION': 'Bearer t'})\n"
+        "fd = os.open(os.path.join(state, 'filler'), os.O_WRONLY | os.O_CREAT)\n"
+        "try:\n"
+        "    while True: os.write(fd, b'x' * 4096)\n"
+        "except OSError: os.close(fd)\n"
+        "for n in range(50): t.get('/envs/e%d' % n, status=404)\n"
+        "print(t.get('/readyz', expect_errors=True).json['checks']['state_dir'])\n"
+        "text = t.get('/metrics').text\n"
+        "print([l for l in text.splitlines() if 'route=\"/envs/{id}\",method=\"GET\"' in l\n"
+        "       and 'requests_total' in l])\n")
+    state = str(tmp_path / "full")
+    os.mkdir(state, 0o700)
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                           'mount -t tmpfs -o size=256k,mode=700 tmpfs "$1" && '
+                           'exec "$2" -c "$3" "$1"', "sh", state, sys.executable, script],
+                          capture_output=True, text=True, timeout=HANG_GUARD,
+                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    ready, counted = done.stdout.splitlines()[-2:]
+    assert "No space left on device" in ready, done.stdout
+    assert '} 50.0' in counted, done.stdout

@@ -215,3 +215,108 @@ def test_json_log_lines_carry_their_fields_and_tracebacks():
         error = logging.LogRecord("wsgikernel", logging.ERROR, __file__, 1, "failed", (),
                                   sys.exc_info())
     assert "ValueError: boom" in json.loads(JsonFormatter().format(error))["traceback"]
+
+
+def _reader(path, reads, out):
+    last, drops = {}, 0
+    for _ in range(reads):
+        samples, _ = files.read_count_file(path)
+        for key, value in (samples or {}).items():
+            if value < last.get(key, 0.0):
+                drops += 1
+            last[key] = value
+    out.put(drops)
+
+
+def test_a_reader_never_sees_a_count_go_down_while_it_is_written(tmp_path):
+    """struct.pack_into zeroes the bytes before writing them: a reader in another
+    process then saw 0 about once in a hundred reads (a reset, to Prometheus)."""
+    counts = files.CountFile(str(tmp_path / "metrics"))
+    keys = [("wsgikernel_test", (("n", str(n)),)) for n in range(4)]
+    for key in keys:
+        counts.add(key)
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    reader = context.Process(target=_reader, args=(counts.path, 20000, out))
+    reader.start()
+    try:
+        while reader.is_alive():
+            for key in keys:
+                counts.add(key)
+        assert out.get(timeout=30) == 0
+    finally:
+        reader.join(30)
+
+
+def test_a_file_that_is_not_ours_in_the_metrics_dir_is_skipped(tmp_path):
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    bad = files.HEADER.pack(files.MAGIC, 8 + 16) + files.LENGTH.pack(8) + b"[[1],[]]"
+    (directory / "1-x.counts").write_bytes(bad + b"\0" * 16)
+    (directory / "2-y.counts").write_bytes(b"garbage")
+    (directory / files.ARCHIVE).write_text('{"samples": [[["x"], 1, 2]], "merged": 3}')
+    own = files.CountFile(str(directory))
+    own.add(("wsgikernel_test", ()), 1)
+    with files.locked(str(directory)):
+        assert files.collect(own) == {("wsgikernel_test", ()): 1}
+    render(files.collect(own))
+
+
+def test_a_new_count_file_takes_its_name_only_once_locked(tmp_path, monkeypatch):
+    """Created under a dot name, locked, then renamed: a scrape never takes it for a
+    file whose process is gone."""
+    renames = []
+    real = os.rename
+
+    def rename(src, dst):
+        samples, alive = files.read_count_file(src)
+        renames.append((os.path.basename(src), alive, samples))
+        return real(src, dst)
+
+    monkeypatch.setattr(files.os, "rename", rename)
+    counts = files.CountFile(str(tmp_path / "metrics"))
+    counts.add(("wsgikernel_test", ()))
+    assert len(renames) == 1 and renames[0][0].startswith(".") and renames[0][1] is True
+    assert os.path.basename(counts.path).endswith(files.SUFFIX)
+
+
+class _Files:
+    def __init__(self, settings):
+        import io
+        self.record, self.log = {"id": "e", "settings": settings}, io.StringIO()
+
+
+def test_a_batch_jobs_end_after_its_user_code_died_of_it_is_one_death():
+    from wsgikernel.kernel.eventlog import EventLog
+    events = EventLog(_Files({"log_format": "json"}), KernelCounters())
+    events.started(session=1, pid=1)
+    events.died("kernel_died", "Slurm ended job 7")
+    events.stopped("dead", "kernel_died")  # the supervisor's own SIGTERM, next
+    assert events.published()["deaths"] == {"kernel_died": 1}
+    events.started(session=2, pid=2)  # a restart: a new death counts again
+    events.stopped("dead", "kernel_died")
+    assert events.published()["deaths"] == {"kernel_died": 2}
+    lines = [json.loads(line) for line in events.files.log.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == [
+        "kernel_started", "kernel_died", "kernel_started", "kernel_died"]
+
+
+def test_metrics_off_in_a_kernel_publish_none():
+    from wsgikernel.kernel.eventlog import EventLog
+    events = EventLog(_Files({"metrics": False}), KernelCounters())
+    events.execution(None, {"status": "ok", "duration": 1})
+    events.died("kernel_died")
+    assert events.published() is None and events.files.log.getvalue() == ""
+
+
+def test_forks_waiting_for_a_cell_are_not_executions_and_odd_labels_are_other():
+    counters = KernelCounters()
+    counters.execution_ended({"status": "ok", "fork_into": "/x", "duration": 0.1})
+    counters.execution_ended({"status": "weird", "reason": "new_reason", "duration": 0.1})
+    counters.died("some_new_way")
+    assert counters.published()["executions"] == {"other other": 1}
+    assert counters.published()["deaths"] == {"other": 1}
+    samples = kernels.samples_of({"executions": {"ok made_up": 2}, "deaths": {"made_up": 1}})
+    assert samples == {
+        (kernels.EXECUTIONS, (("status", "ok"), ("reason", "other"))): 2,
+        (kernels.DEATHS, (("reason", "other"),)): 1}

@@ -65,6 +65,12 @@ class Telemetry:
         return Tracked(body, lambda sent: self.done(environ, statuses, started, sent))
 
     def done(self, environ, statuses, started, sent):
+        try:
+            self.record(environ, statuses, started, sent)
+        except Exception:  # counting or logging must never fail the request it describes
+            logging.getLogger("wsgikernel").exception("could not count a request")
+
+    def record(self, environ, statuses, started, sent):
         duration = time.perf_counter() - started
         status = statuses[0][:3] if statuses else "500"
         route = environ.get("wsgikernel.route")

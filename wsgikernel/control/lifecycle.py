@@ -9,6 +9,8 @@ process group, then SIGKILLs it after ``kill_grace``), then SIGTERM and
 SIGKILL to whatever is left.
 """
 
+import glob
+import logging
 import os
 import secrets
 import shutil
@@ -27,8 +29,9 @@ from ..wire.envelope import PROTOCOL_VERSION
 from .errors import (ControlError, EnvironmentExists, InvalidLimit, InvalidResources,
                      InvalidSandbox, KernelUnavailable, QuotaExceeded, SandboxUnavailable)
 from .envobject import env_object
-from .link import ALIVE_STATES, LAUNCH_TIMEOUT, STATUS_TIMEOUT
+from .link import ALIVE_STATES, LAUNCH_TIMEOUT, LOST_MARK, STATUS_TIMEOUT
 
+log = logging.getLogger("wsgikernel")
 RESTART_LOCK = ".restart.lock"  # in the env dir: one revival of a stopped env at a time
 
 
@@ -190,9 +193,18 @@ class Lifecycle:
                   kernel_id=record["kernel_id"], provisioner=provisioner.name)
 
     def retire_counts(self, env_dir):
-        """Keep what the env's ended kernel counted, before its status.json goes."""
+        """Keep what the env's ended kernel counted, before its status.json goes (never a
+        reason for a launch or a delete to fail)."""
+        for mark in glob.glob(os.path.join(glob.escape(env_dir), LOST_MARK % "*")):
+            try:
+                os.unlink(mark)
+            except OSError:
+                pass
         if self.config.metrics:
-            kernel_counts.retire(env_dir, self.registry.counts)
+            try:
+                kernel_counts.retire(env_dir, self.registry.counts)
+            except OSError:
+                log.exception("could not keep the counts of %s's last kernel", env_dir)
 
     def record_start_failure(self, env_dir, record, why, provisioner):
         """env.json (and kernel.log) of a kernel that did not come up, unless the kernel

@@ -209,15 +209,31 @@ class KernelLink:
                           exit=record.get("exit") or {"code": None, "signal": None})
             update_record(env_dir, state="dead", reason="kernel_lost", pid=None,
                           exit=record["exit"])
-            self.count_death(record, "kernel_lost", why)
+            if first_to_see(env_dir, record):  # several workers may find it gone at once
+                self.count_death(record, "kernel_lost", why)
         return record
 
     def count_death(self, record, reason, why):
-        """A death only this worker saw (the kernel could not count it): for /metrics and
-        the log."""
+        """A death only the web tier saw (the kernel could not count it): for /metrics
+        and the log."""
         if self.registry.config.metrics:
             self.registry.counts.add((DEATHS, (("reason", reason),)))
         event("kernel_died", env=record.get("id"), reason=reason, detail=why)
+
+
+LOST_MARK = ".lost-%s"  # in the env dir: this kernel's loss was counted (launch removes it)
+
+
+def first_to_see(env_dir, record):
+    """True for the one caller that marks the loss of the record's kernel first."""
+    path = os.path.join(env_dir, LOST_MARK % record.get("kernel_id"))
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        return False
+    except OSError:
+        pass  # cannot tell: count it
+    return True
 
 
 def with_request_id(body):

@@ -83,8 +83,11 @@ class EnvRegistry:
         state_dir = self.config.state_dir
         try:
             fd, path = tempfile.mkstemp(dir=state_dir, prefix=".ready-")
-            os.close(fd)
-            os.unlink(path)
+            try:
+                os.write(fd, b"ready\n")  # data, not only an inode: a full disk fails here
+            finally:
+                os.close(fd)
+                os.unlink(path)
             return "ok"
         except OSError as exc:
             return "%s is not writable: %s" % (state_dir, exc.strerror or exc)

@@ -14,6 +14,17 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
                     60.0, 300.0, 1800.0, 7200.0)
 
 
+# What the labels may be (anything else counts as "other"): the statuses and reasons
+# of records.py and execution_queue.py, and the reasons a kernel's death is recorded with.
+STATUSES = ("ok", "error", "aborted")
+REASONS = ("", "interrupted", "timeout", "cancelled", "kernel_died", "previous_error")
+DEATHS = ("kernel_died", "timeout", "start_failed", "kernel_lost")
+
+
+def known(value, allowed):
+    return value if value in allowed else "other"
+
+
 class KernelCounters:
     def __init__(self):
         self.executions = {}   # "status reason" -> count (reason "" when there is none)
@@ -24,7 +35,10 @@ class KernelCounters:
         self._published = None
 
     def execution_ended(self, record):
-        key = "%s %s" % (record.get("status"), record.get("reason") or "")
+        if record.get("fork_into"):
+            return  # a fork waiting for the cell boundary, not an execution
+        key = "%s %s" % (known(record.get("status"), STATUSES),
+                         known(record.get("reason") or "", REASONS))
         self.executions[key] = self.executions.get(key, 0) + 1
         duration = record.get("duration")
         if isinstance(duration, (int, float)):  # None: it never ran (cancelled, aborted)
@@ -35,6 +49,7 @@ class KernelCounters:
         self._published = None
 
     def died(self, reason):
+        reason = known(reason, DEATHS)
         self.deaths[reason] = self.deaths.get(reason, 0) + 1
         self._published = None
 

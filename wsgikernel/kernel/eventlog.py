@@ -21,6 +21,7 @@ class EventLog:
         settings = files.record.get("settings") or {}
         self.counters = counters if settings.get("metrics", True) else None  # metrics off
         self.on = settings.get("log_format") == "json"
+        self.dead = False  # the user-code process died and was counted (till a restart)
 
     def published(self):
         """The counts as status.json carries them (``metrics``); None with metrics off."""
@@ -40,12 +41,20 @@ class EventLog:
         """The user-code process died (or never started: ``start_failed``)."""
         if self.counters is not None:
             self.counters.died(reason)
+        self.dead = True
         self.lifecycle("kernel_died", reason=reason, detail=detail)
 
+    def started(self, **fields):
+        self.dead = False
+        self.lifecycle("kernel_started", **fields)
+
     def stopped(self, state, reason):
-        """The final stop is done: ``state`` is what env.json says now (None: deleted)."""
+        """The final stop is done: ``state`` is what env.json says now (None: deleted).
+        A batch job's end is a death, unless its user-code process died of the job's
+        SIGTERM first (counted then)."""
         if state == "dead":
-            self.died(reason)
+            if not self.dead:
+                self.died(reason)
         else:
             self.lifecycle("kernel_culled" if reason == "idle" else "kernel_stopped",
                            reason=reason)

@@ -251,7 +251,7 @@ class Supervisor:
             self.state = "idle"
             self.record.update(pid=self.tree.pid, state="idle", started=utcnow(),
                                session=self.session, exit=None, reason=None)
-            self.events.lifecycle("kernel_started", session=self.session, pid=self.tree.pid)
+            self.events.started(session=self.session, pid=self.tree.pid)
             self.ops.save_ready()  # with the cells parked while a batch job was queued
             self.announce_ready()
             self.ops.answer_ready()

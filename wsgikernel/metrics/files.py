@@ -11,12 +11,14 @@ files stay as many as the live processes and no count is lost.
 
 Format: a header (b"WKM1", uint32 bytes used, 8 bytes in all), then entries: uint32
 length, the key (UTF-8 JSON ``[name, [[label, value], ...]]``), padding to 8 bytes,
-float64.  A reader counts an entry only once the header covers it, and a float64 at
-an 8-aligned offset is written whole on the platforms this runs on.
+float64.  A reader counts an entry only once the header covers it; the header and
+each float64 are 8-aligned and written by one 8-byte copy, which another process
+never sees half done on the platforms this runs on.
 
-Risks: a state dir that cannot be written (read-only, full) makes the process count
-in memory only: its own scrapes see its counts, other workers' do not (/readyz says
-the state dir is not writable).  On a state dir shared by several hosts each host's
+Risks: a state dir that cannot be written (read-only, full: the file's blocks are
+allocated before it is mapped) makes the process count in memory only: its own
+scrapes see its counts, other workers' do not (/readyz says the state dir is not
+writable).  On a state dir shared by several hosts each host's
 workers are summed alike; flock across NFS is what Slurm deployments already rely on.
 """
 
@@ -46,6 +48,8 @@ def encode_key(key):
 
 def decode_key(data):
     name, labels = json.loads(data.decode("utf-8", "surrogatepass"))
+    if not isinstance(name, str):
+        raise TypeError("not a metric name")
     return name, tuple((str(k), str(v)) for k, v in labels)
 
 
@@ -58,6 +62,12 @@ class CountFile:
         self.path = None  # None: counted in memory only (see the module's risks)
         self._lock = threading.Lock()
         self._pid = None
+        if hasattr(os, "register_at_fork"):  # a child counts in a file of its own
+            os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self):
+        self._lock = threading.Lock()  # it may have been held by another thread
+        self._pid = self.path = None
 
     def add(self, key, amount=1.0):
         with self._lock:
@@ -67,7 +77,7 @@ class CountFile:
             if offset is None:
                 offset = self._append(key)
             (value,) = VALUE.unpack_from(self._map, offset)
-            VALUE.pack_into(self._map, offset, value + amount)
+            self._put(offset, VALUE.pack(value + amount))
 
     def samples(self):
         """{key: value} of this process, from memory."""
@@ -77,25 +87,41 @@ class CountFile:
             return {key: VALUE.unpack_from(self._map, offset)[0]
                     for key, offset in self._offsets.items()}
 
+    def _put(self, offset, data):
+        # One 8-byte copy: struct.pack_into zeroes the bytes before it writes them, and
+        # a reader catching that would see a counter at 0 (a reset, to Prometheus).
+        self._map[offset:offset + len(data)] = data
+
     def _open(self):
         self._pid, self._offsets, self.path, self._fd = os.getpid(), {}, None, None
         try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            path = os.path.join(self.directory, "%d-%s%s" % (
-                self._pid, secrets.token_hex(4), SUFFIX))
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new: nobody holds it
-                os.ftruncate(fd, INITIAL_SIZE)
-                self._map = mmap.mmap(fd, INITIAL_SIZE)
-            except OSError:
-                os.close(fd)
-                os.unlink(path)
-                raise
-            self.path, self._fd = path, fd
-        except OSError:
+            self._map, self.path, self._fd = self._create()
+        except OSError:  # read-only, full, not a directory: counted in memory
             self._map = mmap.mmap(-1, INITIAL_SIZE)
-        HEADER.pack_into(self._map, 0, MAGIC, HEADER.size)
+            self._put(0, HEADER.pack(MAGIC, HEADER.size))
+
+    def _create(self):
+        """A new count file, locked, sized and with its header before it takes its name
+        (a scrape must never take it for a file whose process is gone)."""
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        name = "%d-%s" % (self._pid, secrets.token_hex(4))
+        temp = os.path.join(self.directory, "." + name)
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new: nobody holds it
+            allocate(fd, INITIAL_SIZE)
+            mapped = mmap.mmap(fd, INITIAL_SIZE)
+            mapped[:HEADER.size] = HEADER.pack(MAGIC, HEADER.size)
+            path = os.path.join(self.directory, name + SUFFIX)
+            os.rename(temp, path)
+        except BaseException:
+            os.close(fd)
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            raise
+        return mapped, path, fd
 
     def _append(self, key):
         data = encode_key(key)
@@ -104,10 +130,9 @@ class CountFile:
         end = value_at + VALUE.size
         if end > len(self._map):
             self._grow(end)
-        LENGTH.pack_into(self._map, used, len(data))
-        self._map[used + LENGTH.size:used + LENGTH.size + len(data)] = data
-        VALUE.pack_into(self._map, value_at, 0.0)
-        HEADER.pack_into(self._map, 0, MAGIC, end)  # last: the entry is whole now
+        self._put(used, LENGTH.pack(len(data)) + data)
+        self._put(value_at, VALUE.pack(0.0))
+        self._put(0, HEADER.pack(MAGIC, end))  # last: the entry is whole now
         self._offsets[key] = value_at
         return value_at
 
@@ -115,14 +140,28 @@ class CountFile:
         size = len(self._map)
         while size < needed:
             size *= 2
-        if self._fd is None:
+        grown = None
+        if self._fd is not None:
+            try:
+                allocate(self._fd, size)
+                grown = mmap.mmap(self._fd, size)
+            except OSError:  # the disk is full: go on in memory (the file keeps its counts)
+                os.close(self._fd)
+                self._fd = self.path = None
+        if grown is None:
             grown = mmap.mmap(-1, size)
-        else:
-            os.ftruncate(self._fd, size)
-            grown = mmap.mmap(self._fd, size)
         grown[:len(self._map)] = self._map[:]
         self._map.close()
         self._map = grown
+
+
+def allocate(fd, size):
+    """Give the file ``size`` bytes of disk now: a write into the mapping of a sparse
+    file on a full disk is a SIGBUS, not an error."""
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+    else:
+        os.ftruncate(fd, size)
 
 
 def aligned(offset):
@@ -145,9 +184,9 @@ def parse(data):
             break
         try:
             key = decode_key(data[pos + LENGTH.size:pos + LENGTH.size + length])
-        except (ValueError, TypeError):
-            break
-        found[key] = found.get(key, 0.0) + VALUE.unpack_from(data, value_at)[0]
+            found[key] = found.get(key, 0.0) + VALUE.unpack_from(data, value_at)[0]
+        except (ValueError, TypeError, AttributeError):
+            break  # not ours (a cell may write here): what came before it stands
         pos = value_at + VALUE.size
     return found
 
@@ -228,7 +267,7 @@ def read_archive(directory):
     try:
         with open(os.path.join(directory, ARCHIVE), encoding="utf-8") as handle:
             stored = json.load(handle)
-        samples = {(name, tuple(map(tuple, labels))): float(value)
+        samples = {(str(name), tuple((str(k), str(v)) for k, v in labels)): float(value)
                    for name, labels, value in stored["samples"]}
         return {"samples": samples, "merged": set(stored["merged"])}
     except (OSError, ValueError, KeyError, TypeError):
@@ -249,6 +288,10 @@ def archive_gone(directory, archive, gone):
             json.dump(stored, handle)
         os.replace(temp, os.path.join(directory, ARCHIVE))
     except OSError:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
         return  # counted from the files again next time
     for name in names:
         try:

@@ -11,7 +11,7 @@ removes it, so they stay counted, once.
 import os
 import re
 
-from ..kernel.counters import DURATION_BUCKETS
+from ..kernel.counters import DEATHS as DEATH_REASONS, DURATION_BUCKETS, REASONS, STATUSES, known
 from ..store import STATUS_FILE, read_status, read_status_bytes
 from . import files
 from .exposition import number
@@ -33,7 +33,8 @@ def samples_of(published):
         return found
     for key, count in items(published.get("executions")):
         status, _, reason = key.partition(" ")
-        found[(EXECUTIONS, (("status", status), ("reason", reason)))] = count
+        found[(EXECUTIONS, (("status", known(status, STATUSES)),
+                            ("reason", known(reason, REASONS))))] = count
     duration = published.get("duration")
     if isinstance(duration, dict) and isinstance(duration.get("buckets"), list):
         for le, count in zip(BOUNDS, duration["buckets"]):
@@ -44,14 +45,15 @@ def samples_of(published):
     if is_count(published.get("truncated")):
         found[(TRUNCATED, ())] = published["truncated"]
     for reason, count in items(published.get("deaths")):
-        found[(DEATHS, (("reason", reason),))] = count
+        found[(DEATHS, (("reason", known(reason, DEATH_REASONS)),))] = count
     return found
 
 
 def items(mapping):
     """(key, count) of a published mapping: keys as the kernel writes them (reasons,
-    "status reason"), at most MAX_KEYS of them, so a forged file cannot make the
-    label sets unbounded."""
+    "status reason"), at most MAX_KEYS of them; their values are checked against the
+    known ones too (anything else is "other"), so a forged file cannot make the label
+    sets grow, even over many restarts."""
     if not isinstance(mapping, dict):
         return []
     return [(key, value) for key, value in list(mapping.items())[:MAX_KEYS]
@@ -69,11 +71,13 @@ def env_samples(env_dir, cache=None):
     data = read_status_bytes(env_dir, alive=False)
     if data is None:
         return {}
-    known = cache.get(env_dir) if cache is not None else None
-    if known is not None and known[0] == data:
-        return known[1]
+    known_samples = cache.get(env_dir) if cache is not None else None
+    if known_samples is not None and known_samples[0] == data:
+        return known_samples[1]
     status = read_status(env_dir, alive=False)
-    samples = samples_of(status.get("metrics")) if status else {}
+    if status is None:  # caught half written, every try: what it said last time
+        return known_samples[1] if known_samples is not None else {}
+    samples = samples_of(status.get("metrics"))
     if cache is not None:
         cache[env_dir] = (data, samples)
     return samples
@@ -84,6 +88,8 @@ def retire(env_dir, counts):
     remove its status.json, as one step for scrapes (files.locked): call it with no
     supervisor left in the env, while the env is still listed."""
     with files.locked(counts.directory):
+        if read_status_bytes(env_dir, alive=True) is not None:
+            return  # a supervisor holds it: a concurrent restart started one
         for key, value in env_samples(env_dir).items():
             counts.add(key, value)
         try:

@@ -12,6 +12,7 @@ the process's mapped memory (about 0.5 ms for a small kernel): it runs off the s
 path (KernelMemory), so the figure may be one scrape interval old.
 """
 
+import logging
 import os
 import platform
 import resource
@@ -42,14 +43,17 @@ class Scraper:
 
     def scrape(self):
         manager = self.manager
-        with files.locked(self.counts.directory):  # no env's counts move meanwhile (retire)
+        # Under the lock, no env's counts move (retire) and only files are read: the
+        # listing, which may ask kernels, comes after.
+        with files.locked(self.counts.directory):
             samples = files.collect(self.counts)
-            envs = manager.list()
-            for env in envs:
-                files.add_into(samples, kernels.env_samples(manager.env_dir(env["id"]),
+            ids = manager.ids()
+            for env_id in ids:
+                files.add_into(samples, kernels.env_samples(manager.env_dir(env_id),
                                                             self.seen))
-        if len(self.seen) > 2 * len(envs) + 16:  # deleted envs' entries
+        if len(self.seen) > 2 * len(ids) + 16:  # deleted envs' entries
             self.seen.clear()
+        envs = manager.list()
         by_state = dict.fromkeys(ENV_STATES, 0)
         for env in envs:
             by_state[env["state"]] = by_state.get(env["state"], 0) + 1
@@ -100,8 +104,11 @@ class KernelMemory:
         try:
             roots = kernel_roots(manager, envs)
             self.value, self.roots = tree_memory(roots), len(roots)
-            self.measured = time.monotonic()
+        except Exception:  # never a failed scrape: the last figure stands
+            logging.getLogger("wsgikernel").exception("could not measure kernel memory")
+            self.value = self.value or 0
         finally:
+            self.measured = time.monotonic()
             if locked:
                 self.lock.release()
 

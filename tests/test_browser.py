@@ -9,6 +9,7 @@ explicit, generous WebDriverWait (a hang guard, never a speed claim).
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 from wsgiref.simple_server import make_server
@@ -610,3 +611,124 @@ def test_the_page_works_under_a_mount_prefix(driver):
         httpd.server_close()
         app.close()
         shutil.rmtree(state, ignore_errors=True)
+
+
+# -- kernel state made visible, layout (issue 20) --------------------------------------
+
+def supervisor_of(server, env):
+    with open(os.path.join(server.state_dir, "envs", env, "env.json")) as handle:
+        return json.load(handle)["supervisor_pid"]
+
+
+def screenshot(driver, name):
+    """Save what the page shows for a reviewer; its path goes to the test's output."""
+    folder = os.environ.get("WSGIKERNEL_SCREENSHOTS") or os.path.join(
+        tempfile.gettempdir(), "wsgikernel-screenshots")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name + ".png")
+    driver.save_screenshot(path)
+    print("screenshot:", path)
+    return path
+
+
+def test_a_stopped_env_says_why_and_restarts_from_its_banner(page, driver, server):
+    env = page.make_env("halted")
+    page.open(env)
+    page.wait(lambda: page.env_state() == "idle", "idle")
+    cell = page.run("x = 41")
+    page.wait_done(cell)
+    os.kill(supervisor_of(server, env), signal.SIGTERM)  # what a stop of the host does
+    page.wait(lambda: page.env_state() == "stopped", "the env shown stopped")
+    banner = driver.find_element(By.ID, "env-message")
+    page.wait(lambda: "stopped" in banner.text and "SIGTERM" in banner.text, "why, said")
+    assert "POST /envs" not in banner.text  # words for people, not the API's
+    screenshot(driver, "stopped-banner")
+    driver.find_element(By.ID, "banner-restart").click()
+    page.wait(lambda: page.env_state() == "idle", "the env running again")
+    page.wait(lambda: banner.get_attribute("hidden") is not None, "the banner gone")
+    cell = page.run("'fresh' if 'x' not in dir() else 'old'")
+    page.wait_text(cell, "'fresh'", ".output-result")
+
+
+def test_a_divider_marks_each_restart_and_survives_a_reload(page, driver):
+    env = page.make_env("divided")
+    page.open(env)
+    page.wait(lambda: page.env_state() == "idle", "idle")
+    page.wait_done(page.run("a = 1"))
+    driver.find_element(By.ID, "btn-restart").click()
+    page.wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".restart-divider")) == 1,
+              "a divider at the restart")
+    cell = page.run("a")
+    page.wait_text(cell, "NameError")
+
+    def order():
+        return page.js("return Array.from(document.querySelectorAll('#cells > *'))"
+                       ".map(function (n) { return n.classList.contains('restart-divider') ?"
+                       " 'divider' : (n.querySelector('textarea').value || 'empty'); })")
+
+    assert order()[:3] == ["a = 1", "divider", "a"], order()
+    assert "session 2" in driver.find_element(By.CSS_SELECTOR, ".restart-divider").text
+    screenshot(driver, "restart-divider")
+    page.open(env)  # from the history alone
+    assert order()[:3] == ["a = 1", "divider", "a"], order()
+    assert len(driver.find_elements(By.CSS_SELECTOR, ".restart-divider")) == 1
+
+
+def test_the_env_list_poll_never_overlaps_itself(page, driver):
+    """A listing slower than the poll interval: one in flight at a time (setInterval
+    piled them up)."""
+    page.open()
+    page.js("""
+        window.__listings = {inFlight: 0, most: 0, count: 0};
+        var real = window.fetch;
+        window.fetch = function (url, options) {
+          var listing = /\\/envs$/.test(String(url)) && (!options || !options.method ||
+                                                        options.method === 'GET');
+          if (!listing) { return real.apply(this, arguments); }
+          var seen = window.__listings;
+          seen.inFlight += 1; seen.count += 1; seen.most = Math.max(seen.most, seen.inFlight);
+          var args = arguments;
+          return new Promise(function (resolve) { setTimeout(resolve, 3000); })
+            .then(function () { return real.apply(window, args); })
+            .finally(function () { seen.inFlight -= 1; });
+        };""")
+    page.wait(lambda: page.js("return window.__listings.count") >= 2,
+              "two polls under a slow listing", timeout=20)
+    assert page.js("return window.__listings.most") == 1
+
+
+def test_a_narrow_window_stacks_the_list_above_the_cells(page, driver):
+    env = page.make_env("narrow")
+    size = driver.get_window_size()
+    try:
+        driver.set_window_size(420, 900)
+        page.open(env)
+        page.wait_done(page.run("print('fits')"))
+        info = page.js("return document.getElementById('env-info').textContent")
+        assert "1 run" in info, info  # at once, not at the next listing
+        box = page.js("var s = document.getElementById('sidebar').getBoundingClientRect(),"
+                      " m = document.getElementById('main').getBoundingClientRect();"
+                      " return [s.width, s.bottom, m.top, m.width, window.innerWidth,"
+                      " document.documentElement.scrollWidth];")
+        sidebar_width, sidebar_bottom, main_top, main_width, inner, scroll_width = box
+        assert sidebar_width <= inner and main_width <= inner, box
+        assert sidebar_bottom <= main_top + 1, box  # above, not beside
+        assert scroll_width <= inner + 1, box  # nothing wider than the window
+        screenshot(driver, "narrow-420px")
+    finally:
+        driver.set_window_size(size["width"], size["height"])
+
+
+def test_dark_mode_follows_the_system(page, driver):
+    env = page.make_env("darkly")
+    try:
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+            "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        page.open(env)
+        page.wait_done(page.run("1/0"))
+        background = page.js("return getComputedStyle(document.body).backgroundColor")
+        channels = [int(c) for c in background[background.index("(") + 1:-1].split(",")[:3]]
+        assert sum(channels) < 100, background  # dark, not white
+        screenshot(driver, "dark-mode")
+    finally:
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})

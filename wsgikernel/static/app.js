@@ -578,12 +578,24 @@
     this.n = n;
     this.env.saveDrafts();
     this.setRunning(true);
+    countedRun(this.env.id, n);
   };
+
+  // The "N runs" of the header at once, not at the next listing: the count is the
+  // highest execution_count this page has seen accepted.
+  function countedRun(id, n) {
+    var env = envs.get(id);
+    if (env && typeof n === 'number' && n > (env.execution_count || 0)) {
+      env.execution_count = n;
+      renderEnvHeader();
+    }
+  }
 
   Cell.prototype.finish = function (record) {
     this.dropInput();  // the wait ended with the cell (a timeout, an interrupt)
     this.setRunning(false);
     this.n = record.execution_count;
+    countedRun(this.env.id, this.n);
     this.setPrompt('In [' + this.n + ']:');
     this.el.dataset.status = record.status || '';
     // The record is the authority: show its outputs if the live ones differ
@@ -1069,7 +1081,24 @@
     this.refreshTimer = null;
     this.restarting = null;  // the pending restart request, if any
     this.submitting = Promise.resolve();  // the last cell's submission (see Cell.run)
+    this.session = null;  // the kernel session the cells shown last ran in
   }
+
+  /* A line in the cell list where the kernel restarted: what ran above it is gone. */
+  EnvView.prototype.addDivider = function (session) {
+    var line = el('div', 'restart-divider', 'Kernel restarted \u00B7 session ' + session);
+    line.setAttribute('role', 'separator');
+    line.dataset.session = session;
+    var before = this.cells.find(function (cell) { return cell.n === null && !cell.running; });
+    $('cells').insertBefore(line, before ? before.el : null);
+  };
+
+  /* The env's session now: a new one (restart, restore, undo) gets its divider, once. */
+  EnvView.prototype.sessionSeen = function (session) {
+    if (this.closed || $('cells').dataset.loaded !== 'true' || session === undefined) { return; }
+    if (this.session !== null && session > this.session) { this.addDivider(session); }
+    if (this.session === null || session > this.session) { this.session = session; }
+  };
 
   EnvView.prototype.open = async function () {
     var container = $('cells');
@@ -1092,6 +1121,10 @@
     if (this.closed) { return; }
     var self = this;
     records.forEach(function (record) {
+      if (self.session !== null && record.session !== self.session) {
+        self.addDivider(record.session);
+      }
+      self.session = record.session;
       var cell = self.addCell(record.code);
       cell.showRecord(record);
     });
@@ -1153,10 +1186,39 @@
 
   // -- the environment list --------------------------------------------------------------
 
-  function showEnvMessage(text) {
+  function showEnvMessage(text, restart) {
     var node = $('env-message');
-    node.textContent = text || '';
+    var key = (text || '') + (restart ? '\u0000r' : '');
+    if (node.dataset.key === key) { return; }  // re-rendered every poll: keep focus
+    node.dataset.key = key;
+    node.textContent = '';
+    if (text) { node.appendChild(el('span', 'message-text', text)); }
+    if (restart) {
+      var again = button('banner-restart', 'Restart', 'Start a fresh kernel for this environment');
+      again.id = 'banner-restart';
+      again.addEventListener('click', function () { envAction('restart'); });
+      node.appendChild(again);
+    }
     node.hidden = !text;
+  }
+
+  var STOP_REASONS = {
+    idle: 'the idle timeout stopped it', server_shutdown: 'the server shut down',
+    terminated: 'it was sent SIGTERM', shutdown: 'it was shut down'
+  };
+
+  // What the banner of a stopped or dead env says: why, in words, and what to do.
+  function stopText(env) {
+    var exit = env.exit || {};
+    var how = exit.signal ? 'signal ' + exit.signal
+      : (exit.code !== null && exit.code !== undefined ? 'exit code ' + exit.code : '');
+    if (env.state === 'stopped') {
+      var why = STOP_REASONS[env.reason] || env.reason || 'it was stopped';
+      return 'The kernel is stopped: ' + why + '. Restart it to run code again; the history stays.';
+    }
+    var detail = env.detail ? ' ' + env.detail : '';
+    return 'The kernel died (' + [env.reason, how].filter(Boolean).join(', ') + ').' + detail +
+      ' Restart it to run code again; the history stays.';
   }
 
   function renderEnvList() {
@@ -1232,11 +1294,12 @@
     $('env-info').textContent = info.join(' \u00B7 ');
     if (!env) {
       showEnvMessage('This environment no longer exists.');
-    } else if (env.state === 'dead') {
-      showEnvMessage('The kernel is dead. Restart it to run code again; the history stays.');
+    } else if (env.state === 'dead' || env.state === 'stopped') {
+      showEnvMessage(stopText(env), true);
     } else {
       showEnvMessage('');
     }
+    if (env && view) { view.sessionSeen(env.session); }
   }
 
   async function refreshEnvs() {
@@ -1412,6 +1475,14 @@
     }
   }
 
+  // The next poll is scheduled when this one is done: a slow server never has two
+  // listings of ours in flight (setInterval piled them up).
+  function schedulePoll() {
+    pollTimer = setTimeout(async function () {
+      try { await poll(); } finally { schedulePoll(); }
+    }, POLL_MS);
+  }
+
   async function connect() {
     try {
       await refreshEnvs();
@@ -1433,7 +1504,7 @@
     } else if (wanted && envs.has(wanted)) {
       selectEnv(wanted);
     }
-    if (!pollTimer) { pollTimer = setInterval(poll, POLL_MS); }
+    if (!pollTimer) { schedulePoll(); }
   }
 
   async function submitToken(event) {

@@ -732,3 +732,160 @@ def test_dark_mode_follows_the_system(page, driver):
         screenshot(driver, "dark-mode")
     finally:
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
+def cell_codes(page):
+    return page.js("return Array.from(document.querySelectorAll('#cells .cell textarea'))"
+                   ".map(function (t) { return t.value; })")
+
+
+def cell_op(page, cell, op):
+    page.js("arguments[0].querySelector('.cell-op[data-op=\"' + arguments[1] + '\"]').click()",
+            cell, op)
+
+
+def fill(page, codes):
+    """The page's cells hold ``codes`` (and nothing ran)."""
+    for index, code in enumerate(codes):
+        if index:
+            page.driver.find_element(By.ID, "btn-add-cell").click()
+        page.set_code(page.cells()[-1], code)
+
+
+def test_cells_move_delete_undo_insert_and_run_all_in_order(page, driver):
+    env = page.make_env("ops")
+    page.open(env)
+    fill(page, ["order = ['a']", "order.append('b')", "order.append('c')"])
+    cells = page.cells()
+    cell_op(page, cells[1], "delete")
+    assert cell_codes(page) == ["order = ['a']", "order.append('c')"]
+    driver.find_element(By.ID, "btn-undo-delete").click()
+    assert cell_codes(page) == ["order = ['a']", "order.append('b')", "order.append('c')"]
+    cell_op(page, page.cells()[2], "up")
+    assert cell_codes(page) == ["order = ['a']", "order.append('c')", "order.append('b')"]
+    cell_op(page, page.cells()[0], "below")
+    page.set_code(page.cells()[1], "order.append('new')")
+    cell_op(page, page.cells()[0], "above")
+    assert cell_codes(page)[0] == "" and len(page.cells()) == 5
+    driver.find_element(By.ID, "btn-add-cell").click()
+    page.set_code(page.cells()[-1], "order")
+    driver.find_element(By.ID, "btn-run-all").click()
+    last = page.cells()[-1]
+    page.wait_text(last, "['a', 'new', 'c', 'b']", ".output-result")
+    prompts = page.js("return Array.from(document.querySelectorAll('#cells .cell .prompt-in'))"
+                      ".map(function (p) { return p.textContent; })")
+    assert prompts == ["In [ ]:", "In [1]:", "In [2]:", "In [3]:", "In [4]:", "In [5]:"], prompts
+    assert "ran " in page.text(last, ".cell-meta")  # its time, from the record
+    cell_op(page, last, "clear")
+    assert page.text(last) == ""
+    screenshot(driver, "cell-operations")
+
+
+def test_command_mode_keys_and_the_help_panel(page, driver):
+    env = page.make_env("keys")
+    page.open(env)
+    cell = page.cells()[-1]
+    page.set_code(cell, "first = 1")
+    page.editor(cell).send_keys(Keys.ESCAPE)
+    assert page.js("return document.activeElement === arguments[0]", cell)
+    active = driver.switch_to.active_element
+    active.send_keys("b")  # a cell below, selected
+    assert len(page.cells()) == 2
+    driver.switch_to.active_element.send_keys("d")
+    driver.switch_to.active_element.send_keys("d")
+    assert cell_codes(page) == ["first = 1"]
+    driver.switch_to.active_element.send_keys("z")
+    assert len(page.cells()) == 2
+    driver.switch_to.active_element.send_keys("?")
+    help_panel = driver.find_element(By.ID, "help-panel")
+    assert help_panel.get_attribute("hidden") is None and "Command mode" in help_panel.text
+    screenshot(driver, "shortcuts-help")
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    assert help_panel.get_attribute("hidden") is not None
+    page.cells()[0].click()
+    page.editor(page.cells()[0]).send_keys(Keys.ALT, Keys.ARROW_DOWN)
+    assert cell_codes(page)[-1] == "first = 1"
+
+
+def test_restart_and_run_all_stops_at_the_first_error(page, driver):
+    env = page.make_env("rerun")
+    page.open(env)
+    fill(page, ["x = 1", "1/0", "print('never')"])
+    driver.find_element(By.ID, "btn-restart-run-all").click()
+    third = page.cells()[2]
+    page.wait_done(third)
+    page.wait_text(page.cells()[1], "ZeroDivisionError")
+    assert "never" not in page.text(third, ".output-stream")
+    page.wait_text(third, "stop_on_error")  # aborted: the cell before it failed
+    # nothing had run before the restart: no divider
+    assert len(driver.find_elements(By.CSS_SELECTOR, ".restart-divider")) == 0
+
+
+def test_ansi_colours_and_long_outputs(page, driver):
+    env = page.make_env("colours")
+    page.open(env)
+    cell = page.run("print('\\x1b[31mred\\x1b[0m plain \\x1b[1;32mbold green\\x1b[0m')")
+    page.wait_text(cell, "plain")
+    assert "\x1b" not in page.text(cell) and "[31m" not in page.text(cell)
+    red = cell.find_element(By.CSS_SELECTOR, ".output-stream .ansi-fg-1")
+    assert red.text == "red"
+    assert cell.find_element(By.CSS_SELECTOR, ".ansi-fg-2.ansi-bold").text == "bold green"
+    long = page.run("for i in range(500): print('line', i)")
+    page.wait_done(long)
+    pre = long.find_element(By.CSS_SELECTOR, "pre.output-stream")
+    assert "collapsed" in pre.get_attribute("class")
+    more = long.find_element(By.CSS_SELECTOR, ".show-more")
+    assert "501 lines" in more.text
+    more.click()
+    assert "collapsed" not in pre.get_attribute("class")
+    assert "line 499" in pre.text  # all of it, selectable
+
+
+def test_the_variables_panel_follows_the_cells(page, driver):
+    env = page.make_env("vars")
+    page.open(env)
+    driver.find_element(By.ID, "btn-variables").click()
+    page.wait_done(page.run("alpha = [1, 2, 3]\nbeta = 'text'"))
+    page.wait(lambda: page.js("return document.querySelectorAll('#variables-body tr').length")
+              == 2, "two variables listed")
+    rows = page.js("return Array.from(document.querySelectorAll('#variables-body tr'))"
+                   ".map(function (r) { return Array.from(r.cells).map(function (c) {"
+                   " return c.textContent; }); })")
+    assert ["alpha", "list", "[1, 2, 3]", "3"] in rows, rows
+    driver.find_element(By.CSS_SELECTOR, "#variables-body tr[data-name='alpha']").click()
+    detail = driver.find_element(By.ID, "variable-detail")
+    page.wait(lambda: "list" in detail.text, "what alpha is")
+    page.wait_done(page.run("del beta"))
+    page.wait(lambda: page.js("return document.querySelectorAll('#variables-body tr').length")
+              == 1, "beta gone from the panel")
+    screenshot(driver, "variables-panel")
+
+
+def test_a_notebook_opens_into_cells_that_have_not_run(page, driver, tmp_path):
+    env = page.make_env("opened")
+    page.open(env)
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "markdown", "metadata": {},
+         "source": ["# Title\n", "<script>window.__pwned = 1</script>",
+                    "<img src=x onerror=\"window.__pwned = 2\">"]},
+        {"cell_type": "code", "metadata": {}, "execution_count": 7, "outputs": [],
+         "source": ["opened = 'yes'\n"]},
+        {"cell_type": "code", "metadata": {}, "execution_count": 8, "outputs": [],
+         "source": "opened"}]}
+    path = tmp_path / "small.ipynb"
+    path.write_text(json.dumps(notebook))
+    driver.find_element(By.ID, "file-open").send_keys(str(path))
+    page.wait(lambda: "opened = 'yes'\n" in cell_codes(page), "the notebook's cells")
+    assert cell_codes(page)[:2] == ["opened = 'yes'\n", "opened"]
+    text = driver.find_element(By.CSS_SELECTOR, "#cells .text-cell")
+    assert "<script>" in text.text and page.js("return window.__pwned") is None
+    prompts = page.js("return Array.from(document.querySelectorAll('#cells .prompt-in'))"
+                      ".map(function (p) { return p.textContent; })")
+    assert set(prompts) == {"In [ ]:"}  # nothing ran
+    driver.find_element(By.ID, "btn-run-all").click()
+    page.wait_text(page.cells()[1], "'yes'", ".output-result")
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("not json")
+    driver.find_element(By.ID, "file-open").send_keys(str(bad))
+    page.wait(lambda: "not a notebook" in driver.find_element(By.ID, "status").text,
+              "a clear refusal")

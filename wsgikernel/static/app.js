@@ -22,6 +22,7 @@
   var TOKEN_KEY = 'wsgikernel.token';
   var DRAFTS_KEY = 'wsgikernel.drafts.';
   var POLL_MS = 2000;
+  var LONG_OUTPUT_LINES = 200;  // a longer stream is shown collapsed, with "Show all"
   var MAX_FRAME_HEIGHT = 4000;
   var MAX_STREAMS = 3;  // browsers allow ~6 connections per host: keep some for the rest
   var INDENT = '    ';
@@ -189,6 +190,47 @@
 
   var ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07/g;
   function stripAnsi(text) { return text.replace(ANSI, ''); }
+
+  /* Text with ANSI SGR colours (ESC[31m, ESC[1;92m, ESC[0m...) as spans of classes
+     ansi-fg-N, ansi-bg-N, ansi-bold; every other escape sequence is dropped.  The
+     text goes in as text nodes: nothing of it is ever parsed as HTML. */
+  function ansiNodes(text) {
+    var out = document.createDocumentFragment();
+    if (text.indexOf('\x1b') < 0) { out.appendChild(document.createTextNode(text)); return out; }
+    var style = {fg: null, bg: null, bold: false};
+    var pattern = /\x1b\[([0-9;]*)m|\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07/g;
+    var at = 0, found;
+    function emit(piece) {
+      if (!piece) { return; }
+      if (style.fg === null && style.bg === null && !style.bold) {
+        out.appendChild(document.createTextNode(piece));
+        return;
+      }
+      var span = el('span', [style.fg !== null ? 'ansi-fg-' + style.fg : '',
+                             style.bg !== null ? 'ansi-bg-' + style.bg : '',
+                             style.bold ? 'ansi-bold' : ''].filter(Boolean).join(' '), piece);
+      out.appendChild(span);
+    }
+    while ((found = pattern.exec(text)) !== null) {
+      emit(text.slice(at, found.index));
+      at = pattern.lastIndex;
+      if (found[1] === undefined) { continue; }  // not a colour: dropped
+      (found[1] || '0').split(';').forEach(function (part) {
+        var code = parseInt(part || '0', 10);
+        if (code === 0) { style = {fg: null, bg: null, bold: false}; }
+        else if (code === 1) { style.bold = true; }
+        else if (code === 22) { style.bold = false; }
+        else if (code >= 30 && code <= 37) { style.fg = code - 30; }
+        else if (code >= 90 && code <= 97) { style.fg = code - 90 + 8; }
+        else if (code === 39) { style.fg = null; }
+        else if (code >= 40 && code <= 47) { style.bg = code - 40; }
+        else if (code >= 100 && code <= 107) { style.bg = code - 100 + 8; }
+        else if (code === 49) { style.bg = null; }
+      });
+    }
+    emit(text.slice(at));
+    return out;
+  }
 
   function joinText(value) {
     return Array.isArray(value) ? value.join('') : (value === undefined || value === null ? '' : String(value));
@@ -378,7 +420,9 @@
         case 'application/json':
           return el('pre', 'output-text output-json', JSON.stringify(value, null, 2));
         default:
-          return el('pre', 'output-text', stripAnsi(joinText(value)));
+          var text = el('pre', 'output-text');
+          text.appendChild(ansiNodes(joinText(value)));
+          return text;
       }
     }
     return el('pre', 'output-text output-unknown',
@@ -387,8 +431,12 @@
 
   function errorOutput(output) {
     var box = el('pre', 'output-error');
-    var lines = (output.traceback || []).map(function (line) { return stripAnsi(String(line)); });
-    var text = lines.join('\n').replace(/\n+$/, '');
+    var raw = (output.traceback || []).map(String).join('\n').replace(/\n+$/, '');
+    if (raw.indexOf('\x1b') >= 0) {  // coloured already (IPython's tracebacks): as it is
+      box.appendChild(ansiNodes(raw));
+      return box;
+    }
+    var text = raw;
     var last = (output.ename || 'Error') + (output.evalue ? ': ' + output.evalue : '');
     if (!text) {
       box.appendChild(el('strong', 'error-name', last));
@@ -429,6 +477,31 @@
 
   // -- cells ----------------------------------------------------------------------------
 
+  var CELL_OPS = [
+    ['up', '\u2191', 'Move the cell up (Alt+\u2191)'],
+    ['down', '\u2193', 'Move the cell down (Alt+\u2193)'],
+    ['above', '+\u2191', 'Insert a cell above (A in command mode)'],
+    ['below', '+\u2193', 'Insert a cell below (B in command mode)'],
+    ['run-above', '\u25B6\u2191', 'Run every cell above this one'],
+    ['run-below', '\u25B6\u2193', 'Run this cell and every one below'],
+    ['clear', '\u2300', 'Clear the outputs of this cell'],
+    ['delete', '\u2715', 'Delete the cell (D, D in command mode; Undo delete brings it back)']
+  ];
+
+  /* The toolbar a cell shows on hover and focus: its operations. */
+  function cellOps(cell) {
+    var bar = el('div', 'cell-ops');
+    bar.setAttribute('role', 'toolbar');
+    bar.setAttribute('aria-label', 'cell operations');
+    CELL_OPS.forEach(function (op) {
+      var b = button('cell-op', op[1], op[2]);
+      b.dataset.op = op[0];
+      b.addEventListener('click', function () { cell.env.cellOp(cell, op[0]); });
+      bar.appendChild(b);
+    });
+    return bar;
+  }
+
   function Cell(env, code) {
     var self = this;
     this.env = env;
@@ -463,8 +536,18 @@
     input.appendChild(wrap);
     input.appendChild(tools);
     this.outputs = el('div', 'cell-output');
+    this.meta = el('div', 'cell-meta');
+    this.el.appendChild(cellOps(this));
     this.el.appendChild(input);
+    this.el.appendChild(this.meta);
     this.el.appendChild(this.outputs);
+    // Command mode (Jupyter's): Esc leaves the editor for the cell itself, whose keys
+    // then act on cells (see commandKey); Enter goes back to editing.
+    this.el.tabIndex = -1;
+    this.el.setAttribute('aria-label', 'cell');
+    this.el.addEventListener('keydown', function (event) {
+      if (event.target === self.el) { self.env.commandKey(self, event); }
+    });
 
     this.btnRun.addEventListener('click', function () { self.run(false); });
     this.btnStop.addEventListener('click', function () { self.interrupt(); });
@@ -508,6 +591,32 @@
     this.seen = [];
   };
 
+  /* How long the cell ran and when it ended, under its input (from the record). */
+  Cell.prototype.showTiming = function (record) {
+    var seconds = record.duration;
+    if (typeof seconds !== 'number') { this.meta.textContent = ''; return; }
+    var took = seconds < 1 ? Math.round(seconds * 1000) + ' ms'
+      : (seconds < 60 ? seconds.toFixed(2) + ' s' : Math.floor(seconds / 60) + ' min ' +
+         Math.round(seconds % 60) + ' s');
+    var at = record.finished ? new Date(record.finished) : null;
+    this.meta.textContent = 'ran ' + took + (at && !isNaN(at) ? ', done ' + at.toLocaleTimeString() : '');
+    this.meta.title = record.status + (record.reason ? ' (' + record.reason + ')' : '');
+  };
+
+  /* Collapse a long stream to its first lines, with a button that shows the rest. */
+  function collapseIfLong(pre) {
+    var lines = pre.textContent.split('\n').length;
+    if (lines <= LONG_OUTPUT_LINES || pre.dataset.collapsible) { return; }
+    pre.dataset.collapsible = 'true';
+    pre.classList.add('collapsed');
+    var more = button('show-more', 'Show all ' + lines + ' lines', 'Show the whole output');
+    more.addEventListener('click', function () {
+      var collapsed = pre.classList.toggle('collapsed');
+      more.textContent = collapsed ? 'Show all ' + lines + ' lines' : 'Show less';
+    });
+    pre.after(more);
+  }
+
   Cell.prototype.note = function (text, kind) {
     this.outputs.appendChild(el('div', 'output-note ' + (kind || ''), text));
     this.lastStream = null;
@@ -519,19 +628,21 @@
     this.seen.push(output);
     if (type === 'stream') {
       var name = output.name === 'stderr' ? 'stderr' : 'stdout';
-      var text = stripAnsi(joinText(output.text));
+      var text = joinText(output.text);
       var last = this.lastStream;
       if (last && last.name === name && last.node === this.outputs.lastChild) {
-        if (last.text.indexOf('\r') < 0 && text.indexOf('\r') < 0) {
+        last.text += text;
+        if (last.text.indexOf('\r') < 0 && text.indexOf('\x1b') < 0 &&
+            last.text.indexOf('\x1b') < 0) {
           last.node.appendChild(document.createTextNode(text));
-          last.text += text;
         } else {
-          last.text += text;
-          last.node.textContent = applyCarriageReturns(last.text);
+          last.node.textContent = '';
+          last.node.appendChild(ansiNodes(applyCarriageReturns(last.text)));
         }
         return;
       }
-      var pre = el('pre', 'output-stream ' + name, applyCarriageReturns(text));
+      var pre = el('pre', 'output-stream ' + name);
+      pre.appendChild(ansiNodes(applyCarriageReturns(text)));
       this.outputs.appendChild(pre);
       this.lastStream = {name: name, text: text, node: pre};
       return;
@@ -597,6 +708,8 @@
     this.n = record.execution_count;
     countedRun(this.env.id, this.n);
     this.setPrompt('In [' + this.n + ']:');
+    this.showTiming(record);
+    this.env.refreshVariables();
     this.el.dataset.status = record.status || '';
     // The record is the authority: show its outputs if the live ones differ
     // (an error added when the execution was cancelled, a stream cut short).
@@ -606,6 +719,7 @@
       this.clearOutputs();
       outputs.forEach(function (output) { self.addOutput(output); });
     }
+    this.outputs.querySelectorAll('pre.output-stream').forEach(collapseIfLong);
     var hasError = outputs.some(function (output) { return output.output_type === 'error'; });
     if (record.error && !hasError) {
       this.addOutput(Object.assign({output_type: 'error'}, record.error));
@@ -687,7 +801,7 @@
     }
   };
 
-  Cell.prototype.run = async function (advance) {
+  Cell.prototype.run = async function (advance, options) {
     var env = this.env;
     var code = this.editor.value;
     this.closePopups();
@@ -710,13 +824,14 @@
         await env.restarting.catch(function () {});
       }
       if (env.closed) { return; }
-      await this.submit(code);
+      await this.submit(code, options);
     } finally {
       release();
     }
   };
 
-  Cell.prototype.submit = async function (code) {
+  Cell.prototype.submit = async function (code, options) {
+    var extra = options && options.stopOnError ? {stop_on_error: true} : {};
     var env = this.env;
     var path = envPath(env.id, '/execute');
     try {
@@ -724,7 +839,8 @@
         slots.free--;
         var done = false;
         try {
-          var response = await request('POST', path, {code: code, stream: true, allow_stdin: true},
+          var response = await request('POST', path, Object.assign(
+            {code: code, stream: true, allow_stdin: true}, extra),
                                        {signal: env.signal, accept: 'application/x-ndjson'});
           try {
             done = await this.consume(response);
@@ -743,8 +859,8 @@
         }
       } else {
         // Too many streams open: queue the code now, follow its output when a slot frees.
-        var record = await api('POST', path, {code: code, wait: 0, allow_stdin: true},
-                               {signal: env.signal});
+        var record = await api('POST', path, Object.assign(
+          {code: code, wait: 0, allow_stdin: true}, extra), {signal: env.signal});
         this.accepted(record.execution_count);
         if (unfinished(record)) {
           await this.follow(record.execution_count);
@@ -842,8 +958,15 @@
         event.preventDefault();
         this.closePopups();
       } else {
-        this.tabEscapes = true;  // the next Tab leaves the editor (keyboard users are not trapped)
+        event.preventDefault();
+        this.el.focus();  // command mode: Tab goes on from here (keyboard users are not trapped)
       }
+      return;
+    }
+    if (event.altKey && !event.ctrlKey && (event.key === 'ArrowUp' || event.key === 'ArrowDown')) {
+      event.preventDefault();
+      this.env.cellOp(this, event.key === 'ArrowUp' ? 'up' : 'down');
+      this.editor.focus();
       return;
     }
     if (this.popup && !['Shift', 'Control', 'Alt', 'Meta'].includes(event.key)) {
@@ -1082,6 +1205,8 @@
     this.restarting = null;  // the pending restart request, if any
     this.submitting = Promise.resolve();  // the last cell's submission (see Cell.run)
     this.session = null;  // the kernel session the cells shown last ran in
+    this.deleted = [];  // {cell, index} of deleted cells, for Undo delete
+    this.armedDelete = null;  // the cell a first D of D, D was pressed on
   }
 
   /* A line in the cell list where the kernel restarted: what ran above it is gone. */
@@ -1157,6 +1282,118 @@
     this.cells.splice(index, 0, cell);
     cell.autosize();
     return cell;
+  };
+
+  /* Insert a new cell at ``index`` of the list (its place in the page follows). */
+  EnvView.prototype.insertCell = function (code, index) {
+    if (index >= this.cells.length) { return this.addCell(code); }
+    if (index <= 0) {
+      var cell = new Cell(this, code);
+      $('cells').insertBefore(cell.el, this.cells[0].el);
+      this.cells.unshift(cell);
+      cell.autosize();
+      return cell;
+    }
+    return this.addCell(code, this.cells[index - 1]);
+  };
+
+  /* One of a cell's operations (its toolbar, command-mode keys, Alt+arrows). */
+  EnvView.prototype.cellOp = function (cell, op) {
+    var cells = this.cells;
+    var index = cells.indexOf(cell);
+    if (index < 0) { return; }
+    var container = $('cells');
+    if (op === 'up' && index > 0) {
+      container.insertBefore(cell.el, cells[index - 1].el);
+      cells.splice(index - 1, 2, cell, cells[index - 1]);
+    } else if (op === 'down' && index < cells.length - 1) {
+      container.insertBefore(cells[index + 1].el, cell.el);
+      cells.splice(index, 2, cells[index + 1], cell);
+    } else if (op === 'above') {
+      this.insertCell('', index).focus();
+    } else if (op === 'below') {
+      this.addCell('', cell).focus();
+    } else if (op === 'clear') {
+      cell.clearOutputs();
+    } else if (op === 'delete') {
+      this.deleteCell(cell);
+    } else if (op === 'run-above') {
+      this.runCells(cells.slice(0, index));
+    } else if (op === 'run-below') {
+      this.runCells(cells.slice(index));
+    }
+    this.saveDrafts();
+  };
+
+  EnvView.prototype.deleteCell = function (cell) {
+    var index = this.cells.indexOf(cell);
+    cell.closePopups();
+    this.cells.splice(index, 1);
+    cell.el.remove();
+    this.deleted.push({cell: cell, index: index});
+    $('btn-undo-delete').hidden = false;
+    if (!this.cells.length) { this.addCell(''); }
+    var next = this.cells[Math.min(index, this.cells.length - 1)];
+    if (next) { next.el.focus(); }
+    setStatus('Cell deleted. Undo delete (Z in command mode) brings it back.', 'info');
+  };
+
+  EnvView.prototype.undoDelete = function () {
+    var last = this.deleted.pop();
+    $('btn-undo-delete').hidden = !this.deleted.length;
+    if (!last) { return; }
+    var index = Math.min(last.index, this.cells.length);
+    var container = $('cells');
+    container.insertBefore(last.cell.el, index < this.cells.length ? this.cells[index].el : null);
+    this.cells.splice(index, 0, last.cell);
+    last.cell.el.focus();
+    this.saveDrafts();
+  };
+
+  /* Run ``cells`` in order (each waits for the one before it to be accepted). */
+  EnvView.prototype.runCells = function (cells, options) {
+    cells.forEach(function (cell) {
+      if (cell.editor.value.trim()) { cell.run(false, options); }
+    });
+  };
+
+  /* Keys of command mode (a cell focused, not its editor), as in Jupyter. */
+  EnvView.prototype.commandKey = function (cell, event) {
+    if (event.ctrlKey || event.metaKey) {
+      if (event.key === 'Enter') { event.preventDefault(); cell.run(false); }
+      return;
+    }
+    var key = event.key;
+    var index = this.cells.indexOf(cell);
+    var handled = true;
+    if (key === 'Enter' && event.shiftKey) {
+      cell.run(true);
+    } else if (key === 'Enter') {
+      cell.editor.focus();
+    } else if (key === 'ArrowUp' || key === 'k') {
+      if (event.altKey) { this.cellOp(cell, 'up'); cell.el.focus(); }
+      else if (index > 0) { this.cells[index - 1].el.focus(); }
+    } else if (key === 'ArrowDown' || key === 'j') {
+      if (event.altKey) { this.cellOp(cell, 'down'); cell.el.focus(); }
+      else if (index < this.cells.length - 1) { this.cells[index + 1].el.focus(); }
+    } else if (key === 'a') {
+      this.insertCell('', index).el.focus();
+    } else if (key === 'b') {
+      this.addCell('', cell).el.focus();
+    } else if (key === 'd') {
+      if (this.armedDelete === cell) { this.armedDelete = null; this.deleteCell(cell); }
+      else { this.armedDelete = cell; var self = this;
+             setTimeout(function () { if (self.armedDelete === cell) { self.armedDelete = null; } }, 1000); }
+    } else if (key === 'z') {
+      this.undoDelete();
+    } else if (key === 'o') {
+      cell.clearOutputs();
+    } else if (key === '?' || key === 'h') {
+      toggleHelp();
+    } else {
+      handled = false;
+    }
+    if (handled) { event.preventDefault(); }
   };
 
   /* Shift-Enter: go to the next cell, making one at the end. */
@@ -1440,6 +1677,119 @@
     }
   }
 
+  async function restartAndRunAll() {
+    if (!view) { return; }
+    var current = view;
+    await envAction('restart');
+    if (view === current) { current.runCells(current.cells, {stopOnError: true}); }
+  }
+
+  function toggleHelp() {
+    var panel = $('help-panel');
+    panel.hidden = !panel.hidden;
+    $('btn-help').setAttribute('aria-expanded', String(!panel.hidden));
+    if (!panel.hidden) { $('btn-help-close').focus(); }
+  }
+
+  // -- the variables panel ------------------------------------------------------------------
+
+  function toggleVariables() {
+    var panel = $('variables-panel');
+    panel.hidden = !panel.hidden;
+    $('btn-variables').setAttribute('aria-expanded', String(!panel.hidden));
+    if (!panel.hidden && view) { view.refreshVariables(); }
+  }
+
+  /* The namespace's variables, if the panel shows: after each cell, and when opened. */
+  EnvView.prototype.refreshVariables = async function () {
+    if ($('variables-panel').hidden || this.closed) { return; }
+    var answer;
+    try {
+      answer = await api('GET', envPath(this.id, '/variables'), undefined, {signal: this.signal});
+    } catch (error) {
+      if (!this.closed) { setStatus('Could not list the variables: ' + describe(error), 'error'); }
+      return;
+    }
+    if (this.closed || view !== this) { return; }
+    var body = $('variables-body');
+    body.textContent = '';
+    var self = this;
+    (answer.variables || []).forEach(function (variable) {
+      var row = el('tr', 'variable');
+      row.tabIndex = 0;
+      row.dataset.name = variable.name;
+      row.appendChild(el('td', 'variable-name', variable.name));
+      row.appendChild(el('td', 'variable-type', variable.type));
+      row.appendChild(el('td', 'variable-repr', variable.repr));
+      row.appendChild(el('td', 'variable-len', variable.len === undefined ? '' : String(variable.len)));
+      function show() { self.inspectVariable(variable.name); }
+      row.addEventListener('click', show);
+      row.addEventListener('keydown', function (event) {
+        if (event.key === 'Enter') { event.preventDefault(); show(); }
+      });
+      body.appendChild(row);
+    });
+    $('variables-empty').hidden = (answer.variables || []).length > 0;
+  };
+
+  /* Click on a variable: what inspect says of it (type, signature, docstring). */
+  EnvView.prototype.inspectVariable = async function (name) {
+    var detail = $('variable-detail');
+    try {
+      var answer = await api('POST', envPath(this.id, '/inspect'), {code: name, detail_level: 0},
+                             {signal: this.signal});
+      var text = answer.data && answer.data['text/plain'];
+      detail.textContent = name + '\n' + stripAnsi(joinText(text || '(nothing to show)'));
+      detail.hidden = false;
+    } catch (error) {
+      setStatus('Could not inspect ' + name + ': ' + describe(error), 'error');
+    }
+  };
+
+  // -- opening a notebook -----------------------------------------------------------------------
+
+  /* Add a .ipynb's cells to the env's page; nothing runs until asked.  Markdown and raw
+     cells come as text blocks (not rendered: no HTML of the file reaches the page). */
+  async function openNotebook(event) {
+    var file = event.target.files && event.target.files[0];
+    event.target.value = '';
+    if (!file || !view) { return; }
+    var notebook;
+    try {
+      notebook = JSON.parse(await file.text());
+    } catch (error) {
+      setStatus(file.name + ' is not a notebook (not JSON): ' + error.message, 'error');
+      return;
+    }
+    if (!notebook || !Array.isArray(notebook.cells)) {
+      setStatus(file.name + ' is not a notebook: it has no list of cells.', 'error');
+      return;
+    }
+    var target = view;
+    var empty = target.cells.filter(function (cell) { return cell.n === null && !cell.editor.value.trim(); });
+    empty.forEach(function (cell) { target.cells.splice(target.cells.indexOf(cell), 1); cell.el.remove(); });
+    var code = 0, text = 0;
+    notebook.cells.forEach(function (cell) {
+      var source = joinText(cell && cell.source);
+      if (cell && cell.cell_type === 'code') {
+        target.addCell(source);
+        code++;
+      } else if (source.trim()) {
+        var block = el('div', 'text-cell', source);
+        block.dataset.cellType = String(cell && cell.cell_type);
+        $('cells').appendChild(block);
+        text++;
+      }
+    });
+    if (!target.cells.length || target.cells[target.cells.length - 1].editor.value.trim()) {
+      target.addCell('');
+    }
+    target.saveDrafts();
+    setStatus('Opened ' + file.name + ': ' + code + ' code cell' + (code === 1 ? '' : 's') +
+              (text ? ' and ' + text + ' text cell' + (text === 1 ? '' : 's') : '') +
+              '; nothing has run.', 'info');
+  }
+
   // -- frames report their height ---------------------------------------------------------
 
   window.addEventListener('message', function (event) {
@@ -1547,6 +1897,17 @@
     $('btn-fork').addEventListener('click', function () { envAction('fork'); });
     $('btn-delete').addEventListener('click', deleteEnv);
     $('btn-notebook').addEventListener('click', downloadNotebook);
+    $('btn-run-all').addEventListener('click', function () { if (view) { view.runCells(view.cells); } });
+    $('btn-restart-run-all').addEventListener('click', restartAndRunAll);
+    $('btn-undo-delete').addEventListener('click', function () { if (view) { view.undoDelete(); } });
+    $('btn-variables').addEventListener('click', toggleVariables);
+    $('btn-open').addEventListener('click', function () { $('file-open').click(); });
+    $('file-open').addEventListener('change', openNotebook);
+    $('btn-help').addEventListener('click', toggleHelp);
+    $('btn-help-close').addEventListener('click', toggleHelp);
+    $('help-panel').addEventListener('keydown', function (event) {
+      if (event.key === 'Escape') { event.preventDefault(); toggleHelp(); }
+    });
     $('btn-add-cell').addEventListener('click', function () {
       if (view) { view.addCell('').focus(); }
     });

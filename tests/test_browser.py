@@ -876,16 +876,68 @@ def test_a_notebook_opens_into_cells_that_have_not_run(page, driver, tmp_path):
     path.write_text(json.dumps(notebook))
     driver.find_element(By.ID, "file-open").send_keys(str(path))
     page.wait(lambda: "opened = 'yes'\n" in cell_codes(page), "the notebook's cells")
-    assert cell_codes(page)[:2] == ["opened = 'yes'\n", "opened"]
-    text = driver.find_element(By.CSS_SELECTOR, "#cells .text-cell")
-    assert "<script>" in text.text and page.js("return window.__pwned") is None
-    prompts = page.js("return Array.from(document.querySelectorAll('#cells .prompt-in'))"
+    assert cell_codes(page)[1:3] == ["opened = 'yes'\n", "opened"]
+    markdown = page.cells()[0]
+    assert "markdown" in markdown.get_attribute("class").split()
+    assert markdown.find_element(By.CSS_SELECTOR, ".markdown-rendered h1").text == "Title"
+    html = markdown.find_element(By.CSS_SELECTOR, ".markdown-rendered").get_attribute("innerHTML")
+    assert "<script" not in html and "onerror" not in html, html
+    assert page.js("return window.__pwned") is None
+    prompts = page.js("return Array.from(document.querySelectorAll("
+                      "'#cells .cell:not(.markdown) .prompt-in'))"
                       ".map(function (p) { return p.textContent; })")
     assert set(prompts) == {"In [ ]:"}  # nothing ran
     driver.find_element(By.ID, "btn-run-all").click()
-    page.wait_text(page.cells()[1], "'yes'", ".output-result")
+    page.wait_text(page.cells()[2], "'yes'", ".output-result")
     bad = tmp_path / "bad.ipynb"
     bad.write_text("not json")
     driver.find_element(By.ID, "file-open").send_keys(str(bad))
     page.wait(lambda: "not a notebook" in driver.find_element(By.ID, "status").text,
               "a clear refusal")
+
+
+def test_markdown_cells_render_sanitised_and_go_into_the_notebook(page, driver):
+    env = page.make_env("prose")
+    page.open(env)
+    page.wait_done(page.run("answer = 42"))
+    cell = page.cells()[-1]
+    page.set_code(cell, "# Findings\n\nThe *answer* is **42**; see "
+                        "[docs](https://example.org).\n\n<script>window.__md = 1</script>"
+                        "<img src=x onerror=\"window.__md = 2\">"
+                        "<a href=\"javascript:window.__md = 3\">bad link</a>")
+    page.editor(cell).send_keys(Keys.ESCAPE)
+    driver.switch_to.active_element.send_keys("m")
+    assert "markdown" in cell.get_attribute("class").split()
+    page.editor(cell).send_keys(Keys.SHIFT, Keys.ENTER)  # renders, never reaches the kernel
+    rendered = cell.find_element(By.CSS_SELECTOR, ".markdown-rendered")
+    page.wait(lambda: rendered.is_displayed(), "the markdown rendered")
+    assert rendered.find_element(By.TAG_NAME, "h1").text == "Findings"
+    assert rendered.find_element(By.TAG_NAME, "em").text == "answer"
+    assert rendered.find_element(By.TAG_NAME, "strong").text == "42"
+    html = rendered.get_attribute("innerHTML")
+    assert "<script" not in html and "onerror" not in html and "javascript:" not in html, html
+    assert page.js("return window.__md") is None
+    link = rendered.find_element(By.CSS_SELECTOR, "a[href='https://example.org']")
+    assert link.get_attribute("rel") == "noopener noreferrer"
+    screenshot(driver, "markdown-cell")
+    env_info = page.js("return document.getElementById('env-info').textContent")
+    assert "1 run" in env_info, env_info  # the markdown cell ran nothing
+
+    # the download: the server's history with the page's markdown cell where it stands
+    status, _, served = page.server.request("GET", "/envs/%s/notebook" % env)
+    assert status == 200 and [c["cell_type"] for c in served["cells"]] == ["code"]
+    merged = driver.execute_async_script("""
+        var done = arguments[arguments.length - 1];
+        var original = URL.createObjectURL;
+        URL.createObjectURL = function (blob) {
+          URL.createObjectURL = original;
+          blob.text().then(function (text) { done(JSON.parse(text)); });
+          return original.call(URL, blob);
+        };
+        document.getElementById('btn-notebook').click();""")
+    kinds = [c["cell_type"] for c in merged["cells"]]
+    assert kinds == ["code", "markdown"], kinds
+    assert merged["cells"][1]["source"].startswith("# Findings")
+    page.open(env)  # a reload keeps the markdown cell (the tab's drafts), rendered
+    page.wait(lambda: page.js("return !!document.querySelector('.cell.markdown h1')"),
+              "the markdown cell after a reload")

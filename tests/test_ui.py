@@ -11,6 +11,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import webtest
 
+from helpers import ROOT
 from wsgikernel import ui
 
 STATIC = ui.STATIC_DIR
@@ -91,7 +92,9 @@ def test_the_page_has_no_inline_script_style_or_handlers(anon):
     scripts = [attrs["src"] for tag, attrs in page.tags if tag == "script"]
     styles = [attrs["href"] for tag, attrs in page.tags
               if tag == "link" and attrs.get("rel") == "stylesheet"]
-    assert scripts == ["ui/app.js"] and styles == ["ui/style.css"]
+    # the vendored libraries (scripts/build-console.sh), then the page's own
+    assert scripts == ["ui/marked.umd.js", "ui/purify.min.js", "ui/app.js"]
+    assert styles == ["ui/style.css"]
 
 
 def test_head_of_the_page(anon):
@@ -214,7 +217,7 @@ def test_everything_the_page_links_works_under_a_mount_prefix(app):
     links = [attrs.get("src") or attrs.get("href") for tag, attrs in parse(page.text).tags
              if tag in ("script", "link") and (attrs.get("src") or attrs.get("href"))]
     links = [link for link in links if not link.startswith("data:")]
-    assert len(links) == 2
+    assert len(links) == 4
     for link in links:
         path = urlsplit(urljoin(base, link)).path
         assert path.startswith("/tools/kernel/ui/"), path
@@ -227,3 +230,20 @@ def test_everything_the_page_links_works_under_a_mount_prefix(app):
 
 def test_the_service_index_links_the_console(testapp):
     assert testapp.get("/").json["links"]["ui"].endswith("/ui")
+
+
+def test_the_vendored_libraries_are_the_pinned_ones_with_their_licenses():
+    """scripts/build-console.sh pins each library (version and tarball hash) and copies
+    its built file and license; the files here are what it copied."""
+    script = open(os.path.join(ROOT, "scripts", "build-console.sh"), encoding="utf-8").read()
+    pinned = dict(re.findall(r"^(marked|dompurify) (\S+) [0-9a-f]{64} ", script, re.M))
+    assert set(pinned) == {"marked", "dompurify"}, pinned
+    for name, banner, license_file, terms in (
+            ("marked.umd.js", "marked v%s" % pinned["marked"], "marked.umd.LICENSE.txt",
+             "Permission is hereby granted"),  # MIT
+            ("purify.min.js", "DOMPurify %s" % pinned["dompurify"], "purify.min.LICENSE.txt",
+             "Apache License")):  # DOMPurify is Apache-2.0 or MPL-2.0: we take Apache-2.0
+        with open(os.path.join(STATIC, name), encoding="utf-8") as handle:
+            assert banner in handle.read(2000), name
+        with open(os.path.join(STATIC, license_file), encoding="utf-8") as handle:
+            assert terms in handle.read(), license_file

@@ -485,6 +485,7 @@
     ['run-above', '\u25B6\u2191', 'Run every cell above this one'],
     ['run-below', '\u25B6\u2193', 'Run this cell and every one below'],
     ['clear', '\u2300', 'Clear the outputs of this cell'],
+    ['type', 'M\u2194', 'Markdown cell or code cell (M / Y in command mode)'],
     ['delete', '\u2715', 'Delete the cell (D, D in command mode; Undo delete brings it back)']
   ];
 
@@ -536,6 +537,11 @@
     input.appendChild(wrap);
     input.appendChild(tools);
     this.outputs = el('div', 'cell-output');
+    this.type = 'code';
+    this.rendered = el('div', 'markdown-rendered');
+    this.rendered.hidden = true;
+    this.rendered.addEventListener('dblclick', function () { self.editMarkdown(); });
+    wrap.appendChild(this.rendered);
     this.meta = el('div', 'cell-meta');
     this.el.appendChild(cellOps(this));
     this.el.appendChild(input);
@@ -801,9 +807,54 @@
     }
   };
 
+  /* A code cell, or a markdown one: rendered by marked, sanitised by DOMPurify, never
+     sent to the kernel.  ``render``: show it rendered at once. */
+  Cell.prototype.setType = function (type, render) {
+    if (this.n !== null && type === 'markdown') {
+      setStatus('A cell that ran stays a code cell.', 'info');
+      return this;
+    }
+    this.type = type;
+    this.el.classList.toggle('markdown', type === 'markdown');
+    this.setPrompt(type === 'markdown' ? '' : 'In [ ]:');
+    if (type === 'markdown') { this.clearOutputs(); this.meta.textContent = ''; }
+    if (type === 'markdown' && render) { this.renderMarkdown(); } else { this.editMarkdown(true); }
+    this.env.saveDrafts();
+    return this;
+  };
+
+  Cell.prototype.renderMarkdown = function () {
+    var source = this.editor.value;
+    this.rendered.textContent = '';
+    if (window.marked && window.DOMPurify) {
+      var html = window.marked.parse(source, {async: false});
+      this.rendered.appendChild(window.DOMPurify.sanitize(html, {RETURN_DOM_FRAGMENT: true}));
+    } else {  // the vendored files did not load: the text, never HTML
+      this.rendered.appendChild(el('pre', 'markdown-source', source));
+    }
+    this.rendered.querySelectorAll('a[href]').forEach(function (link) {
+      link.target = '_blank';
+      link.rel = 'noopener noreferrer';
+    });
+    this.rendered.hidden = false;
+    this.editor.hidden = true;
+  };
+
+  Cell.prototype.editMarkdown = function (quiet) {
+    this.rendered.hidden = true;
+    this.editor.hidden = false;
+    if (!quiet) { this.editor.focus(); this.autosize(); }
+  };
+
   Cell.prototype.run = async function (advance, options) {
     var env = this.env;
     var code = this.editor.value;
+    if (this.type === 'markdown') {
+      this.closePopups();
+      this.renderMarkdown();
+      if (advance) { env.focusAfter(this); } else { this.el.focus(); }
+      return;
+    }
     this.closePopups();
     if (advance) { env.focusAfter(this); }
     if (!code.trim()) { return; }
@@ -1255,7 +1306,12 @@
     });
     var drafts = [];
     try { drafts = JSON.parse(sessionStorage.getItem(DRAFTS_KEY + this.id) || '[]'); } catch (e) { drafts = []; }
-    drafts.forEach(function (code) { if (typeof code === 'string') { self.addCell(code); } });
+    drafts.forEach(function (code) {
+      if (typeof code === 'string') { self.addCell(code); }
+      else if (code && code.type === 'markdown' && typeof code.source === 'string') {
+        self.addCell(code.source).setType('markdown', true);
+      }
+    });
     if (!drafts.length) { this.addCell(''); }
     container.removeAttribute('aria-busy');
     container.dataset.loaded = 'true';
@@ -1315,6 +1371,8 @@
       this.addCell('', cell).focus();
     } else if (op === 'clear') {
       cell.clearOutputs();
+    } else if (op === 'type') {
+      cell.setType(cell.type === 'markdown' ? 'code' : 'markdown', false);
     } else if (op === 'delete') {
       this.deleteCell(cell);
     } else if (op === 'run-above') {
@@ -1353,7 +1411,8 @@
   /* Run ``cells`` in order (each waits for the one before it to be accepted). */
   EnvView.prototype.runCells = function (cells, options) {
     cells.forEach(function (cell) {
-      if (cell.editor.value.trim()) { cell.run(false, options); }
+      if (cell.type === 'markdown') { cell.renderMarkdown(); }
+      else if (cell.editor.value.trim()) { cell.run(false, options); }
     });
   };
 
@@ -1369,7 +1428,7 @@
     if (key === 'Enter' && event.shiftKey) {
       cell.run(true);
     } else if (key === 'Enter') {
-      cell.editor.focus();
+      if (cell.type === 'markdown') { cell.editMarkdown(); } else { cell.editor.focus(); }
     } else if (key === 'ArrowUp' || key === 'k') {
       if (event.altKey) { this.cellOp(cell, 'up'); cell.el.focus(); }
       else if (index > 0) { this.cells[index - 1].el.focus(); }
@@ -1388,6 +1447,10 @@
       this.undoDelete();
     } else if (key === 'o') {
       cell.clearOutputs();
+    } else if (key === 'm') {
+      cell.setType('markdown', false);
+    } else if (key === 'y') {
+      cell.setType('code');
     } else if (key === '?' || key === 'h') {
       toggleHelp();
     } else {
@@ -1404,9 +1467,11 @@
   };
 
   EnvView.prototype.saveDrafts = function () {
-    if (this.closed) { return; }
+    if (this.closed || $('cells').dataset.loaded !== 'true') { return; }  // not while opening
     var drafts = this.cells.filter(function (cell) { return cell.n === null && cell.editor.value.trim(); })
-      .map(function (cell) { return cell.editor.value; });
+      .map(function (cell) {
+        return cell.type === 'markdown' ? {type: 'markdown', source: cell.editor.value} : cell.editor.value;
+      });
     try {
       if (drafts.length) {
         sessionStorage.setItem(DRAFTS_KEY + this.id, JSON.stringify(drafts));
@@ -1656,13 +1721,45 @@
     refreshEnvs().catch(function () {});
   }
 
+  /* The server's notebook of the history, in the page's order and with the page's
+     markdown cells where they stand (the server never saw them). */
+  function withPageCells(notebook, page) {
+    if (!notebook || !Array.isArray(notebook.cells)) { return notebook; }
+    var hasMarkdown = page.cells.some(function (cell) { return cell.type === 'markdown'; });
+    if (!hasMarkdown) { return notebook; }
+    var byCount = new Map();
+    var rest = [];
+    notebook.cells.forEach(function (cell) {
+      if (cell.cell_type === 'code' && typeof cell.execution_count === 'number' &&
+          !byCount.has(cell.execution_count)) {
+        byCount.set(cell.execution_count, cell);
+      } else {
+        rest.push(cell);
+      }
+    });
+    var cells = rest.filter(function (cell) { return cell.cell_type !== 'code'; });  // the lineage note
+    page.cells.forEach(function (cell, index) {
+      if (cell.type === 'markdown') {
+        cells.push({cell_type: 'markdown', id: 'md-' + index, metadata: {},
+                    source: cell.editor.value});
+      } else if (cell.n !== null && byCount.has(cell.n)) {
+        cells.push(byCount.get(cell.n));
+        byCount.delete(cell.n);
+      }
+    });
+    byCount.forEach(function (cell) { cells.push(cell); });  // ran, but not on this page
+    return Object.assign({}, notebook, {cells: cells});
+  }
+
   async function downloadNotebook() {
     if (!view) { return; }
     var id = view.id;
     try {
       var response = await request('GET', envPath(id, '/notebook'), undefined,
                                    {accept: 'application/x-ipynb+json, application/json'});
-      var blob = await response.blob();
+      var notebook = withPageCells(await response.json(), view);
+      var blob = new Blob([JSON.stringify(notebook, null, 1) + '\n'],
+                          {type: 'application/x-ipynb+json'});
       var url = URL.createObjectURL(blob);
       var link = el('a');
       link.href = url;
@@ -1748,8 +1845,8 @@
 
   // -- opening a notebook -----------------------------------------------------------------------
 
-  /* Add a .ipynb's cells to the env's page; nothing runs until asked.  Markdown and raw
-     cells come as text blocks (not rendered: no HTML of the file reaches the page). */
+  /* Add a .ipynb's cells to the env's page; nothing runs until asked.  Markdown cells
+     are rendered (sanitised), raw ones come as text blocks. */
   async function openNotebook(event) {
     var file = event.target.files && event.target.files[0];
     event.target.value = '';
@@ -1774,6 +1871,9 @@
       if (cell && cell.cell_type === 'code') {
         target.addCell(source);
         code++;
+      } else if (cell && cell.cell_type === 'markdown') {
+        target.addCell(source).setType('markdown', true);
+        text++;
       } else if (source.trim()) {
         var block = el('div', 'text-cell', source);
         block.dataset.cellType = String(cell && cell.cell_type);

@@ -796,6 +796,20 @@ def test_command_mode_keys_and_the_help_panel(page, driver):
     assert cell_codes(page) == ["first = 1"]
     driver.switch_to.active_element.send_keys("z")
     assert len(page.cells()) == 2
+    driver.switch_to.active_element.send_keys("d")
+    driver.switch_to.active_element.send_keys("d")
+    page.open(env)  # the delete was saved: the reload brings back one cell, not two
+    assert len(page.cells()) == 1, cell_codes(page)
+    cell = page.cells()[-1]
+    page.set_code(cell, "first = 1")
+    page.editor(cell).send_keys(Keys.CONTROL, Keys.ENTER)
+    page.wait_done(cell)
+    page.editor(cell).send_keys(Keys.ESCAPE)
+    driver.switch_to.active_element.send_keys("y")  # it is code already: nothing changes
+    assert cell.find_element(By.CSS_SELECTOR, ".prompt-in").text == "In [1]:"
+    driver.switch_to.active_element.send_keys("m")  # it ran: it stays code
+    assert "markdown" not in cell.get_attribute("class").split()
+    driver.switch_to.active_element.send_keys("b")
     driver.switch_to.active_element.send_keys("?")
     help_panel = driver.find_element(By.ID, "help-panel")
     assert help_panel.get_attribute("hidden") is None and "Command mode" in help_panel.text
@@ -816,7 +830,7 @@ def test_restart_and_run_all_stops_at_the_first_error(page, driver):
     page.wait_done(third)
     page.wait_text(page.cells()[1], "ZeroDivisionError")
     assert "never" not in page.text(third, ".output-stream")
-    page.wait_text(third, "stop_on_error")  # aborted: the cell before it failed
+    page.wait_text(third, "Not run: a cell above failed")
     # nothing had run before the restart: no divider
     assert len(driver.find_elements(By.CSS_SELECTOR, ".restart-divider")) == 0
 
@@ -830,6 +844,12 @@ def test_ansi_colours_and_long_outputs(page, driver):
     red = cell.find_element(By.CSS_SELECTOR, ".output-stream .ansi-fg-1")
     assert red.text == "red"
     assert cell.find_element(By.CSS_SELECTOR, ".ansi-fg-2.ansi-bold").text == "bold green"
+    odd = page.run("print('\x1b[38;5;34mx256\x1b[0m')")
+    page.wait_text(odd, "x256")
+    assert not odd.find_elements(By.CSS_SELECTOR, ".ansi-bold, .ansi-fg-4")  # 5;34 is no code
+    bar = page.run("print('\x1b[32mfoo\x1b[0m\\rba')")  # a progress bar's rewrite
+    page.wait_text(bar, "bao")
+    assert "32m" not in page.text(bar), page.text(bar)
     long = page.run("for i in range(500): print('line', i)")
     page.wait_done(long)
     pre = long.find_element(By.CSS_SELECTOR, "pre.output-stream")
@@ -904,6 +924,7 @@ def test_markdown_cells_render_sanitised_and_go_into_the_notebook(page, driver):
     page.set_code(cell, "# Findings\n\nThe *answer* is **42**; see "
                         "[docs](https://example.org).\n\n<script>window.__md = 1</script>"
                         "<img src=x onerror=\"window.__md = 2\">"
+                        "<div id=\"help-panel\">fake</div><input id=\"token-input\">"
                         "<a href=\"javascript:window.__md = 3\">bad link</a>")
     page.editor(cell).send_keys(Keys.ESCAPE)
     driver.switch_to.active_element.send_keys("m")
@@ -917,6 +938,8 @@ def test_markdown_cells_render_sanitised_and_go_into_the_notebook(page, driver):
     html = rendered.get_attribute("innerHTML")
     assert "<script" not in html and "onerror" not in html and "javascript:" not in html, html
     assert page.js("return window.__md") is None
+    assert page.js("return document.getElementById('help-panel').closest('#cells')") is None
+    assert page.js("return document.querySelector('#cells input')") is None  # no controls
     link = rendered.find_element(By.CSS_SELECTOR, "a[href='https://example.org']")
     assert link.get_attribute("rel") == "noopener noreferrer"
     screenshot(driver, "markdown-cell")

@@ -191,6 +191,12 @@
   var ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07/g;
   function stripAnsi(text) { return text.replace(ANSI, ''); }
 
+  /* A stream as a terminal shows it: carriage returns applied, then colours (a line
+     rewritten with \r loses its colours: an escape sequence has no width there). */
+  function streamNodes(text) {
+    return ansiNodes(text.indexOf('\r') >= 0 ? applyCarriageReturns(stripAnsi(text)) : text);
+  }
+
   /* Text with ANSI SGR colours (ESC[31m, ESC[1;92m, ESC[0m...) as spans of classes
      ansi-fg-N, ansi-bg-N, ansi-bold; every other escape sequence is dropped.  The
      text goes in as text nodes: nothing of it is ever parsed as HTML. */
@@ -215,9 +221,12 @@
       emit(text.slice(at, found.index));
       at = pattern.lastIndex;
       if (found[1] === undefined) { continue; }  // not a colour: dropped
-      (found[1] || '0').split(';').forEach(function (part) {
-        var code = parseInt(part || '0', 10);
-        if (code === 0) { style = {fg: null, bg: null, bold: false}; }
+      var codes = (found[1] || '0').split(';');
+      for (var i = 0; i < codes.length; i++) {
+        var code = parseInt(codes[i] || '0', 10);
+        if (code === 38 || code === 48) {  // 256 colours (5;N) or RGB (2;R;G;B): not shown
+          i += codes[i + 1] === '5' ? 2 : (codes[i + 1] === '2' ? 4 : 0);
+        } else if (code === 0) { style = {fg: null, bg: null, bold: false}; }
         else if (code === 1) { style.bold = true; }
         else if (code === 22) { style.bold = false; }
         else if (code >= 30 && code <= 37) { style.fg = code - 30; }
@@ -226,7 +235,7 @@
         else if (code >= 40 && code <= 47) { style.bg = code - 40; }
         else if (code >= 100 && code <= 107) { style.bg = code - 100 + 8; }
         else if (code === 49) { style.bg = null; }
-      });
+      }
     }
     emit(text.slice(at));
     return out;
@@ -381,7 +390,7 @@
       if (frame.contentWindow) {
         frame.contentWindow.postMessage({wsgikernelFrame: 'render', html: html}, '*');
       }
-    }, {once: true});
+    });  // every load: moving a cell in the page reloads its frames
     frame.src = FRAME_URL;
     return frame;
   }
@@ -578,7 +587,7 @@
   };
 
   Cell.prototype.focus = function () {
-    this.editor.focus();
+    if (this.editor.hidden) { this.el.focus(); } else { this.editor.focus(); }
     this.el.scrollIntoView({block: 'nearest'});
   };
 
@@ -643,12 +652,12 @@
           last.node.appendChild(document.createTextNode(text));
         } else {
           last.node.textContent = '';
-          last.node.appendChild(ansiNodes(applyCarriageReturns(last.text)));
+          last.node.appendChild(streamNodes(last.text));
         }
         return;
       }
       var pre = el('pre', 'output-stream ' + name);
-      pre.appendChild(ansiNodes(applyCarriageReturns(text)));
+      pre.appendChild(streamNodes(text));
       this.outputs.appendChild(pre);
       this.lastStream = {name: name, text: text, node: pre};
       return;
@@ -810,8 +819,9 @@
   /* A code cell, or a markdown one: rendered by marked, sanitised by DOMPurify, never
      sent to the kernel.  ``render``: show it rendered at once. */
   Cell.prototype.setType = function (type, render) {
-    if (this.n !== null && type === 'markdown') {
-      setStatus('A cell that ran stays a code cell.', 'info');
+    if (type === this.type) { return this; }
+    if ((this.n !== null || this.running) && type === 'markdown') {
+      setStatus('A cell that ran (or is running) stays a code cell.', 'info');
       return this;
     }
     this.type = type;
@@ -828,7 +838,11 @@
     this.rendered.textContent = '';
     if (window.marked && window.DOMPurify) {
       var html = window.marked.parse(source, {async: false});
-      this.rendered.appendChild(window.DOMPurify.sanitize(html, {RETURN_DOM_FRAGMENT: true}));
+      // No id or name of the page's own (ids become user-content-...), no form controls.
+      this.rendered.appendChild(window.DOMPurify.sanitize(html, {
+        RETURN_DOM_FRAGMENT: true, SANITIZE_NAMED_PROPS: true,
+        FORBID_TAGS: ['form', 'input', 'button', 'textarea', 'select', 'option'],
+        FORBID_ATTR: ['name']}));
     } else {  // the vendored files did not load: the text, never HTML
       this.rendered.appendChild(el('pre', 'markdown-source', source));
     }
@@ -1003,6 +1017,7 @@
 
   Cell.prototype.onKeyDown = function (event) {
     var area = this.editor;
+    if (this.type === 'markdown') { this.onMarkdownKey(event); return; }
     if (this.completer && this.completer.onKey(event)) { return; }
     if (event.key === 'Escape') {
       if (this.popup || this.completer) {
@@ -1054,6 +1069,22 @@
       return;
     }
     this.tabEscapes = false;
+  };
+
+  /* A markdown cell's editor is plain text: Esc, run (render) and move only. */
+  Cell.prototype.onMarkdownKey = function (event) {
+    if (event.key === 'Escape') { event.preventDefault(); this.el.focus(); return; }
+    if (event.key === 'Enter' && !event.isComposing && (event.shiftKey || event.ctrlKey ||
+                                                      event.metaKey) && !event.altKey) {
+      event.preventDefault();
+      this.run(event.shiftKey);
+      return;
+    }
+    if (event.altKey && !event.ctrlKey && (event.key === 'ArrowUp' || event.key === 'ArrowDown')) {
+      event.preventDefault();
+      this.env.cellOp(this, event.key === 'ArrowUp' ? 'up' : 'down');
+      this.editor.focus();
+    }
   };
 
   /* Enter: a newline with the indent the code needs (the kernel's is_complete decides). */
@@ -1265,8 +1296,10 @@
     var line = el('div', 'restart-divider', 'Kernel restarted \u00B7 session ' + session);
     line.setAttribute('role', 'separator');
     line.dataset.session = session;
-    var before = this.cells.find(function (cell) { return cell.n === null && !cell.running; });
-    $('cells').insertBefore(line, before ? before.el : null);
+    var ran = this.cells.filter(function (cell) { return cell.n !== null && !cell.running; });
+    var after = ran[ran.length - 1];
+    var container = $('cells');
+    container.insertBefore(line, after ? after.el.nextSibling : container.firstChild);
   };
 
   /* The env's session now: a new one (restart, restore, undo) gets its divider, once. */
@@ -1304,6 +1337,8 @@
       var cell = self.addCell(record.code);
       cell.showRecord(record);
     });
+    var listed = envs.get(this.id);
+    if (this.session === null && listed) { this.session = listed.session; }  // nothing ran yet
     var drafts = [];
     try { drafts = JSON.parse(sessionStorage.getItem(DRAFTS_KEY + this.id) || '[]'); } catch (e) { drafts = []; }
     drafts.forEach(function (code) {
@@ -1315,6 +1350,7 @@
     if (!drafts.length) { this.addCell(''); }
     container.removeAttribute('aria-busy');
     container.dataset.loaded = 'true';
+    this.refreshVariables();
     var last = this.cells[this.cells.length - 1];
     if (last) { last.focus(); }
   };
@@ -1391,6 +1427,7 @@
     this.deleted.push({cell: cell, index: index});
     $('btn-undo-delete').hidden = false;
     if (!this.cells.length) { this.addCell(''); }
+    this.saveDrafts();
     var next = this.cells[Math.min(index, this.cells.length - 1)];
     if (next) { next.el.focus(); }
     setStatus('Cell deleted. Undo delete (Z in command mode) brings it back.', 'info');
@@ -1408,12 +1445,34 @@
     this.saveDrafts();
   };
 
-  /* Run ``cells`` in order (each waits for the one before it to be accepted). */
-  EnvView.prototype.runCells = function (cells, options) {
-    cells.forEach(function (cell) {
-      if (cell.type === 'markdown') { cell.renderMarkdown(); }
-      else if (cell.editor.value.trim()) { cell.run(false, options); }
-    });
+  /* Run ``cells`` in order (each waits for the one before it to be accepted).  With
+     ``stopOnError`` each waits for the one before it to finish, and none runs after a
+     failure (the server's stop_on_error only covers what was queued already). */
+  EnvView.prototype.runCells = async function (cells, options) {
+    if (!(options && options.stopOnError)) {
+      cells.forEach(function (cell) {
+        if (cell.type === 'markdown') { cell.renderMarkdown(); }
+        else if (cell.editor.value.trim()) { cell.run(false); }
+      });
+      return;
+    }
+    for (var i = 0; i < cells.length; i++) {
+      var cell = cells[i];
+      if (this.closed) { return; }
+      if (cell.type === 'markdown') { cell.renderMarkdown(); continue; }
+      if (!cell.editor.value.trim()) { continue; }
+      await cell.run(false);
+      var status = cell.el.dataset.status;
+      if (status === 'error' || status === 'aborted') {
+        cells.slice(i + 1).forEach(function (rest) {
+          if (rest.type === 'markdown' || !rest.editor.value.trim()) { return; }
+          rest.clearOutputs();
+          rest.note('Not run: a cell above failed (Restart & run all stops at the first error).',
+                    'warning');
+        });
+        return;
+      }
+    }
   };
 
   /* Keys of command mode (a cell focused, not its editor), as in Jupyter. */
@@ -1615,6 +1674,9 @@
     if (view && view.id === id) { return; }
     if (view) { view.close(); }
     view = new EnvView(id);
+    $('variables-body').textContent = '';
+    $('variable-detail').hidden = true;
+    $('btn-undo-delete').hidden = true;
     $('welcome').hidden = true;
     $('env-view').hidden = false;
     $('env-title').textContent = id;
@@ -1678,6 +1740,8 @@
           $('btn-restart').disabled = false;
         }
         setStatus('Restarted ' + id + ' (session ' + env.session + ').', 'info');
+        refreshEnvs().catch(function () {});
+        return env;
       } else if (action === 'interrupt') {
         await api('POST', envPath(id, '/interrupt'), {});
         setStatus('Interrupted ' + id + '.', 'info');
@@ -1695,6 +1759,7 @@
       setStatus(action + ' failed: ' + describe(error), 'error');
     }
     refreshEnvs().catch(function () {});
+    return null;
   }
 
   var deleteArmed = null;
@@ -1727,28 +1792,32 @@
     if (!notebook || !Array.isArray(notebook.cells)) { return notebook; }
     var hasMarkdown = page.cells.some(function (cell) { return cell.type === 'markdown'; });
     if (!hasMarkdown) { return notebook; }
+    // Each code cell of the history with the cells of the server's that came before it
+    // (a restart's or a restore's note); the lineage note of a fork stays first.
     var byCount = new Map();
-    var rest = [];
-    notebook.cells.forEach(function (cell) {
+    var pending = [];
+    var cells = [];
+    notebook.cells.forEach(function (cell, index) {
+      if (index === 0 && cell.cell_type !== 'code') { cells.push(cell); return; }
       if (cell.cell_type === 'code' && typeof cell.execution_count === 'number' &&
           !byCount.has(cell.execution_count)) {
-        byCount.set(cell.execution_count, cell);
+        byCount.set(cell.execution_count, pending.concat([cell]));
+        pending = [];
       } else {
-        rest.push(cell);
+        pending.push(cell);
       }
     });
-    var cells = rest.filter(function (cell) { return cell.cell_type !== 'code'; });  // the lineage note
     page.cells.forEach(function (cell, index) {
       if (cell.type === 'markdown') {
         cells.push({cell_type: 'markdown', id: 'md-' + index, metadata: {},
                     source: cell.editor.value});
       } else if (cell.n !== null && byCount.has(cell.n)) {
-        cells.push(byCount.get(cell.n));
+        cells.push.apply(cells, byCount.get(cell.n));
         byCount.delete(cell.n);
       }
     });
-    byCount.forEach(function (cell) { cells.push(cell); });  // ran, but not on this page
-    return Object.assign({}, notebook, {cells: cells});
+    byCount.forEach(function (group) { cells.push.apply(cells, group); });  // not on this page
+    return Object.assign({}, notebook, {cells: cells.concat(pending)});
   }
 
   async function downloadNotebook() {
@@ -1777,8 +1846,12 @@
   async function restartAndRunAll() {
     if (!view) { return; }
     var current = view;
-    await envAction('restart');
-    if (view === current) { current.runCells(current.cells, {stopOnError: true}); }
+    var env = await envAction('restart');
+    if (!env || view !== current) { return; }  // the restart failed (it said why): nothing runs
+    // The page is run again from the top: no divider, the cells are the new session's.
+    document.querySelectorAll('#cells .restart-divider').forEach(function (line) { line.remove(); });
+    current.session = env.session;
+    current.runCells(current.cells, {stopOnError: true});
   }
 
   function toggleHelp() {
@@ -1799,7 +1872,9 @@
 
   /* The namespace's variables, if the panel shows: after each cell, and when opened. */
   EnvView.prototype.refreshVariables = async function () {
-    if ($('variables-panel').hidden || this.closed) { return; }
+    if ($('variables-panel').hidden || this.closed || view !== this ||
+        $('cells').dataset.loaded !== 'true') { return; }
+    var asked = this.variablesAsked = (this.variablesAsked || 0) + 1;
     var answer;
     try {
       answer = await api('GET', envPath(this.id, '/variables'), undefined, {signal: this.signal});
@@ -1807,7 +1882,7 @@
       if (!this.closed) { setStatus('Could not list the variables: ' + describe(error), 'error'); }
       return;
     }
-    if (this.closed || view !== this) { return; }
+    if (this.closed || view !== this || asked !== this.variablesAsked) { return; }  // a newer one
     var body = $('variables-body');
     body.textContent = '';
     var self = this;
@@ -1927,10 +2002,13 @@
 
   // The next poll is scheduled when this one is done: a slow server never has two
   // listings of ours in flight (setInterval piled them up).
-  function schedulePoll() {
+  var polling = false;
+  function schedulePoll(delay) {
     pollTimer = setTimeout(async function () {
-      try { await poll(); } finally { schedulePoll(); }
-    }, POLL_MS);
+      if (polling) { return; }  // a turn in flight schedules the next one itself
+      polling = true;
+      try { await poll(); } finally { polling = false; schedulePoll(); }
+    }, delay === undefined ? POLL_MS : delay);
   }
 
   async function connect() {
@@ -2011,7 +2089,10 @@
     $('btn-add-cell').addEventListener('click', function () {
       if (view) { view.addCell('').focus(); }
     });
-    document.addEventListener('visibilitychange', function () { if (!document.hidden) { poll(); } });
+    document.addEventListener('visibilitychange', function () {
+      // at once, but still one listing at a time: the chain's next turn comes now
+      if (!document.hidden && pollTimer) { clearTimeout(pollTimer); pollTimer = null; schedulePoll(0); }
+    });
     connect();
   }
 

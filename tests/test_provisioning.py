@@ -74,9 +74,13 @@ def test_prepare_gives_an_address_and_a_key_only_for_tcp(state_dir, transport):
                     reason="this interpreter's path looks like a kernel's command line")
 def test_a_process_that_is_not_a_kernel_is_never_signalled():
     """A pid in env.json that now belongs to something else (reused after a reboot)."""
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
-                                start_new_session=True)
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(30)"],
+        start_new_session=True, stdout=subprocess.PIPE)
     try:
+        # Popen returns while exec may still be setting up the new image, when its
+        # command line reads empty (as a kernel's does while it exits): wait for it to run
+        assert stranger.stdout.readline() == b"up\n"
         provisioner = LocalProvisioner({"supervisor_pid": stranger.pid, "pid": stranger.pid})
         assert not provisioner.running()  # not one of ours: its command line says so
         provisioner.send_signal(signal.SIGTERM)
@@ -86,3 +90,4 @@ def test_a_process_that_is_not_a_kernel_is_never_signalled():
     finally:
         stranger.kill()
         stranger.wait(10)
+        stranger.stdout.close()

@@ -9,6 +9,11 @@
 # marked renders markdown cells; DOMPurify sanitises what it renders (no script, no
 # event handler, no javascript: URL reaches the page). Each package is the registry's
 # tarball at a pinned version, checked against its pinned SHA-256 before use.
+#
+# CodeMirror 6 (each cell's editor) ships as ES modules only: scripts/console/ pins it
+# (package.json, and package-lock.json whose integrity hashes npm ci checks) and esbuild,
+# also pinned there, bundles the parts codemirror-entry.mjs names into one file with the
+# licenses of every package inside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATIC=wsgikernel/static
@@ -43,4 +48,27 @@ while read -r name version sha file vendored license; do
     fi
   done
 done <<< "$PACKAGES"
+
+deliver() {  # deliver SRC DEST: copy, or compare under --check
+  if [ "$check" = "--check" ]; then
+    cmp -s "$1" "$2" || { echo "build-console: $2 differs from its build" >&2; status=1; }
+  else
+    cp "$1" "$2"
+    echo "$2 <- $3"
+  fi
+}
+mkdir "$work/console"
+cp scripts/console/package.json scripts/console/package-lock.json \
+   scripts/console/codemirror-entry.mjs scripts/console/licenses.mjs "$work/console/"
+(
+  cd "$work/console"
+  npm ci --silent --no-audit --no-fund >/dev/null
+  ./node_modules/.bin/esbuild codemirror-entry.mjs --bundle --format=iife --global-name=CM \
+    --minify --legal-comments=none --target=es2018 --log-level=warning \
+    --metafile=meta.json --outfile=codemirror.min.js
+  node licenses.mjs meta.json codemirror.min.js > codemirror.min.LICENSE.txt
+)
+deliver "$work/console/codemirror.min.js" "$STATIC/codemirror.min.js" "scripts/console (esbuild)"
+deliver "$work/console/codemirror.min.LICENSE.txt" "$STATIC/codemirror.min.LICENSE.txt" \
+  "the bundled packages' licenses"
 exit $status

@@ -15,6 +15,17 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-dev-shm-usage", "--window-size=1280,1000")
 
 
+# A cell's editor is CodeMirror's (wsgikernel/static/editor.js): its text is read and set
+# through CodeMirror's public API, found from the cell's .cm-editor node.
+EDITOR = "CM.EditorView.findFromDOM(arguments[0].querySelector('.cm-editor'))"
+GET_CODE = "return %s.state.doc.toString();" % EDITOR
+SET_CODE = ("var view = %s; view.dispatch({changes: {from: 0, to: view.state.doc.length,"
+            " insert: arguments[1]}, selection: {anchor: arguments[1].length}}); view.focus();"
+            % EDITOR)
+CODES = ("return Array.from(document.querySelectorAll('#cells .cell .cm-editor')).map("
+         "function (n) { return CM.EditorView.findFromDOM(n).state.doc.toString(); });")
+
+
 def chromium_problem():
     """Why the browser tests cannot run here, or None."""
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):

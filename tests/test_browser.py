@@ -16,7 +16,7 @@ from wsgiref.simple_server import make_server
 
 import pytest
 
-from browser_helpers import WAIT, chromium, chromium_problem
+from browser_helpers import CODES, EDITOR, GET_CODE, SET_CODE, WAIT, chromium, chromium_problem
 from helpers import ROOT, TOKEN, LiveServer, wait_for
 
 if chromium_problem():
@@ -143,12 +143,15 @@ class Page:
         return self.driver.find_elements(By.CSS_SELECTOR, "#cells .cell")
 
     def editor(self, cell):
-        return cell.find_element(By.CSS_SELECTOR, "textarea")
+        """The element a user types into: CodeMirror's content."""
+        return cell.find_element(By.CSS_SELECTOR, ".cm-content")
+
+    def code(self, cell):
+        return self.js(GET_CODE, cell)
 
     def set_code(self, cell, code):
         """Put code in a cell's editor (typing would go through auto-indent)."""
-        self.js("var t = arguments[0]; t.value = arguments[1]; t.focus();"
-                "t.dispatchEvent(new Event('input', {bubbles: true}));", self.editor(cell), code)
+        self.js(SET_CODE, cell, code)
 
     def run(self, code, keys=(Keys.SHIFT, Keys.ENTER)):
         """Run code in the last cell with Shift-Enter; the cell it ran in."""
@@ -321,9 +324,9 @@ def test_tab_completes_and_shift_tab_shows_help(page, driver):
     page.wait(lambda: cell.find_elements(By.CSS_SELECTOR, ".completer li"), "the pick list")
     choices = [li.text for li in cell.find_elements(By.CSS_SELECTOR, ".completer li")]
     assert choices == ["myfunc", "myfunc_two"]
-    assert editor.get_attribute("value") == "myfunc"  # the common prefix is filled in
+    assert page.code(cell) == "myfunc"  # the common prefix is filled in
     editor.send_keys(Keys.ARROW_DOWN, Keys.ENTER)
-    page.wait(lambda: editor.get_attribute("value") == "myfunc_two", "the pick")
+    page.wait(lambda: page.code(cell) == "myfunc_two", "the pick")
     assert not cell.find_elements(By.CSS_SELECTOR, ".completer")
 
     page.set_code(cell, "myfunc(")
@@ -337,19 +340,72 @@ def test_tab_completes_and_shift_tab_shows_help(page, driver):
     # Enter on an incomplete statement: a newline with the indent, not a run.
     page.set_code(cell, "for i in range(2):")
     editor.send_keys(Keys.END, Keys.ENTER)
-    page.wait(lambda: editor.get_attribute("value") == "for i in range(2):\n    ", "indent")
+    page.wait(lambda: page.code(cell) == "for i in range(2):\n    ", "indent")
     editor.send_keys("print(i)", Keys.ENTER)
-    assert editor.get_attribute("value").startswith("for i in range(2):\n    print(i)\n")
+    assert page.code(cell).startswith("for i in range(2):\n    print(i)\n")
     assert not page.running(cell) and page.text(cell) == ""
     # ... and after a complete statement the kernel says: no indent (the line's would be wrong).
     page.set_code(cell, "total = (1 +\n         2)")
     editor.send_keys(Keys.END, Keys.ENTER)
-    page.wait(lambda: editor.get_attribute("value") == "total = (1 +\n         2)\n",
+    page.wait(lambda: page.code(cell) == "total = (1 +\n         2)\n",
               "is_complete to drop the indent")
     # Tab at the start of a line indents.
     page.set_code(cell, "")
     editor.send_keys(Keys.TAB, "x")
-    assert editor.get_attribute("value") == "    x"
+    assert page.code(cell) == "    x"
+
+
+def test_the_editor_highlights_indents_matches_brackets_and_has_several_cursors(page, driver):
+    env = page.make_env("editing")
+    page.open(env)
+    cell = page.cells()[-1]
+    editor = page.editor(cell)
+    # Typed, not set: Enter indents after the colon (is_complete agrees), the braces match.
+    editor.send_keys("def twice(x):", Keys.ENTER)
+    page.wait(lambda: page.code(cell) == "def twice(x):\n    ", "the indent")
+    editor.send_keys("return [x, x]")
+    assert page.code(cell) == "def twice(x):\n    return [x, x]"
+    words = page.js("return Array.from(arguments[0].querySelectorAll('.tok-keyword'))"
+                    ".map(function (n) { return n.textContent; })", cell)
+    assert words == ["def", "return"], words  # Python highlighting
+    page.wait(lambda: len(cell.find_elements(By.CSS_SELECTOR, ".cm-matchingBracket")) == 2,
+              "the brackets at the caret matched")
+    assert [n.text for n in cell.find_elements(By.CSS_SELECTOR, ".cm-matchingBracket")] == \
+        ["[", "]"]
+    screenshot(driver, "editor")
+    editor.send_keys(Keys.SHIFT, Keys.ENTER)
+    page.wait_done(cell)
+
+    # Several cursors: select a name, Ctrl-D twice takes its next two occurrences.
+    cell = page.cells()[-1]
+    editor = page.editor(cell)
+    page.set_code(cell, "n = 1\nn = 2\nn = 3")
+    editor.send_keys(Keys.CONTROL, Keys.HOME)
+    editor.send_keys(Keys.SHIFT, Keys.ARROW_RIGHT)
+    editor.send_keys(Keys.CONTROL, "d")
+    editor.send_keys(Keys.CONTROL, "d")
+    assert page.js("return %s.state.selection.ranges.length" % EDITOR, cell) == 3
+    editor.send_keys("k")
+    assert page.code(cell) == "k = 1\nk = 2\nk = 3"
+    editor.send_keys(Keys.CONTROL, "z")  # one undo step takes back all three
+    assert page.code(cell) == "n = 1\nn = 2\nn = 3"
+    editor.send_keys(Keys.ESCAPE)  # several cursors first become one ...
+    editor.send_keys(Keys.SHIFT, Keys.ENTER)
+    page.wait_done(cell)
+    assert cell.find_element(By.CSS_SELECTOR, ".prompt-in").text == "In [2]:"
+
+    # A markdown cell's editor is plain text: no Python colours.
+    cell = page.cells()[-1]
+    page.set_code(cell, "def is a word here")
+    page.editor(cell).send_keys(Keys.ESCAPE)
+    driver.switch_to.active_element.send_keys("m")
+    page.wait(lambda: "markdown" in cell.get_attribute("class").split(), "a markdown cell")
+    driver.switch_to.active_element.send_keys(Keys.ENTER)  # edit it again
+    assert not cell.find_elements(By.CSS_SELECTOR, ".tok-keyword")
+    # CodeMirror's theme is a <style> with the page's nonce: the policy refused nothing.
+    refused = [entry for entry in driver.get_log("browser")
+               if "Content Security Policy" in entry["message"]]
+    assert refused == [], refused
 
 
 def test_a_cell_can_be_interrupted(page):
@@ -424,7 +480,7 @@ def test_reloading_the_page_keeps_the_cells(page, driver):
     page.wait_env_open(env)
     assert driver.current_url == page.server.url + "ui#env=reload"
     cells = page.cells()
-    codes = [page.editor(c).get_attribute("value") for c in cells]
+    codes = [page.code(c) for c in cells]
     assert codes == ["x = 20\nprint('x is', x)", "x * 2 + 2", "draft = 'not run yet'"]
     assert page.text(cells[0], ".output-stream") == "x is 20\n"
     assert page.text(cells[1], ".output-result .output-body") == "42"
@@ -664,7 +720,8 @@ def test_a_divider_marks_each_restart_and_survives_a_reload(page, driver):
     def order():
         return page.js("return Array.from(document.querySelectorAll('#cells > *'))"
                        ".map(function (n) { return n.classList.contains('restart-divider') ?"
-                       " 'divider' : (n.querySelector('textarea').value || 'empty'); })")
+                       " 'divider' : (CM.EditorView.findFromDOM(n.querySelector('.cm-editor'))"
+                       ".state.doc.toString() || 'empty'); })")
 
     assert order()[:3] == ["a = 1", "divider", "a"], order()
     assert "session 2" in driver.find_element(By.CSS_SELECTOR, ".restart-divider").text
@@ -735,8 +792,7 @@ def test_dark_mode_follows_the_system(page, driver):
 
 
 def cell_codes(page):
-    return page.js("return Array.from(document.querySelectorAll('#cells .cell textarea'))"
-                   ".map(function (t) { return t.value; })")
+    return page.js(CODES)
 
 
 def cell_op(page, cell, op):

@@ -15,7 +15,7 @@ import threading
 import pytest
 import webtest
 
-from browser_helpers import chromium, chromium_problem
+from browser_helpers import SET_CODE, chromium, chromium_problem
 from helpers import (HANG_GUARD, TOKEN, LiveServer, assert_problem, processes_in, run, value,
                      wait_for)
 from slurm_helpers import cluster_problem, dev_cluster, release
@@ -348,11 +348,10 @@ def test_the_console_shows_the_job_and_runs_a_cell_typed_while_it_was_queued(clu
         browser.get(server.url + "ui?token=" + server.token + "#env=held")
         info_has("Slurm job %s (PENDING: JobHeldUser)" % job_id)
         shows("return document.getElementById('cells').dataset.loaded === 'true' && "
-              "document.querySelectorAll('#cells .cell textarea').length > 0")
-        editor = browser.find_elements(By.CSS_SELECTOR, "#cells .cell textarea")[-1]
-        browser.execute_script("var t = arguments[0]; t.value = '6 * 7'; t.focus();"
-                               "t.dispatchEvent(new Event('input', {bubbles: true}));", editor)
-        editor.send_keys(Keys.SHIFT, Keys.ENTER)
+              "document.querySelectorAll('#cells .cell .cm-editor').length > 0")
+        cell = browser.find_elements(By.CSS_SELECTOR, "#cells .cell")[-1]
+        browser.execute_script(SET_CODE, cell, "6 * 7")
+        cell.find_element(By.CSS_SELECTOR, ".cm-content").send_keys(Keys.SHIFT, Keys.ENTER)
         wait_for(lambda: server.request("GET", "/envs/held")[2]["queued"] == 1,
                  message="the cell to be kept for the job")
         release(job_id)

@@ -3,6 +3,7 @@
 Fast WebTest checks; tests/test_browser.py drives the page in a real Chromium.
 """
 
+import json
 import os
 import re
 from html.parser import HTMLParser
@@ -60,7 +61,9 @@ def test_the_page_is_served_without_auth_with_its_policy(anon):
     res = anon.get("/ui")
     assert res.status_int == 200
     assert res.headers["Content-Type"] == "text/html; charset=utf-8"
-    assert res.headers["Content-Security-Policy"] == ui.PAGE_POLICY
+    nonce = re.search(r'<meta name="style-nonce" content="([A-Za-z0-9_-]{22,})">', res.text)
+    assert nonce, "the page carries its style nonce"
+    assert res.headers["Content-Security-Policy"] == ui.page_policy(nonce.group(1))
     assert res.headers["X-Content-Type-Options"] == "nosniff"
     assert res.headers["Referrer-Policy"] == "no-referrer"
     assert "<title>wsgikernel</title>" in res.text
@@ -81,6 +84,24 @@ def test_the_page_policy_allows_only_its_own_scripts_and_styles():
                    for word in directives[key])
 
 
+def test_the_page_allows_the_editors_styles_by_a_nonce_of_its_own(anon):
+    """CodeMirror puts its theme in a <style> element: the page's policy allows styles with
+    that response's nonce (nothing else inline), a new one each time it is served."""
+    first, second = anon.get("/ui"), anon.get("/ui")
+    nonces = []
+    for res in (first, second):
+        directives = policy(res.headers["Content-Security-Policy"])
+        assert directives["script-src"] == ["'self'"]
+        assert len(directives["style-src"]) == 2 and directives["style-src"][0] == "'self'"
+        nonces.append(directives["style-src"][1])
+        assert nonces[-1] == "'nonce-%s'" % re.search(
+            r'<meta name="style-nonce" content="([^"]+)">', res.text).group(1)
+    assert nonces[0] != nonces[1]
+    other = anon.get("/ui/app.js")  # the page's files keep the nonce-less policy
+    assert other.headers["Content-Security-Policy"] == ui.PAGE_POLICY
+    assert "nonce" not in ui.PAGE_POLICY
+
+
 def test_the_page_has_no_inline_script_style_or_handlers(anon):
     page = parse(anon.get("/ui").text)
     assert page.inline == []
@@ -93,14 +114,16 @@ def test_the_page_has_no_inline_script_style_or_handlers(anon):
     styles = [attrs["href"] for tag, attrs in page.tags
               if tag == "link" and attrs.get("rel") == "stylesheet"]
     # the vendored libraries (scripts/build-console.sh), then the page's own
-    assert scripts == ["ui/marked.umd.js", "ui/purify.min.js", "ui/app.js"]
+    assert scripts == ["ui/marked.umd.js", "ui/purify.min.js", "ui/codemirror.min.js",
+                       "ui/editor.js", "ui/app.js"]
     assert styles == ["ui/style.css"]
 
 
 def test_head_of_the_page(anon):
     res = anon.head("/ui")
     assert res.status_int == 200 and res.body == b""
-    assert res.headers["Content-Security-Policy"] == ui.PAGE_POLICY
+    nonce = policy(res.headers["Content-Security-Policy"])["style-src"][1]
+    assert res.headers["Content-Security-Policy"] == ui.page_policy(nonce[len("'nonce-"):-1])
 
 
 def test_the_page_is_also_public_with_auth_off(make_test_app):
@@ -217,7 +240,7 @@ def test_everything_the_page_links_works_under_a_mount_prefix(app):
     links = [attrs.get("src") or attrs.get("href") for tag, attrs in parse(page.text).tags
              if tag in ("script", "link") and (attrs.get("src") or attrs.get("href"))]
     links = [link for link in links if not link.startswith("data:")]
-    assert len(links) == 4
+    assert len(links) == 6
     for link in links:
         path = urlsplit(urljoin(base, link)).path
         assert path.startswith("/tools/kernel/ui/"), path
@@ -247,3 +270,28 @@ def test_the_vendored_libraries_are_the_pinned_ones_with_their_licenses():
             assert banner in handle.read(2000), name
         with open(os.path.join(STATIC, license_file), encoding="utf-8") as handle:
             assert terms in handle.read(), license_file
+
+
+def test_the_editor_bundle_carries_the_license_of_every_package_in_it():
+    """CodeMirror is bundled by esbuild from scripts/console/ (exact versions in
+    package.json, integrity hashes in package-lock.json); its license file names each
+    bundled package at the locked version, with that package's terms."""
+    folder = os.path.join(ROOT, "scripts", "console")
+    with open(os.path.join(folder, "package.json"), encoding="utf-8") as handle:
+        wanted = json.load(handle)
+    with open(os.path.join(folder, "package-lock.json"), encoding="utf-8") as handle:
+        locked = json.load(handle)["packages"]
+    for group in ("dependencies", "devDependencies"):
+        for name, version in wanted[group].items():
+            assert re.fullmatch(r"\d+\.\d+\.\d+", version), (name, version)  # exact pins
+            assert locked["node_modules/" + name]["version"] == version, name
+    assert all(entry.get("integrity", "").startswith("sha512-")
+               for path, entry in locked.items() if path)
+    with open(os.path.join(STATIC, "codemirror.min.LICENSE.txt"), encoding="utf-8") as handle:
+        text = handle.read()
+    named = dict(re.findall(r"^== (\S+) (\S+) \(MIT\) ==$", text, re.M))
+    for name in ("@codemirror/view", "@codemirror/state", "@codemirror/lang-python",
+                 "@lezer/python", "style-mod"):
+        assert named[name] == locked["node_modules/" + name]["version"], name
+    assert "esbuild" not in named  # the tool, not part of what is shipped
+    assert text.count("Permission is hereby granted") == len(named)

@@ -10,7 +10,10 @@ Two Content-Security-Policies:
 
 * ``PAGE_POLICY`` for the page and its own files: scripts and styles only from
   this server, no inline code, fetches only to this server, frames only from
-  this server, images from this server or ``data:`` URLs (kernel images).
+  this server, images from this server or ``data:`` URLs (kernel images).  The
+  page itself also allows ``<style>`` elements with a nonce made for that
+  response (``page_policy``): the code editor's theme is one.  Scripts have no
+  nonce, so the only code that can read it is the page's own.
 * ``FRAME_POLICY`` for ``frame.html``, the document each ``text/html`` output
   is rendered in.  The page loads it in ``<iframe sandbox="allow-scripts">``
   (no ``allow-same-origin``) and the policy repeats that sandbox, so even when
@@ -23,6 +26,7 @@ Two Content-Security-Policies:
 
 import os
 import re
+import secrets
 
 from .dispatch import Response
 from .errors import NotFound
@@ -31,9 +35,19 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 PAGE = "index.html"  # served at /ui only: its relative links assume that address
 FRAME = "frame.html"
 
-PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-               "connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; "
-               "frame-ancestors 'none'")
+
+
+def page_policy(style_nonce=None):
+    """The page's policy; the page itself also allows <style> elements carrying its
+    response's nonce (CodeMirror mounts its theme in one: editor.js reads the nonce from
+    the page's <meta name="style-nonce"> and gives it to CodeMirror)."""
+    styles = "'self'" + (" 'nonce-%s'" % style_nonce if style_nonce else "")
+    return ("default-src 'none'; script-src 'self'; style-src %s; img-src 'self' data:; "
+            "connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'" % styles)
+
+
+PAGE_POLICY = page_policy()
 FRAME_POLICY = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval' https:; "
                 "style-src 'unsafe-inline' https:; img-src data: blob: https:; "
                 "font-src data: https:; media-src data: blob:; connect-src 'none'; "
@@ -58,8 +72,13 @@ class UiApi:
         self.app = app
 
     def ui_page(self, environ):
-        """The browser console page."""
-        return static_file(PAGE)
+        """The browser console page, with a style nonce of its own."""
+        nonce = secrets.token_urlsafe(18)
+        response = static_file(PAGE, page_policy(nonce))
+        response.body = response.body.replace(
+            b'<meta name="style-nonce" content="">',
+            b'<meta name="style-nonce" content="%s">' % nonce.encode("ascii"), 1)
+        return response
 
     def ui_file(self, environ):
         """A static file of the browser console."""
@@ -69,7 +88,7 @@ class UiApi:
         return static_file(name)
 
 
-def static_file(name):
+def static_file(name, policy=None):
     """A Response with the file's bytes, its type and its policy; else NotFound."""
     content_type = TYPES.get(os.path.splitext(name)[1].lower()) if _NAME.fullmatch(name) else None
     path = os.path.join(STATIC_DIR, name)
@@ -77,7 +96,8 @@ def static_file(name):
         raise NotFound("no such file in the console: %s" % name[:100])
     with open(path, "rb") as handle:
         body = handle.read()
-    headers = [("Content-Security-Policy", FRAME_POLICY if name == FRAME else PAGE_POLICY),
+    policy = policy or (FRAME_POLICY if name == FRAME else PAGE_POLICY)
+    headers = [("Content-Security-Policy", policy),
                ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
                ("Cache-Control", "no-cache")]
     if name == PAGE:

@@ -282,77 +282,7 @@
     return prefix;
   }
 
-  // -- editing a textarea (keeps the browser's undo history when it can) ------------
-
-  function replaceRange(area, start, end, text) {
-    var expected = area.value.slice(0, start) + text + area.value.slice(end);
-    area.focus();
-    area.setSelectionRange(start, end);
-    var done = false;
-    try {
-      done = text ? document.execCommand('insertText', false, text)
-                  : (start === end || document.execCommand('delete', false));
-    } catch (e) { done = false; }
-    if (!done || area.value !== expected) {
-      area.value = expected;
-      area.setSelectionRange(start + text.length, start + text.length);
-      area.dispatchEvent(new Event('input', {bubbles: true}));
-    }
-  }
-
   function lineStartOf(value, index) { return value.lastIndexOf('\n', index - 1) + 1; }
-
-  /* Indent (or dedent) every line touched by the selection. */
-  function shiftLines(area, dedent) {
-    var value = area.value;
-    var start = area.selectionStart;
-    var end = area.selectionEnd;
-    var from = lineStartOf(value, start);
-    var to = end > start && value[end - 1] === '\n' ? end - 1 : end;
-    var stop = value.indexOf('\n', to);
-    if (stop < 0) { stop = value.length; }
-    var lines = value.slice(from, stop).split('\n');
-    var firstDelta = 0;
-    var total = 0;
-    var shifted = lines.map(function (line, i) {
-      var delta;
-      if (dedent) {
-        var lead = /^ {0,4}/.exec(line)[0].length || (line[0] === '\t' ? 1 : 0);
-        delta = -lead;
-        line = line.slice(lead);
-      } else {
-        delta = INDENT.length;
-        line = INDENT + line;
-      }
-      if (i === 0) { firstDelta = delta; }
-      total += delta;
-      return line;
-    });
-    replaceRange(area, from, stop, shifted.join('\n'));
-    var newStart = Math.max(from, start + firstDelta);
-    area.setSelectionRange(newStart, start === end ? newStart : Math.max(newStart, end + total));
-  }
-
-  /* Pixel position of the caret inside a textarea (a mirror element measures it). */
-  function caretPosition(area, index) {
-    var style = getComputedStyle(area);
-    var mirror = el('div', 'caret-mirror');
-    ['boxSizing', 'width', 'paddingTop', 'paddingRight', 'paddingBottom', 'paddingLeft',
-     'borderTopWidth', 'borderRightWidth', 'borderBottomWidth', 'borderLeftWidth',
-     'fontFamily', 'fontSize', 'fontWeight', 'fontStyle', 'lineHeight', 'letterSpacing',
-     'tabSize', 'whiteSpace', 'wordWrap', 'overflowWrap', 'textIndent'].forEach(function (key) {
-      mirror.style[key] = style[key];
-    });
-    mirror.textContent = area.value.slice(0, index);
-    var mark = el('span', null, area.value.slice(index) || '.');
-    mirror.appendChild(mark);
-    document.body.appendChild(mirror);
-    var result = {left: mark.offsetLeft - area.scrollLeft,
-                  top: mark.offsetTop - area.scrollTop,
-                  height: parseFloat(style.lineHeight) || mark.offsetHeight};
-    mirror.remove();
-    return result;
-  }
 
   /* Where to ask `inspect`: the name at the cursor, else the callee of the open call. */
   function inspectPosition(code, pos) {
@@ -521,27 +451,20 @@
     this.seen = [];  // the outputs shown, as they came
     this.completer = null;
     this.popup = null;
-    this.tabEscapes = false;
 
     this.el = el('div', 'cell');
     var input = el('div', 'cell-input');
     this.promptIn = el('div', 'prompt prompt-in', 'In [ ]:');
     var wrap = el('div', 'editor-wrap');
     this.wrap = wrap;
-    this.editor = el('textarea', 'editor');
-    this.editor.rows = 1;
-    this.editor.spellcheck = false;
-    this.editor.setAttribute('autocapitalize', 'off');
-    this.editor.setAttribute('autocomplete', 'off');
-    this.editor.setAttribute('aria-label', 'code cell');
-    this.editor.value = code || '';
+    this.editor = new CellEditor(code || '', 'code cell');
     var tools = el('div', 'cell-tools');
     this.btnRun = button('cell-run', '\u25B6', 'Run this cell (Shift-Enter)');
     this.btnStop = button('cell-interrupt', '\u25A0', 'Interrupt this cell');
     this.btnStop.disabled = true;
     tools.appendChild(this.btnRun);
     tools.appendChild(this.btnStop);
-    wrap.appendChild(this.editor);
+    wrap.appendChild(this.editor.dom);
     input.appendChild(this.promptIn);
     input.appendChild(wrap);
     input.appendChild(tools);
@@ -568,23 +491,15 @@
     this.btnStop.addEventListener('click', function () { self.interrupt(); });
     this.editor.addEventListener('keydown', function (event) { self.onKeyDown(event); });
     this.editor.addEventListener('input', function () {
-      self.autosize();
       if (self.completer) { self.completer.filter(); }
       if (self.n === null) { self.env.saveDrafts(); }
     });
     this.editor.addEventListener('blur', function () {
       setTimeout(function () {
-        if (document.activeElement !== self.editor) { self.closePopups(); }
+        if (!self.editor.hasFocus) { self.closePopups(); }
       }, 150);
     });
   }
-
-  Cell.prototype.autosize = function () {
-    var area = this.editor;
-    area.style.height = 'auto';
-    // scrollHeight is the text; add borders and a horizontal scrollbar, if any.
-    area.style.height = (area.scrollHeight + area.offsetHeight - area.clientHeight) + 'px';
-  };
 
   Cell.prototype.focus = function () {
     if (this.editor.hidden) { this.el.focus(); } else { this.editor.focus(); }
@@ -825,6 +740,7 @@
       return this;
     }
     this.type = type;
+    this.editor.setLanguage(type);
     this.el.classList.toggle('markdown', type === 'markdown');
     this.setPrompt(type === 'markdown' ? '' : 'In [ ]:');
     if (type === 'markdown') { this.clearOutputs(); this.meta.textContent = ''; }
@@ -857,7 +773,7 @@
   Cell.prototype.editMarkdown = function (quiet) {
     this.rendered.hidden = true;
     this.editor.hidden = false;
-    if (!quiet) { this.editor.focus(); this.autosize(); }
+    if (!quiet) { this.editor.focus(); }
   };
 
   Cell.prototype.run = async function (advance, options) {
@@ -1007,11 +923,11 @@
   };
 
   Cell.prototype.placePopup = function (node, index) {
-    var area = this.editor;
-    var caret = caretPosition(area, index);
-    var left = area.offsetLeft + Math.max(0, Math.min(caret.left, area.clientWidth - 40));
+    var box = this.editor.dom;
+    var caret = this.editor.coords(index);
+    var left = box.offsetLeft + Math.max(0, Math.min(caret.left, box.clientWidth - 40));
     node.style.left = left + 'px';
-    node.style.top = (area.offsetTop + caret.top + caret.height + 4) + 'px';
+    node.style.top = (box.offsetTop + caret.top + caret.height + 4) + 'px';
     this.wrap.appendChild(node);
   };
 
@@ -1051,24 +967,22 @@
       return;
     }
     if (event.key === 'Tab' && plain) {
-      if (this.tabEscapes) { this.tabEscapes = false; return; }
       event.preventDefault();
       var start = area.selectionStart;
       var end = area.selectionEnd;
       var before = area.value.slice(lineStartOf(area.value, start), start);
       var lineWise = area.value.slice(start, end).indexOf('\n') >= 0 || !before.trim();
       if (event.shiftKey) {
-        if (lineWise) { shiftLines(area, true); } else { this.inspect(); }
+        if (lineWise) { area.shift(true); } else { this.inspect(); }
       } else if (area.value.slice(start, end).indexOf('\n') >= 0) {
-        shiftLines(area, false);
+        area.shift(false);
       } else if (!before.trim()) {
-        replaceRange(area, start, end, INDENT.slice(before.length % INDENT.length));
+        area.replace(start, end, INDENT.slice(before.length % INDENT.length));
       } else {
         this.complete();
       }
       return;
     }
-    this.tabEscapes = false;
   };
 
   /* A markdown cell's editor is plain text: Esc, run (render) and move only. */
@@ -1103,7 +1017,7 @@
       indent = indent.slice(0, Math.max(0, indent.length - INDENT.length));
       dedented = true;
     }
-    replaceRange(area, start, area.selectionEnd, '\n' + indent);
+    area.replace(start, area.selectionEnd, '\n' + indent);
     var after = area.value;
     var caret = area.selectionStart;
     api('POST', envPath(this.env.id, '/is_complete'), {code: before}).then(function (reply) {
@@ -1118,7 +1032,7 @@
         want = reply.indent;
       }
       if (want !== null && want !== indent) {
-        replaceRange(area, caret - indent.length, caret, want);
+        area.replace(caret - indent.length, caret, want);
       }
     }).catch(function () { /* the local guess stays */ });
   };
@@ -1141,12 +1055,12 @@
     var start = toUtf16(value, reply.cursor_start);
     var end = toUtf16(value, reply.cursor_end);
     if (matches.length === 1) {
-      replaceRange(area, start, end, matches[0]);
+      area.replace(start, end, matches[0]);
       return;
     }
     var common = commonPrefix(matches);
     if (common.length > end - start && common.indexOf(value.slice(start, end)) === 0) {
-      replaceRange(area, start, end, common);
+      area.replace(start, end, common);
     }
     this.closePopups();
     this.completer = new Completer(this, matches, start);
@@ -1239,7 +1153,7 @@
     var match = this.shown[this.index];
     var caret = area.selectionEnd;
     this.close();
-    if (match !== undefined) { replaceRange(area, this.start, Math.max(caret, this.start), match); }
+    if (match !== undefined) { area.replace(this.start, Math.max(caret, this.start), match); }
   };
 
   Completer.prototype.close = function () {
@@ -1372,7 +1286,6 @@
       container.appendChild(cell.el);
     }
     this.cells.splice(index, 0, cell);
-    cell.autosize();
     return cell;
   };
 
@@ -1383,7 +1296,6 @@
       var cell = new Cell(this, code);
       $('cells').insertBefore(cell.el, this.cells[0].el);
       this.cells.unshift(cell);
-      cell.autosize();
       return cell;
     }
     return this.addCell(code, this.cells[index - 1]);

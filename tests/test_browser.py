@@ -1020,3 +1020,28 @@ def test_markdown_cells_render_sanitised_and_go_into_the_notebook(page, driver):
     page.open(env)  # a reload keeps the markdown cell (the tab's drafts), rendered
     page.wait(lambda: page.js("return !!document.querySelector('.cell.markdown h1')"),
               "the markdown cell after a reload")
+
+
+def test_cells_not_run_keep_their_place_among_the_history_across_a_reload(page, driver):
+    env = page.make_env("places")
+    page.open(env)
+    first = page.run("a = 1")
+    page.wait_done(first)
+    second = page.run("b = 2")
+    page.wait_done(second)
+    cell_op(page, second, "above")  # between the two cells that ran
+    page.set_code(page.cells()[1], "## Between")
+    page.editor(page.cells()[1]).send_keys(Keys.ESCAPE)
+    driver.switch_to.active_element.send_keys("m")
+    page.editor(page.cells()[1]).send_keys(Keys.SHIFT, Keys.ENTER)
+    cell_op(page, page.cells()[0], "above")  # a code draft above everything
+    page.set_code(page.cells()[0], "top = 0")
+    page.set_code(page.cells()[-1], "last = 3")  # the page's own empty cell at the end
+    assert cell_codes(page) == ["top = 0", "a = 1", "## Between", "b = 2", "last = 3"]
+
+    page.open(env)
+    page.wait(lambda: len(page.cells()) == 5, "the history and the drafts")
+    assert cell_codes(page) == ["top = 0", "a = 1", "## Between", "b = 2", "last = 3"]
+    assert "markdown" in page.cells()[2].get_attribute("class").split()
+    assert [c.find_element(By.CSS_SELECTOR, ".prompt-in").text for c in page.cells()] == \
+        ["In [ ]:", "In [1]:", "", "In [2]:", "In [ ]:"]

@@ -1255,12 +1255,8 @@
     if (this.session === null && listed) { this.session = listed.session; }  // nothing ran yet
     var drafts = [];
     try { drafts = JSON.parse(sessionStorage.getItem(DRAFTS_KEY + this.id) || '[]'); } catch (e) { drafts = []; }
-    drafts.forEach(function (code) {
-      if (typeof code === 'string') { self.addCell(code); }
-      else if (code && code.type === 'markdown' && typeof code.source === 'string') {
-        self.addCell(code.source).setType('markdown', true);
-      }
-    });
+    if (!Array.isArray(drafts)) { drafts = []; }
+    this.placeDrafts(drafts);
     if (!drafts.length) { this.addCell(''); }
     container.removeAttribute('aria-busy');
     container.dataset.loaded = 'true';
@@ -1437,12 +1433,42 @@
     next.focus();
   };
 
+  /* The cells not run (code and markdown) go back where they stood: each after the
+     cell that ran just above it (``after``, its execution count; 0: above them all).
+     A draft whose cell is gone from the history, or an older page's (a string), goes
+     at the end. */
+  EnvView.prototype.placeDrafts = function (drafts) {
+    var self = this;
+    var last = new Map();  // after -> the draft placed there most recently
+    drafts.forEach(function (draft) {
+      if (typeof draft === 'string') { draft = {type: 'code', source: draft}; }
+      if (!draft || typeof draft.source !== 'string') { return; }
+      var after = draft.after;
+      var index = self.cells.length;
+      if (last.has(after)) {
+        index = self.cells.indexOf(last.get(after)) + 1;
+      } else if (after === 0) {
+        index = 0;
+      } else if (typeof after === 'number') {
+        var ran = self.cells.findIndex(function (cell) { return cell.n === after; });
+        if (ran >= 0) { index = ran + 1; }
+      }
+      var cell = self.insertCell(draft.source, index);
+      last.set(after, cell);
+      if (draft.type === 'markdown') { cell.setType('markdown', true); }
+    });
+  };
+
   EnvView.prototype.saveDrafts = function () {
     if (this.closed || $('cells').dataset.loaded !== 'true') { return; }  // not while opening
-    var drafts = this.cells.filter(function (cell) { return cell.n === null && cell.editor.value.trim(); })
-      .map(function (cell) {
-        return cell.type === 'markdown' ? {type: 'markdown', source: cell.editor.value} : cell.editor.value;
-      });
+    var after = 0;
+    var drafts = [];
+    this.cells.forEach(function (cell) {
+      if (cell.n !== null) { after = cell.n; return; }
+      if (cell.editor.value.trim()) {
+        drafts.push({type: cell.type, source: cell.editor.value, after: after});
+      }
+    });
     try {
       if (drafts.length) {
         sessionStorage.setItem(DRAFTS_KEY + this.id, JSON.stringify(drafts));

@@ -324,6 +324,7 @@ def test_tab_completes_and_shift_tab_shows_help(page, driver):
     page.wait(lambda: cell.find_elements(By.CSS_SELECTOR, ".completer li"), "the pick list")
     choices = [li.text for li in cell.find_elements(By.CSS_SELECTOR, ".completer li")]
     assert choices == ["myfunc", "myfunc_two"]
+    assert unnamed_controls(page, driver) == []  # the list and its options are named
     assert page.code(cell) == "myfunc"  # the common prefix is filled in
     editor.send_keys(Keys.ARROW_DOWN, Keys.ENTER)
     page.wait(lambda: page.code(cell) == "myfunc_two", "the pick")
@@ -699,6 +700,7 @@ def test_a_stopped_env_says_why_and_restarts_from_its_banner(page, driver, serve
     page.wait(lambda: "stopped" in banner.text and "SIGTERM" in banner.text, "why, said")
     assert "POST /envs" not in banner.text  # words for people, not the API's
     screenshot(driver, "stopped-banner")
+    assert unnamed_controls(page, driver) == []
     driver.find_element(By.ID, "banner-restart").click()
     page.wait(lambda: page.env_state() == "idle", "the env running again")
     page.wait(lambda: banner.get_attribute("hidden") is not None, "the banner gone")
@@ -1045,3 +1047,72 @@ def test_cells_not_run_keep_their_place_among_the_history_across_a_reload(page, 
     assert "markdown" in page.cells()[2].get_attribute("class").split()
     assert [c.find_element(By.CSS_SELECTOR, ".prompt-in").text for c in page.cells()] == \
         ["In [ ]:", "In [1]:", "", "In [2]:", "In [ ]:"]
+
+
+CONTROLS = ("button, input:not([type=file]), select, textarea, a[href], [contenteditable=true],"
+            " [role=button], [role=option], [role=dialog], [role=toolbar], [role=listbox]")
+
+
+def unnamed_controls(page, driver):
+    """The shown controls whose accessible name (Chromium's own computation) is empty or
+    only symbols: a screen reader would say nothing useful."""
+    bad = []
+    for node in driver.find_elements(By.CSS_SELECTOR, CONTROLS):
+        if node.is_displayed():
+            name = node.accessible_name or ""
+            if not any(ch.isalpha() for ch in name):
+                bad.append((node.tag_name, node.get_attribute("id") or node.get_attribute("class"),
+                            name))
+    return bad
+
+
+def test_every_control_has_a_name_and_the_page_works_from_the_keyboard(page, driver):
+    page.open()
+    active = driver.switch_to.active_element
+    for _ in range(20):  # Tab from the top of the page to the new-env field
+        if active.get_attribute("id") == "new-env-id":
+            break
+        active.send_keys(Keys.TAB)
+        active = driver.switch_to.active_element
+    assert active.get_attribute("id") == "new-env-id"
+    active.send_keys("keyboard", Keys.ENTER)
+    page.wait_env_open("keyboard")
+    page.wait(lambda: "cm-content" in (driver.switch_to.active_element.get_attribute("class")
+                                       or ""), "the focus in the cell's editor")
+    driver.switch_to.active_element.send_keys("x = 6 * 7", Keys.ENTER, "x",
+                                              Keys.SHIFT, Keys.ENTER)
+    cell = page.cells()[0]
+    page.wait_text(cell, "42", ".output-result")
+    assert unnamed_controls(page, driver) == []
+
+    # Esc: command mode on the new cell; K selects the cell above, Tab leaves it for
+    # its own controls (nobody is trapped in an editor), and Enter edits it again.
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    assert driver.switch_to.active_element == page.cells()[-1]
+    driver.switch_to.active_element.send_keys("k")
+    assert driver.switch_to.active_element == cell
+    assert unnamed_controls(page, driver) == []  # the cell's toolbar shows on focus
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    assert driver.switch_to.active_element == page.editor(cell)
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    driver.switch_to.active_element.send_keys(Keys.TAB)
+    assert driver.switch_to.active_element.get_attribute("data-op") == "up"
+
+    # ? opens the shortcuts as a dialog; Esc closes it and gives the focus back.
+    cell.send_keys(Keys.ESCAPE)  # WebDriver focuses the cell itself
+    assert driver.switch_to.active_element == cell
+    driver.switch_to.active_element.send_keys("?")
+    dialog = driver.find_element(By.ID, "help-box")
+    page.wait(lambda: dialog.is_displayed(), "the shortcuts")
+    assert unnamed_controls(page, driver) == []
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    page.wait(lambda: not dialog.is_displayed(), "the shortcuts to close")
+    assert driver.switch_to.active_element == cell
+
+    # The variables panel opens from the keyboard and names its rows.
+    variables = driver.find_element(By.ID, "btn-variables")
+    variables.send_keys(Keys.ENTER)
+    assert variables.get_attribute("aria-expanded") == "true"
+    panel = driver.find_element(By.ID, "variables-panel")
+    page.wait(lambda: "int" in panel.text, "the variables")
+    assert unnamed_controls(page, driver) == []

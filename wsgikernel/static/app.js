@@ -1106,6 +1106,7 @@
     this.index = 0;
     this.node = el('ul', 'completer');
     this.node.setAttribute('role', 'listbox');
+    this.node.setAttribute('aria-label', 'completions');
     this.node.addEventListener('mousedown', function (event) {
       var item = event.target.closest('li');
       if (!item) { return; }
@@ -1792,11 +1793,20 @@
     current.runCells(current.cells, {stopOnError: true});
   }
 
+  var helpOpener = null;  // where the focus was when the shortcuts opened: it goes back
+
   function toggleHelp() {
     var panel = $('help-panel');
     panel.hidden = !panel.hidden;
     $('btn-help').setAttribute('aria-expanded', String(!panel.hidden));
-    if (!panel.hidden) { $('btn-help-close').focus(); }
+    if (!panel.hidden) {
+      helpOpener = document.activeElement;
+      $('btn-help-close').focus();
+    } else {
+      var back = helpOpener && document.contains(helpOpener) ? helpOpener : $('btn-help');
+      helpOpener = null;
+      back.focus();
+    }
   }
 
   // -- the variables panel ------------------------------------------------------------------

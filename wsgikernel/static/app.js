@@ -1270,7 +1270,10 @@
     this.closed = true;
     this.aborter.abort();
     clearTimeout(this.refreshTimer);
-    this.cells.forEach(function (cell) { cell.closePopups(); });
+    // Each editor listens on the document and window: let go of them (a destroyed one
+    // still answers its text, for a reply that comes back late).
+    this.cells.concat(this.deleted.map(function (gone) { return gone.cell; }))
+      .forEach(function (cell) { cell.closePopups(); cell.editor.destroy(); });
   };
 
   EnvView.prototype.addCell = function (code, after) {

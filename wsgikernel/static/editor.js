@@ -93,6 +93,8 @@
 
   CellEditor.prototype.focus = function () { this.view.focus(); };
 
+  CellEditor.prototype.destroy = function () { this.view.destroy(); };
+
   CellEditor.prototype.setSelectionRange = function (start, end) {
     this.view.dispatch({selection: {anchor: start, head: end}, scrollIntoView: true});
   };

@@ -117,7 +117,9 @@ def test_the_kernel_log_names_the_request_of_each_execution(make_test_app, state
     testapp.post_json("/envs/klog/restart", {}, status=200)
     wait_for(lambda: testapp.get("/envs").json["envs"][0]["state"] == "stopped",
              message="the idle timeout to stop the kernel")  # a listing is no activity
-    assert [line for line in lines() if line["event"] == "kernel_culled"]
+    # The env says stopped once the stop begins; the line is written when the tree is gone.
+    wait_for(lambda: [line for line in lines() if line["event"] == "kernel_culled"],
+             message="the kernel_culled line")
 
 
 def test_the_plain_format_stays_the_default(state_dir):

@@ -151,6 +151,9 @@ SETTINGS = (
             "the last N cells, for POST /envs/{id}/undo (0: none)"),
     Setting("max_checkpoints", count, 8, "checkpoints kept per environment, automatic "
             "ones included; the oldest go first"),
+    Setting("max_server_checkpoints", count, 64, "checkpoints kept by all environments "
+            "together (each a parked process); past it the oldest goes, whichever env holds "
+            "it (0 or none: no bound but each env's)"),
     Setting("mcp", flag, True, "serve the Model Context Protocol at /mcp (Streamable "
             "HTTP, the same token): tools for AI agents, docs/mcp.md"),
     Setting("mcp_tools", names, (), "the MCP tools offered (default: all; e.g. "

@@ -38,6 +38,7 @@ LOG_FILE = "kernel.log"
 STATUS_FILE = "status.json"  # the live status a supervisor publishes (see StatusFile)
 STATUS_MAX = 8192            # bytes of it a reader reads at most
 WORK_DIR = "work"
+LEDGER_DIR = "checkpoints"  # under the state dir: every kernel's (kernel/ledger.py)
 LOG_TAIL_LINES = 20    # lines of kernel.log a start_failed env shows
 LOG_TAIL_BYTES = 4096  # ... in at most this many bytes
 

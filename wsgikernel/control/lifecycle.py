@@ -23,7 +23,7 @@ from ..provisioning import forkserver, sandbox
 from ..provisioning.slurm import Refused, SlurmProvisioner
 from ..requestid import event
 from ..statedir import file_lock
-from ..store import ENV_FILE, LOG_FILE, WORK_DIR, read_record, utcnow, write_record
+from ..store import ENV_FILE, LEDGER_DIR, LOG_FILE, WORK_DIR, read_record, utcnow, write_record
 from ..wire.connection import KernelGone
 from ..wire.envelope import PROTOCOL_VERSION
 from .errors import (ControlError, EnvironmentExists, InvalidLimit, InvalidResources,
@@ -158,6 +158,8 @@ class Lifecycle:
                 "history_limit": config.history_limit, "default_timeout": config.default_timeout,
                 "preload": list(config.preload), "auto_checkpoints": config.auto_checkpoints,
                 "max_checkpoints": config.max_checkpoints, "magics": config.magics,
+                "max_server_checkpoints": config.max_server_checkpoints,
+                "checkpoint_ledger": os.path.join(config.state_dir, LEDGER_DIR),
                 "inline_figures": config.inline_figures,
                 "input_timeout": config.input_timeout, "log_format": config.log_format,
                 "metrics": config.metrics}

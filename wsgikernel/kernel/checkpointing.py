@@ -28,6 +28,7 @@ from ..wire.envelope import (BUSY, CHECKPOINT_EXISTS, CHECKPOINT_REFUSED, NOTHIN
                              NOT_RUNNING, UNKNOWN_CHECKPOINT, message)
 from .checkpoints import AUTO_PREFIX, Checkpoint, Checkpoints
 from .child import Child
+from .ledger import Ledger
 from .records import Execution
 from .sandbox import SandboxedChild
 
@@ -54,6 +55,9 @@ class CheckpointOps:
         self.auto = int(settings.get("auto_checkpoints") or 0)
         self.registry.limit = int(settings.get("max_checkpoints") or 8)
         self.registry.auto_limit = self.auto
+        self.registry.env_id = self.supervisor.record.get("id")
+        self.registry.ledger = Ledger(settings.get("checkpoint_ledger"),
+                                      int(settings.get("max_server_checkpoints") or 0))
 
     # -- taking --------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ from then on).
 
 Bounds: ``limit`` checkpoints per env (``max_checkpoints``), oldest dropped first;
 of them, the automatic ones taken before each cell (``auto``) are the last
-``auto_limit`` (``auto_checkpoints``).
+``auto_limit`` (``auto_checkpoints``); and the server's, all envs' together
+(``max_server_checkpoints``, kept in the ledger: kernel/ledger.py).
 """
 
 import collections
@@ -24,6 +25,7 @@ import socket
 
 from ..store import utcnow
 from .child import Child
+from .ledger import Ledger, missing
 
 RESUME_TIMEOUT = 10.0  # seconds a checkpoint may take to fork the new live process
 AUTO_PREFIX = "auto-"  # auto-N: the state before cell N (after cell N - 1)
@@ -38,6 +40,7 @@ class Checkpoint:
         self.session = session
         self.auto = auto
         self.created = utcnow()
+        self.entry = None  # its file in the server's ledger
 
     def describe(self, memory=False):
         found = {"name": self.name, "execution_count": self.execution_count,
@@ -52,6 +55,8 @@ class Checkpoints:
         self.limit = limit
         self.auto_limit = auto_limit
         self.by_name = collections.OrderedDict()  # oldest first
+        self.ledger = Ledger(None, 0)
+        self.env_id = None
         self.forks = set()  # supervisors of envs forked from ours: spared too, never ours
 
     def __len__(self):
@@ -82,6 +87,20 @@ class Checkpoints:
             self.drop(name)
         while len(self.by_name) > max(self.limit, 1):
             self.drop(next(iter(self.by_name)))
+        if checkpoint.name in self.by_name:
+            checkpoint.entry = self.ledger.enter(self.env_id, checkpoint.name)
+        evicted = set(self.ledger.over([c.entry for c in self.by_name.values()]))
+        for name in [c.name for c in self.by_name.values() if c.entry in evicted]:
+            self.drop(name)
+
+    def evicted(self):
+        """Drop the checkpoints another supervisor evicted (their entries are gone: it
+        woke us with ledger.WAKE_SIGNAL); their names."""
+        gone = set(missing([c.entry for c in self.by_name.values()]))
+        names = [c.name for c in self.by_name.values() if c.entry in gone]
+        for name in names:
+            self.drop(name)
+        return names
 
     def latest_auto(self):
         autos = [c for c in self.by_name.values() if c.auto]
@@ -91,6 +110,7 @@ class Checkpoints:
         """End a checkpoint (its copy exits at end of file; SIGKILL makes sure)."""
         checkpoint = self.by_name.pop(name, None)
         if checkpoint is not None:
+            self.ledger.leave(checkpoint.entry)
             checkpoint.sock.close()
             try:
                 os.kill(checkpoint.pid, signal.SIGKILL)
@@ -127,8 +147,9 @@ class Checkpoints:
         """A child that was not the user-code process ended: forget it if a checkpoint."""
         self.forks.discard(pid)
         for checkpoint in list(self.by_name.values()):
-            if checkpoint.pid == pid:
+            if checkpoint.pid == pid:  # reaped: never signal its pid again
                 self.by_name.pop(checkpoint.name)
+                self.ledger.leave(checkpoint.entry)
                 checkpoint.sock.close()
 
     def resume(self, checkpoint):

@@ -40,6 +40,7 @@ from .counters import KernelCounters
 from .eventlog import EventLog
 from .hub import Hub
 from .late_output import LateOutput
+from .ledger import WAKE_SIGNAL
 from .operations import Operations
 from .persistence import EnvFiles
 from .process_tree import ProcessTree
@@ -102,6 +103,7 @@ class Supervisor:
         self.terminate = False
         self.subreaper = become_subreaper()
         signal.signal(signal.SIGCHLD, self.on_sigchld)  # the wakeup fd wakes the loop
+        signal.signal(WAKE_SIGNAL, self.on_sigchld)  # a checkpoint of ours was evicted
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -123,11 +125,7 @@ class Supervisor:
     def close_in_child(self):
         """In the forked child: close every descriptor of the supervisor's."""
         for key in list(self.selector.get_map().values()):
-            obj = key.fileobj
-            if isinstance(obj, int):
-                os.close(obj)
-            else:
-                obj.close()
+            os.close(key.fileobj) if isinstance(key.fileobj, int) else key.fileobj.close()
         self.selector.close()
         self.files.close_in_child()
         self.ops.checkpointing.registry.close_in_child()
@@ -220,10 +218,8 @@ class Supervisor:
         if self.state != "idle":
             return
         execution = self.executions.start_next(self.settings.get("default_timeout"))
-        if execution is None:
-            return
-        if self.ops.checkpointing.before_cell(execution):  # auto_checkpoints (or a fork)
-            return
+        if execution is None or self.ops.checkpointing.before_cell(execution):
+            return  # before_cell: auto_checkpoints, or a fork that takes the cell's turn
         self.tree.send(message("execute", execution.child_request(
             self.settings, self.output_cap), id=execution.key))
 
@@ -397,4 +393,5 @@ class Supervisor:
         except OSError:
             pass
         self.tree.reap()  # SIGCHLD, or any other signal: waitpid(WNOHANG) costs nothing
+        self.ops.checkpointing.registry.evicted()  # ledger.WAKE_SIGNAL: a stat or two
 

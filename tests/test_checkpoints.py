@@ -286,3 +286,46 @@ def test_no_checkpoint_outlives_a_killed_supervisor_even_after_a_restart(testapp
     cwd = testapp.get("/envs/nb").json["cwd"]
     os.kill(supervisor, signal.SIGKILL)
     wait_for(lambda: not processes_in(cwd), message="the checkpoint to exit with its env")
+
+
+def zombies_of(pid):
+    """pids of the zombie children of ``pid``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == b"Z" and int(fields[1]) == pid:
+            found.append(int(name))
+    return found
+
+
+def test_a_dropped_checkpoint_is_reaped_at_once_not_at_the_next_cell(testapp):
+    run(testapp, "nb", "x = 1")
+    checkpoint(testapp, "gone")
+    live = testapp.get("/envs/nb").json["pid"]
+    assert testapp.delete("/envs/nb/checkpoints/gone").status_int == 204
+    assert testapp.delete("/envs/nb/checkpoints/auto-1").status_int == 204
+    wait_for(lambda: not zombies_of(live) and len(copies(testapp)) == 0,
+             message="the dropped checkpoints to be reaped without a cell")
+    # The reaping waits only for our copies: a cell's own children are the cell's.
+    assert value(testapp, "nb", "import subprocess, os\n"
+                 "p = subprocess.Popen(['true']); os.waitpid(p.pid, 0)[0] == p.pid") == "True"
+    assert value(testapp, "nb", "subprocess.run(['sh', '-c', 'exit 3']).returncode") == "3"
+
+
+def test_sigchld_is_the_users_again_once_no_copy_is_left(client):
+    testapp = client()
+    assert testapp.post_json("/envs", {"id": "nb"}).status_int == 201
+    run(testapp, "nb", "import signal; before = signal.getsignal(signal.SIGCHLD)")
+    checkpoint(testapp, "c")
+    assert testapp.delete("/envs/nb/checkpoints/c").status_int == 204
+    wait_for(lambda: not copies(testapp), message="the checkpoint's process to end")
+    assert value(testapp, "nb", "signal.getsignal(signal.SIGCHLD) == before") == "True"
+    run(testapp, "nb", "signal.signal(signal.SIGCHLD, lambda *a: None)")  # the user's own
+    checkpoint(testapp, "d")
+    assert value(testapp, "nb", "signal.getsignal(signal.SIGCHLD).__name__") == "'<lambda>'"

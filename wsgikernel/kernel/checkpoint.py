@@ -32,6 +32,7 @@ import lock, logging's and threading's own; a user's lock is the user's.
 
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -92,7 +93,7 @@ def take(executor):
             os._exit(1)
     leave_group(pid)
     theirs.close()
-    executor.copies.add(pid)
+    watch(executor, pid)
     return pid, ours
 
 
@@ -129,7 +130,7 @@ def park(executor, sock):
             executor.copies = set()
             continue
         leave_group(copy)
-        executor.copies.add(copy)
+        watch(executor, copy)
         sock.sendall(json.dumps({"pid": os.getpid(), "parked": copy}).encode())
         sock.close()
         become_live(executor, fds)
@@ -162,8 +163,18 @@ def fork_env(executor, env_dir, work_dir, command):
         finally:
             os._exit(1)
     leave_group(pid)  # its group is what the local provisioner signals
-    executor.copies.add(pid)
+    watch(executor, pid)
     return pid
+
+
+def watch(executor, pid):
+    """``pid`` is a copy of ours: reap it as soon as it ends (a dropped checkpoint must
+    not stay a zombie until the next cell).  While we have copies, SIGCHLD reaps them --
+    only their pids, a user's children are the user's -- unless user code has a SIGCHLD
+    handler of its own, which is never replaced (then they are reaped between cells)."""
+    executor.copies.add(pid)
+    if signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL:
+        signal.signal(signal.SIGCHLD, executor.reaper)
 
 
 def become_supervisor(executor, env_dir, work_dir, command):

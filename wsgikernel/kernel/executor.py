@@ -227,13 +227,19 @@ class Executor:
             self.channel.send_in_order(message("done", outcome, parent=envelope["id"]))
 
     def reap_copies(self):
-        """Wait for our copies that ended (never for a pid of the user's: only ours)."""
+        """Wait for our copies that ended (never for a pid of the user's: only ours); the
+        SIGCHLD handler checkpoint.watch set is removed once none is left."""
         for pid in list(self.copies):
             try:
                 if os.waitpid(pid, os.WNOHANG)[0]:
                     self.copies.discard(pid)
             except ChildProcessError:  # reaped by user code's waitpid(-1), or not ours now
                 self.copies.discard(pid)
+        if not self.copies and signal.getsignal(signal.SIGCHLD) == self.reaper:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+    def reaper(self, signum, frame):
+        self.reap_copies()
 
     def checkpoint(self, envelope):
         """Park a forked copy of this process (checkpoint.py): ``checkpointed`` {pid} with

@@ -58,6 +58,17 @@ def pid_alive(pid):
         return False
 
 
+def groups(pids):
+    """The process groups of ``pids`` (a checkpoint leads one, with its spare in it)."""
+    found = set()
+    for pid in pids:
+        try:
+            found.add(os.getpgid(pid))
+        except OSError:
+            pass
+    return found
+
+
 def command_lines():
     """(pid, [argument, ...]) of every process whose /proc entry can be read."""
     for name in os.listdir("/proc") if os.path.isdir("/proc") else ():

@@ -10,11 +10,17 @@ checkpoint's end of a socketpair (SCM_RIGHTS, with the ``checkpointed`` message)
 
 A parked checkpoint (``park``) blocks in ``recv`` on that socket: no CPU, and its
 pages shared copy-on-write with the live process until one of them writes.  End of
-file (the supervisor dropped it, or exited however it ended) ends it.  ``resume``
-brings the supervisor's new control socket and stdout/stderr pipes (the live process
-was killed first, so the checkpoint is the supervisor's child by then); it forks
-once: the copy parks on in its place, and the checkpoint itself becomes the live
-process -- rewires the executor's I/O around its namespace and says ``ready``.
+file (the supervisor dropped it, or exited however it ended) ends it.  It keeps a
+spare, a copy of itself forked in advance (in its process group), blocked on a
+pipe, once the supervisor asks for it (after its answer).  ``resume`` brings the
+supervisor's new control socket and stdout/stderr pipes, at once -- the old live
+process is stopped, and killed only after the restore's answer: its death takes
+tens of ms for a large one.  No fork then: the spare takes the checkpoint's place
+(a spare of its own is asked for after the answer), and the checkpoint itself
+becomes the live process -- rewires the executor's I/O around its namespace and
+says ``ready``.  Its parent is the old live process until that one has exited;
+then the supervisor's (a subreaper), which sees its death through its pidfd
+meanwhile.
 
 A fork into a new env (``fork_env``) is the same copy made into a supervisor: in its
 own session it forks the new env's user-code process (which moves to the new work
@@ -111,29 +117,93 @@ def leave_group(pid):
 def park(executor, sock):
     """The checkpoint's life: wait for ``resume`` (or end of file), never returns.
 
-    On ``resume`` (with the new control socket and pipes) it forks: the child parks on
-    in its place, holding the socket, and this process -- the supervisor's child by
-    now, its parent the live process that was killed first -- becomes the live one."""
+    A parked checkpoint keeps a spare, a copy of itself forked in advance, once the
+    supervisor asks for one (``spare``: after the answer that made this checkpoint, so
+    the fork's CPU is not taken from it), so that a resume costs no fork.  On
+    ``resume`` (with the new control socket and pipes) the spare takes the
+    checkpoint's place, holding the socket, and this process becomes the live one: its
+    parent, the live process being killed, leaves it to the supervisor (a subreaper)
+    as it exits.  Without a spare, the copy that parks on is forked then."""
+    spare = turn = None
+    while True:
+        fds = next_request(sock)
+        if fds is None:  # asked for a spare
+            if spare is None:  # in the spare, this returns (None, None) once it has our place
+                spare, turn = fork_spare(executor)
+            continue
+        parked = hand_over(executor, spare, turn)
+        if parked is None:  # no spare (none asked for, it died, or no fork): a copy now
+            parked = os.fork()
+            if parked == 0:  # parks on in our place
+                os.setpgid(0, 0)
+                for fd in fds:
+                    os.close(fd)
+                executor.copies = set()
+                spare = turn = None
+                continue
+            leave_group(parked)
+            watch(executor, parked)
+        sock.sendall(json.dumps({"pid": os.getpid(), "parked": parked}).encode())
+        sock.close()
+        become_live(executor, fds)
+
+
+def next_request(sock):
+    """The descriptors a ``resume`` brings, or None for a ``spare``; at end of file
+    (dropped, or the supervisor is gone) the checkpoint exits.  A stream socket may
+    join the two in one read: the descriptors tell them apart."""
     while True:
         data, fds, _, _ = socket.recv_fds(sock, 1024, RESUME_FDS)
         if not data:
-            os._exit(0)  # dropped, or the supervisor is gone
-        if len(fds) != RESUME_FDS:
-            for fd in fds:
-                os.close(fd)
-            continue
-        copy = os.fork()
-        if copy == 0:  # the checkpoint from now on
-            os.setpgid(0, 0)
-            for fd in fds:
-                os.close(fd)
-            executor.copies = set()
-            continue
-        leave_group(copy)
-        watch(executor, copy)
-        sock.sendall(json.dumps({"pid": os.getpid(), "parked": copy}).encode())
-        sock.close()
-        become_live(executor, fds)
+            os._exit(0)
+        if len(fds) == RESUME_FDS:
+            return fds
+        for fd in fds:
+            os.close(fd)
+        if not fds:
+            return None
+
+
+def fork_spare(executor):
+    """Fork this checkpoint's spare: (its pid, the pipe that hands it our place), or
+    (None, None) if fork failed.  The spare (in our process group: dropping the
+    checkpoint kills both) blocks on the pipe: no CPU, its pages shared with ours.  In
+    the spare this returns (None, None) once it has been handed the place (a spare of
+    its own when asked); end of file instead means the checkpoint ended, and so does
+    the spare."""
+    turn_r, turn_w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(turn_r)
+        os.close(turn_w)
+        return None, None
+    if pid:
+        os.close(turn_r)
+        return pid, turn_w
+    os.close(turn_w)
+    given = os.read(turn_r, 1)
+    os.close(turn_r)
+    if not given:
+        os._exit(0)
+    executor.copies = set()  # the checkpoint now
+    return None, None
+
+
+def hand_over(executor, spare, turn):
+    """Give the spare our place (its own process group first: the live group's signals
+    must never reach it); its pid, or None if it is gone (or was never forked)."""
+    if spare is None:
+        return None
+    try:
+        os.setpgid(spare, spare)
+        os.write(turn, b"t")
+    except OSError:
+        return None
+    finally:
+        os.close(turn)
+    watch(executor, spare)  # our child: reaped once it ends
+    return spare
 
 
 def quiet(executor):

@@ -6,12 +6,13 @@ Taking: the user-code process forks a parked copy of itself between cells
 (``checkpoint``); automatic ones (``auto_checkpoints``) are taken right before
 each cell that goes into history, so ``auto-N`` holds the state before cell N.
 
-Restoring is a restart whose fresh child is forked from the checkpoint instead:
-the live tree is killed at once (no grace: its namespace is being discarded),
-the checkpoint forks the new live process (``restoring``), session + 1, and
-history gets a record of the restore (its own execution count, code ``%restore
-NAME``).  ``undo`` restores the newest automatic checkpoint and drops it, so
-each call steps back one more cell.
+Restoring swaps processes: the checkpoint is resumed first (one that died is a
+404, and the live namespace stays), its spare parks on in its place, the old
+live process is killed with its tree in the background (no grace: its namespace
+is being discarded; ProcessTree.replace), session + 1, and history gets a record
+of the restore (its own execution count, code ``%restore NAME``).  The answer
+waits for the restored process's ``ready``.  ``undo`` restores the newest
+automatic checkpoint and drops it, so each call steps back one more cell.
 
 A request while a cell runs or waits is refused (``busy``): a checkpoint is of a
 cell boundary, and a restore would discard the cell.  So is one in a bwrap
@@ -44,7 +45,7 @@ class CheckpointOps:
         self.configure(supervisor.settings)
         supervisor.tree.checkpoints = self.registry
         self.requested = {}      # child message id -> (name, auto, requester or None)
-        self.restore_from = None  # (checkpoint, drop it after: an undo) for the next spawn
+        self.restored = None     # the checkpoint just restored: its spare, once answered
 
     def handlers(self):
         return {kind: getattr(self, "op_" + kind) for kind in self.OPS}
@@ -189,6 +190,7 @@ class CheckpointOps:
         self.registry.add(checkpoint)
         if client is not None:
             client.reply({"checkpoint": checkpoint.describe()})  # memory: GET lists it
+        checkpoint.ask_spare()
 
     def drop_requests(self):
         """The child is gone: what it was asked to copy will never come."""
@@ -245,38 +247,44 @@ class CheckpointOps:
             if checkpoint is None:
                 client.error(UNKNOWN_CHECKPOINT, name=body.get("name"))
                 return
-        if not self.registry.alive(checkpoint):  # before the live namespace is thrown away
+        sv = self.supervisor
+        try:  # before the live namespace is thrown away: a dead checkpoint changes nothing
+            child = self.registry.resume(checkpoint)
+        except OSError as exc:
+            sv.files.log.write("restore failed: %s\n" % exc)
             self.registry.drop(checkpoint.name)
             client.error(UNKNOWN_CHECKPOINT, name=checkpoint.name, detail="its process "
                          "ended (killed, perhaps for memory); the live namespace is as it was")
             return
-        sv = self.supervisor
-        self.restore_from = (checkpoint, bool(body.get("undo")))
-        sv.ops.on_ready.append(client)
+        if body.get("undo"):
+            self.registry.drop(checkpoint.name)
+        else:
+            self.restored = checkpoint
+        sv.child_gone()  # what the old child was asked is never answered now
+        sv.tree.replace(child)  # the old one dies in the background
+        sv.session += 1
+        sv.record.update(session=sv.session, exit=None, reason=None)
         sv.state = "starting"  # executions submitted now wait for the restored child
-        sv.tree.begin_stop("restart", grace=0)
+        sv.ops.on_ready.append(client)
+        self.record(checkpoint)
+
+    def child_ready(self):
+        """A child is ready (a restored one: answered): what a restore kept off its
+        path -- the old tree's end, the checkpoint's next spare."""
+        self.supervisor.tree.ready()
+        restored, self.restored = self.restored, None
+        if restored is not None and self.registry.get(restored.name) is restored:
+            restored.ask_spare()
 
     def restoring(self):
-        """Instead of a fresh child: the one a restore forks from its checkpoint; False if
-        no restore was asked for (or it failed: the fresh child then, and the log)."""
+        """Instead of a fresh child: the one forked before our exec (a forked env's
+        supervisor, ``adopting``); False if there is none."""
         sv = self.supervisor
-        if sv.adopting:  # a forked env's supervisor: its child was forked before our exec
-            pid, control, out_r, err_r = sv.adopting
-            sv.adopting = None
-            sv.tree.adopt(Child.adopted(pid, socket.socket(fileno=control), out_r, err_r))
-            return True
-        if self.restore_from is None:
+        if not sv.adopting:
             return False
-        (checkpoint, undo), self.restore_from = self.restore_from, None
-        try:
-            sv.tree.adopt(self.registry.resume(checkpoint))
-        except OSError as exc:
-            sv.files.log.write("restore failed: %s\n" % exc)
-            self.registry.drop(checkpoint.name)
-            return False
-        if undo:
-            self.registry.drop(checkpoint.name)
-        self.record(checkpoint)
+        pid, control, out_r, err_r = sv.adopting
+        sv.adopting = None
+        sv.tree.adopt(Child.adopted(pid, socket.socket(fileno=control), out_r, err_r))
         return True
 
     def record(self, checkpoint):

@@ -2,14 +2,15 @@
 
 A checkpoint is a parked copy of the user-code process (kernel/checkpoint.py), a
 child of the supervisor (re-parented to it, a subreaper) that the sweeps of a
-stopped tree spare (``pids``).  Each is held by one socket: closing it ends the
-copy (it exits at end of file), and so does the supervisor's own end, however it
-ends -- no checkpoint outlives its env.
+stopped tree spare (``pids``), with its spare in its process group.  Each is held by
+one socket: closing it ends the copy (it exits at end of file, its spare with it),
+and so does the supervisor's own end, however it ends -- no checkpoint outlives its
+env.
 
 ``resume`` hands a checkpoint the supervisor's new control socket and fd 1/2
-pipes; the checkpoint becomes the env's user-code process (``child.Child``) and a
-copy it forked parks on in its place (its pid, in the answer, is the checkpoint's
-from then on).
+pipes; the checkpoint becomes the env's user-code process (``child.Child``) and its
+spare parks on in its place (its pid, in the answer, is the checkpoint's from then
+on).  The memory a checkpoint pins is the PSS of both.
 
 Bounds: ``limit`` checkpoints per env (``max_checkpoints``), oldest dropped first;
 of them, the automatic ones taken before each cell (``auto``) are the last
@@ -24,7 +25,7 @@ import signal
 import socket
 
 from ..store import utcnow
-from .child import Child
+from .child import Child, children_of
 from .ledger import Ledger, missing
 
 RESUME_TIMEOUT = 10.0  # seconds a checkpoint may take to fork the new live process
@@ -46,8 +47,21 @@ class Checkpoint:
         found = {"name": self.name, "execution_count": self.execution_count,
                  "session": self.session, "created": self.created, "auto": self.auto}
         if memory:
-            found["memory"] = pss(self.pid)
+            found["memory"] = self.memory()
         return found
+
+    def ask_spare(self):
+        """Have it fork its spare now (kernel/checkpoint.py): once the answer that made
+        it is out, so the fork's CPU is not taken from that answer."""
+        try:
+            self.sock.send(b"spare")
+        except OSError:  # it ended: dropped when it is reaped
+            pass
+
+    def memory(self):
+        """Summed PSS of the checkpoint's process and its spare (bytes; None if unknown)."""
+        sizes = [pss(pid) for pid in [self.pid] + children_of(self.pid)]
+        return None if None in sizes else sum(sizes)
 
 
 class Checkpoints:
@@ -74,7 +88,7 @@ class Checkpoints:
 
     def memory(self):
         """Summed PSS of the checkpoints' processes (bytes; None if unknown)."""
-        sizes = [pss(checkpoint.pid) for checkpoint in self.by_name.values()]
+        sizes = [checkpoint.memory() for checkpoint in self.by_name.values()]
         return None if None in sizes else sum(sizes)
 
     def add(self, checkpoint):
@@ -107,13 +121,14 @@ class Checkpoints:
         return autos[-1] if autos else None
 
     def drop(self, name):
-        """End a checkpoint (its copy exits at end of file; SIGKILL makes sure)."""
+        """End a checkpoint (its copy exits at end of file; SIGKILL to its group, its
+        spare's too, makes sure)."""
         checkpoint = self.by_name.pop(name, None)
         if checkpoint is not None:
             self.ledger.leave(checkpoint.entry)
             checkpoint.sock.close()
-            try:
-                os.kill(checkpoint.pid, signal.SIGKILL)
+            try:  # it leads its group (kernel/checkpoint.py): the spare is in it
+                os.killpg(checkpoint.pid, signal.SIGKILL)
             except OSError:
                 pass
         return checkpoint
@@ -121,21 +136,6 @@ class Checkpoints:
     def drop_all(self):
         for name in list(self.by_name):
             self.drop(name)
-
-    def alive(self, checkpoint):
-        """Its process still parks: its end of the socket is open (end of file: it died;
-        the OOM killer likes large processes)."""
-        sock = checkpoint.sock
-        timeout = sock.gettimeout()
-        sock.setblocking(False)  # a socket with a timeout would wait for data first
-        try:
-            return sock.recv(1, socket.MSG_PEEK) != b""
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        finally:
-            sock.settimeout(timeout)
 
     def close_in_child(self):
         """In a child the supervisor forks: our ends of the checkpoints' sockets are not

@@ -27,6 +27,7 @@ bytes replaced).
 
 import codecs
 import os
+import select
 import signal
 import socket
 import sys
@@ -274,7 +275,9 @@ class Child:
         if self.status is None:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped already, status unknown
+            except ChildProcessError:  # reaped already, status unknown -- or not ours yet
+                if self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]:
+                    return None  # running: resumed under a replaced child still exiting
                 self.status = (None, None)
             else:
                 if pid:

@@ -37,6 +37,7 @@ from .sandbox import SandboxedChild
 EOF_KILL_AFTER = 1.0   # seconds a child whose control socket closed may take to exit
 MAX_PASSED_FDS = 4     # descriptors one read of the control socket may bring (a checkpoint's)
 REAP_POLL = 0.02       # seconds between sweeps of a dead child's tree
+REPLACED_HOLD = 1.0    # seconds a replaced child stays stopped if its successor is not ready
 
 
 class ProcessTree:
@@ -51,6 +52,7 @@ class ProcessTree:
         self.stopped_group = None  # process group of the child whose tree is being swept
         self.reap_until = None    # give up on a tree that will not die after this
         self.checkpoints = None   # kernel/checkpoints.py: spared by sweeps, told of deaths
+        self.replaced = None      # [groups, sweep from, give up after] of replaced children
 
     @property
     def pid(self):
@@ -88,6 +90,8 @@ class ProcessTree:
             found.append(self.child.kill_at)
         if self.stop_goal is not None and self.child is None:
             found.append(now + REAP_POLL)  # sweeping the dead child's tree
+        if self.replaced is not None:
+            found.append(max(self.replaced[1], now + REAP_POLL))
         return found
 
     # -- what the child sends ------------------------------------------------------
@@ -216,7 +220,7 @@ class ProcessTree:
     # -- stopping it -------------------------------------------------------------------
 
     def spared(self):
-        return self.checkpoints.pids() if self.checkpoints is not None else ()
+        return self.checkpoints.pids() if self.checkpoints is not None else set()
 
     def begin_stop(self, goal, grace=None):
         """Stop the child and its whole tree without blocking the loop: SIGTERM now, SIGKILL
@@ -236,9 +240,62 @@ class ProcessTree:
             deadline = now + (self.kill_grace if grace is None else grace)
             child.kill_at = deadline if child.kill_at is None else min(child.kill_at, deadline)
 
+    def replace(self, child):
+        """Drive ``child`` (resumed from a checkpoint) now; the child it replaces is
+        stopped (SIGSTOP to its group), and killed with its whole tree once ``child`` is
+        ``ready`` -- a large process takes tens of ms of CPU to die, which a restore's
+        answer does not wait for.  The old child's messages and output are dropped (its
+        namespace is being discarded; it ran no cell, see checkpointing)."""
+        old = self.child
+        if old is not None:
+            old.signal(signal.SIGSTOP)
+            self.detach()
+            for fd in list(old.pipes):
+                self.close_pipe(fd)
+            self.close_pidfd()
+            now = time.monotonic()
+            groups = self.replaced[0] if self.replaced is not None else []
+            self.replaced = [groups + [old.group], now + REPLACED_HOLD,
+                             now + REPLACED_HOLD + KILL_WAIT]
+        self.adopt(child)
+
+    def ready(self):
+        """The child said ``ready`` (and was answered): the replaced one's end begins."""
+        if self.replaced is not None:
+            self.replaced[1] = time.monotonic()
+            self.sweep_replaced(self.replaced[1])
+
+    def sweep_replaced(self, now):
+        """SIGKILL what is left of a replaced child's tree and reap it, every REAP_POLL
+        s until nothing is left; the new child and its tree are spared (until the old
+        one exits, the new one is its child)."""
+        groups, start, until = self.replaced
+        if self.child is None:  # the new child died too: its stop's sweep takes in all
+            self.replaced = None
+            return
+        if now < start:
+            return
+        self.reap()
+        if self.child is None:
+            self.replaced = None
+            return
+        for group in groups[:-1]:  # of earlier restores: their groups; the walk takes the rest
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except OSError:
+                pass
+        left = signal_tree(groups[-1], signal.SIGKILL, self.spared() | {self.pid})
+        if not left or now >= until:
+            if left:
+                self.log.write("%s %d descendants would not die: %s\n" % (utcnow(), len(left),
+                                                                          left))
+            self.replaced = None
+
     def check_stop(self, now):
         """The stop's timers: SIGKILL at the end of the grace, then sweep the dead child's
         tree (SIGKILL, reap) until no descendant is left or KILL_WAIT has passed."""
+        if self.replaced is not None:
+            self.sweep_replaced(now)
         child = self.child
         if child is not None:
             if child.kill_at is not None and now >= child.kill_at:

@@ -251,6 +251,7 @@ class Supervisor:
             self.ops.save_ready()  # with the cells parked while a batch job was queued
             self.announce_ready()
             self.ops.answer_ready()
+            self.ops.checkpointing.child_ready()  # after the answer: what a restore put off
             self.pump()
 
     def child_text(self, name, text):

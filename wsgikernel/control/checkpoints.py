@@ -65,7 +65,8 @@ class Checkpoints:
         if not reply.get("restored"):
             raise KernelUnavailable(env_id, "the checkpoint could not be resumed, and a "
                                     "fresh kernel was started instead (kernel.log says why)")
-        return dict(self.describe(env_id, memory=False), restored=reply["restored"])
+        env = self.describe(env_id, memory=False, status=reply)  # the answer is a status
+        return dict(env, restored=reply["restored"])
 
     # -- forks -------------------------------------------------------------------------
 

@@ -26,14 +26,17 @@ class EnvDescriber:
         self.link = link
         self.statuses = {}  # env dir -> (status.json's bytes, parsed): see read_status
 
-    def describe(self, env_id, touch=True, memory=True):
+    def describe(self, env_id, touch=True, memory=True, status=None):
         """The env object of ``env_id``; ``touch`` counts as activity (the idle timeout);
-        ``memory``: with what its checkpoints pin (a /proc walk of each: GET /envs/{id})."""
+        ``memory``: with what its checkpoints pin (a /proc walk of each: GET /envs/{id});
+        ``status``: the kernel's status as an answer just brought it (not asked again)."""
         record = self.registry.read(env_id)
-        status = {}
+        given, status = status, {}
         if record.get("state") == "idle":
             if record.get("protocol") != PROTOCOL_VERSION:
                 record = dict(record, state="dead", reason="protocol_mismatch")
+            elif given is not None:
+                status = given
             else:
                 try:
                     status = self.link.call(record, "status", {"touch": touch,

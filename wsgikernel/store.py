@@ -153,12 +153,16 @@ class StatusFile:
             os.close(fd)
             os.unlink(temp)
             raise
-        self.fd, self.size, self.last = fd, 0, None
+        self.fd, self.size, self.last, self.last_member = fd, 0, None, b""
 
-    def publish(self, status):
-        if status == self.last:
+    def publish(self, status, member=b""):
+        """Write ``status`` (a dict) if it changed; ``member``: one more member already
+        encoded (``"name":value``), kept as it is until another object is given."""
+        if status == self.last and member is self.last_member:
             return
         data = jsonpolicy.encode(status)
+        if member:
+            data = data[:-1] + b"," + member + b"}"
         if len(data) > STATUS_MAX:
             return  # never: a status is a few hundred bytes
         try:
@@ -166,7 +170,7 @@ class StatusFile:
         except OSError:
             return  # a full disk: listings ask the kernel instead
         self.size = max(self.size, len(data))
-        self.last = status
+        self.last, self.last_member = status, member
 
     def close(self):
         os.close(self.fd)

@@ -12,6 +12,7 @@ tracebacks and notes the supervisor writes for people.
 
 import json
 
+from ..jsonpolicy import encode
 from ..store import utcnow
 
 
@@ -22,10 +23,21 @@ class EventLog:
         self.counters = counters if settings.get("metrics", True) else None  # metrics off
         self.on = settings.get("log_format") == "json"
         self.dead = False  # the user-code process died and was counted (till a restart)
+        self.member = (None, b"")  # (published counts, their status.json member)
 
     def published(self):
         """The counts as status.json carries them (``metrics``); None with metrics off."""
         return self.counters.published() if self.counters is not None else None
+
+    def status_member(self):
+        """``"metrics":{...}`` for status.json, encoded once per change of the counts (a
+        status is written several times per cell); b"" with metrics off."""
+        counts = self.published()
+        if counts is None:
+            return b""
+        if self.member[0] is not counts:
+            self.member = (counts, b'"metrics":' + encode(counts))
+        return self.member[1]
 
     def execution(self, execution, record):
         """``execution`` ended with ``record``; its waiters are answered next."""

@@ -337,7 +337,7 @@ class Supervisor:
 
     def publish_status(self):
         """status.json for listings: what a status request would answer now."""
-        self.files.status.publish(dict(self.ops.status(), metrics=self.events.published()))
+        self.files.status.publish(self.ops.status(), self.events.status_member())
 
     def answered(self, execution, record):
         """An execution's final record reached who waited on it."""

@@ -8,6 +8,7 @@ Every label value is bounded by what produces it (route templates, methods the r
 table knows, statuses, the reasons the code names), never a path or an env id.
 """
 
+import bisect
 import math
 from collections import namedtuple
 
@@ -62,10 +63,10 @@ SUFFIXES = ("_bucket", "_sum", "_count")
 
 
 def observe(add, name, labels, value):
-    """One observation of histogram ``name`` through ``add(key, amount)``."""
-    buckets = BY_NAME[name].buckets
-    index = next((i for i, bound in enumerate(buckets) if value <= bound), len(buckets))
-    le = number(buckets[index]) if index < len(buckets) else "+Inf"
+    """One observation of histogram ``name`` through ``add(key, amount)`` (once per
+    request: the bucket is found by bisection, its ``le`` text made once)."""
+    buckets, les = BUCKET_LABELS[name]
+    le = les[bisect.bisect_left(buckets, value)]  # the first bound >= value, else +Inf
     add((name + "_bucket", labels + (("le", le),)), 1.0)
     add((name + "_sum", labels), value)
 
@@ -143,3 +144,8 @@ def escape_value(text):
 
 def escape_help(text):
     return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+# Histogram name -> (its bounds, the ``le`` text of each and "+Inf" last).
+BUCKET_LABELS = {f.name: (f.buckets, tuple(number(b) for b in f.buckets) + ("+Inf",))
+                 for f in FAMILIES if f.buckets}

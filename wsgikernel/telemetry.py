@@ -3,8 +3,8 @@
 ``Telemetry.wrap`` is the outermost layer of the application (app.py): it takes
 ``X-Request-Id`` (validated by the dispatcher: a bad one is a 400) or makes one,
 echoes it on the response and sets it for the control layer (requestid.py), and
-when the answer is over -- when the server closes the body, once it is sent (a
-stream's duration is its whole life) -- counts the request by route
+when the answer is over -- a list body at once, a stream when the server closes
+it, so a stream's duration is its whole life -- counts the request by route
 template, method and status, observes its duration, and with ``log_format = json``
 writes one JSON line: time, request id, method, route, status, duration, bytes,
 env, execution_count, remote address.  Paths are never logged, only templates,
@@ -59,9 +59,9 @@ class Telemetry:
             body = app(environ, start)
         finally:
             requestid.current.reset(token)
-        if isinstance(body, list):  # still a list (servers send those in one write)
-            return Closing(body, lambda: self.done(environ, statuses, started,
-                                                   sum(map(len, body))))
+        if isinstance(body, list):
+            self.done(environ, statuses, started, sum(map(len, body)))
+            return body
         return Tracked(body, lambda sent: self.done(environ, statuses, started, sent))
 
     def done(self, environ, statuses, started, sent):
@@ -90,20 +90,6 @@ class Telemetry:
                 "execution_count": environ.get("wsgikernel.execution_count") or (
                     int(args["n"]) if str(args.get("n", "")).isdigit() else None),
                 "remote_addr": environ.get("REMOTE_ADDR")}})
-
-
-class Closing(list):
-    """A list body whose ``close()`` (PEP 3333: the server calls it once the answer is
-    sent) reports it: counting and logging stay off the answer's path."""
-
-    def __init__(self, body, on_close):
-        super().__init__(body)
-        self.on_close = on_close
-
-    def close(self):
-        on_close, self.on_close = self.on_close, None
-        if on_close is not None:
-            on_close()
 
 
 class Tracked:

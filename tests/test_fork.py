@@ -170,3 +170,23 @@ def test_a_fork_keeps_the_sources_limits_and_settings(make_test_app):
     assert fork["limits"] == source["limits"] and fork["auto_checkpoints"] == 2, fork
     assert value(testapp, "lim-2", "import resource; resource.getrlimit(resource.RLIMIT_AS)"
                  "[0]") == str(512 * 2 ** 20)
+
+
+def test_the_fork_names_the_cell_it_was_taken_after_even_one_queued_meanwhile(testapp,
+                                                                              monkeypatch):
+    from wsgikernel.control.checkpoints import Checkpoints
+    run(testapp, "src", "x = 1")
+    submit(testapp, "src", "import time; time.sleep(0.5)")  # cell 2 runs: the fork queues
+    prepare = Checkpoints.forked_record
+
+    def another_worker_queues_a_cell(self, *args):  # between the count and the fork
+        submit(testapp, "src", "x = 3")
+        return prepare(self, *args)
+
+    monkeypatch.setattr(Checkpoints, "forked_record", another_worker_queues_a_cell)
+    env = fork(testapp, id="late", wait=30).json
+    assert env["forked_from"] == {"env": "src", "execution_count": 3}, env
+    assert env["execution_count"] == 3, env
+    assert value(testapp, "late", "x") == "3"
+    history = testapp.get("/envs/late/executions").json["executions"]
+    assert history[-1]["execution_count"] == 4, history  # it goes on from there

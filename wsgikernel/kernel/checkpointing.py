@@ -116,7 +116,8 @@ class CheckpointOps:
         (``fork_into``) the requester waits on up to ``wait`` s, then polls as a cell's."""
         sv = self.supervisor
         execution = Execution(next(sv.keys), None, {"code": "", "silent": True, "fork": fork,
-                                                    "force": bool(body.get("force"))},
+                                                    "force": bool(body.get("force")),
+                                                    "after": sv.execution_count},
                               sv.record["id"], sv.session, None)
         execution.record["fork_into"] = fork["env_dir"]
         sv.executions.add(execution)
@@ -128,7 +129,8 @@ class CheckpointOps:
         if ``execution`` is a queued fork instead (asked of the child here)."""
         request = execution.request
         if "fork" in request:
-            self.ask(None, "fork", None, request["force"], request["fork"], execution)
+            self.ask(None, "fork", None, request["force"], request["fork"], execution,
+                     request["after"])
             return True
         if (self.auto and execution.n is not None and not execution.request.get("silent")
                 and execution.request.get("store_history", True)
@@ -137,9 +139,18 @@ class CheckpointOps:
             self.ask(AUTO_PREFIX + str(execution.n), "auto", None, False)
         return False
 
-    def ask(self, name, kind, client, force, fork=None, execution=None):
+    def ask(self, name, kind, client, force, fork=None, execution=None, after=None):
         """Ask the child for a copy: a checkpoint (``kind`` named or auto) or a fork (of a
-        queued ``execution``, which its answer ends)."""
+        queued ``execution``, which its answer ends, taken ``after`` the cell of that
+        count: the last one numbered when it was queued)."""
+        sv = self.supervisor
+        if fork is not None:  # the count the web tier read may be behind: another worker's
+            count = sv.execution_count if after is None else after  # cell, queued since
+            try:
+                update_record(fork["env_dir"], execution_count=count, forked_from={
+                    "env": sv.record.get("id"), "execution_count": count})
+            except OSError:  # its dir is gone: the fork's own start says so
+                pass
         key = "checkpoint-%d" % next(self.supervisor.keys)
         self.requested[key] = (name, kind, client, execution)
         self.supervisor.tree.send(message("checkpoint", {"force": force, "fork": fork},

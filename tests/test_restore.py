@@ -121,3 +121,46 @@ def test_a_checkpoint_that_died_is_404_before_anything_is_thrown_away(testapp):
     env = testapp.get("/envs/nb").json
     assert (env["pid"], env["state"], env["session"]) == (live, "idle", 1), env
     assert value(testapp, "nb", "x") == "'live'"
+
+
+ORPHAN = ("import subprocess\n"
+          "out = subprocess.run('sleep 600 >/dev/null 2>&1 & echo $!', shell=True,"
+          " capture_output=True, text=True).stdout\n"
+          "int(out)")
+
+
+def test_the_old_trees_end_spares_what_the_new_process_left_to_the_supervisor(testapp):
+    run(testapp, "nb", "x = 1")
+    checkpoint(testapp, "c")
+    run(testapp, "nb", "big = bytes([1]) * (1 << 30)")  # the old process: slow to die
+    old_live = testapp.get("/envs/nb").json["pid"]
+    restore(testapp, "c")
+    orphan = int(value(testapp, "nb", ORPHAN))  # its parent, sh, is gone: ours now
+    try:
+        wait_for(lambda: not pid_alive(old_live), message="the old process to end")
+        for _ in range(3):  # the old tree's end is over: its last sweep has run
+            run(testapp, "nb", "pass")
+        assert pid_alive(orphan), "the old tree's sweep killed the new process's job"
+    finally:
+        if pid_alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
+
+
+def spares_of(testapp):
+    """The checkpoints' spares: the copies whose parent is a copy."""
+    found = copies(testapp)
+    return [pid for pid in found if parent_of(pid) in found]
+
+
+def test_a_dead_spare_costs_neither_the_memory_figure_nor_the_checkpoint(testapp):
+    run(testapp, "nb", "import signal\nsignal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+                       "kept = 'yes'")  # a write to a dead spare's pipe would kill
+    checkpoint(testapp, "c")
+    for pid in wait_for(lambda: spares_of(testapp), message="the spare"):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not spares_of(testapp), message="the spare to die")
+    listed = testapp.get("/envs/nb/checkpoints").json
+    assert listed["checkpoints"][0]["memory"] > 0 and listed["memory"] > 0, listed
+    run(testapp, "nb", "kept = 'changed'")
+    restore(testapp, "c")
+    assert value(testapp, "nb", "kept") == "'yes'"

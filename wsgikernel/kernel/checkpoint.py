@@ -12,7 +12,7 @@ A parked checkpoint (``park``) blocks in ``recv`` on that socket: no CPU, and it
 pages shared copy-on-write with the live process until one of them writes.  End of
 file (the supervisor dropped it, or exited however it ended) ends it.  It keeps a
 spare, a copy of itself forked in advance (in its process group), blocked on a
-pipe, once the supervisor asks for it (after its answer).  ``resume`` brings the
+socket, once the supervisor asks for it (after its answer).  ``resume`` brings the
 supervisor's new control socket and stdout/stderr pipes, at once -- the old live
 process is stopped, and killed only after the restore's answer: its death takes
 tens of ms for a large one.  No fork then: the spare takes the checkpoint's place
@@ -127,22 +127,29 @@ def park(executor, sock):
     spare = turn = None
     while True:
         fds = next_request(sock)
+        if spare is not None and ended(spare):  # killed (the OOM killer, say): reaped now
+            turn.close()
+            spare = turn = None
         if fds is None:  # asked for a spare
             if spare is None:  # in the spare, this returns (None, None) once it has our place
                 spare, turn = fork_spare(executor)
             continue
         parked = hand_over(executor, spare, turn)
+        spare = turn = None
         if parked is None:  # no spare (none asked for, it died, or no fork): a copy now
-            parked = os.fork()
-            if parked == 0:  # parks on in our place
-                os.setpgid(0, 0)
-                for fd in fds:
-                    os.close(fd)
-                executor.copies = set()
-                spare = turn = None
-                continue
-            leave_group(parked)
-            watch(executor, parked)
+            try:
+                parked = os.fork()
+            except OSError:  # none to be had: the restore goes on, this checkpoint is used up
+                parked = 0
+            else:
+                if parked == 0:  # parks on in our place
+                    os.setpgid(0, 0)
+                    for fd in fds:
+                        os.close(fd)
+                    executor.copies = set()
+                    continue
+                leave_group(parked)
+                watch(executor, parked)
         sock.sendall(json.dumps({"pid": os.getpid(), "parked": parked}).encode())
         sock.close()
         become_live(executor, fds)
@@ -165,43 +172,53 @@ def next_request(sock):
 
 
 def fork_spare(executor):
-    """Fork this checkpoint's spare: (its pid, the pipe that hands it our place), or
+    """Fork this checkpoint's spare: (its pid, the socket that hands it our place), or
     (None, None) if fork failed.  The spare (in our process group: dropping the
-    checkpoint kills both) blocks on the pipe: no CPU, its pages shared with ours.  In
-    the spare this returns (None, None) once it has been handed the place (a spare of
-    its own when asked); end of file instead means the checkpoint ended, and so does
-    the spare."""
-    turn_r, turn_w = os.pipe()
+    checkpoint kills both) blocks on the socket: no CPU, its pages shared with ours.
+    In the spare this returns (None, None) once it has been handed the place (a spare
+    of its own when asked); end of file instead means the checkpoint ended, and so
+    does the spare."""
+    ours, theirs = socket.socketpair()
     try:
         pid = os.fork()
     except OSError:
-        os.close(turn_r)
-        os.close(turn_w)
+        ours.close()
+        theirs.close()
         return None, None
     if pid:
-        os.close(turn_r)
-        return pid, turn_w
-    os.close(turn_w)
-    given = os.read(turn_r, 1)
-    os.close(turn_r)
+        theirs.close()
+        return pid, ours
+    ours.close()
+    given = theirs.recv(1)
+    theirs.close()
     if not given:
         os._exit(0)
     executor.copies = set()  # the checkpoint now
     return None, None
 
 
+def ended(pid):
+    """Our child ``pid`` has ended (and is reaped now)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return True
+
+
 def hand_over(executor, spare, turn):
     """Give the spare our place (its own process group first: the live group's signals
-    must never reach it); its pid, or None if it is gone (or was never forked)."""
+    must never reach it); its pid, or None if it is gone (or was never forked).  No
+    SIGPIPE if it died meanwhile: user code may have made that signal deadly."""
     if spare is None:
         return None
     try:
         os.setpgid(spare, spare)
-        os.write(turn, b"t")
+        turn.send(b"t", socket.MSG_NOSIGNAL)
     except OSError:
+        ended(spare)  # reaped, not left a zombie of the live process
         return None
     finally:
-        os.close(turn)
+        turn.close()
     watch(executor, spare)  # our child: reaped once it ends
     return spare
 

@@ -241,7 +241,7 @@ class CheckpointOps:
     # -- restoring -------------------------------------------------------------------
 
     def op_restore(self, client, body):
-        """Answered (as a restart is) once the process forked from the checkpoint is
+        """Answered (as a restart is) once the checkpoint, the live process now, is
         ready: ``restored`` {name, execution_count} in the status."""
         if self.refusal(client):
             return
@@ -267,7 +267,10 @@ class CheckpointOps:
             client.error(UNKNOWN_CHECKPOINT, name=checkpoint.name, detail="its process "
                          "ended (killed, perhaps for memory); the live namespace is as it was")
             return
-        if body.get("undo"):
+        if self.registry.get(checkpoint.name) is not checkpoint:
+            sv.files.log.write("checkpoint %s is used up by its restore: no copy of it could "
+                               "be forked to park on\n" % checkpoint.name)
+        elif body.get("undo"):
             self.registry.drop(checkpoint.name)
         else:
             self.restored = checkpoint

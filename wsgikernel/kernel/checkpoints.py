@@ -28,7 +28,7 @@ from ..store import utcnow
 from .child import Child, children_of
 from .ledger import Ledger, missing
 
-RESUME_TIMEOUT = 10.0  # seconds a checkpoint may take to fork the new live process
+RESUME_TIMEOUT = 10.0  # seconds a checkpoint may take to become the live process
 AUTO_PREFIX = "auto-"  # auto-N: the state before cell N (after cell N - 1)
 
 
@@ -59,9 +59,12 @@ class Checkpoint:
             pass
 
     def memory(self):
-        """Summed PSS of the checkpoint's process and its spare (bytes; None if unknown)."""
-        sizes = [pss(pid) for pid in [self.pid] + children_of(self.pid)]
-        return None if None in sizes else sum(sizes)
+        """Summed PSS of the checkpoint's process and its spare (bytes; None if unknown;
+        a spare that died and is not reaped yet counts nothing)."""
+        own = pss(self.pid)
+        if own is None:
+            return None
+        return own + sum(pss(pid) or 0 for pid in children_of(self.pid))
 
 
 class Checkpoints:
@@ -148,9 +151,14 @@ class Checkpoints:
         self.forks.discard(pid)
         for checkpoint in list(self.by_name.values()):
             if checkpoint.pid == pid:  # reaped: never signal its pid again
-                self.by_name.pop(checkpoint.name)
-                self.ledger.leave(checkpoint.entry)
-                checkpoint.sock.close()
+                self.forget(checkpoint)
+
+    def forget(self, checkpoint):
+        """No longer keep ``checkpoint``, without signalling its pid (gone, or live now)."""
+        if self.by_name.get(checkpoint.name) is checkpoint:
+            self.by_name.pop(checkpoint.name)
+            self.ledger.leave(checkpoint.entry)
+        checkpoint.sock.close()
 
     def resume(self, checkpoint):
         """A new live user-code process forked from ``checkpoint``, as a Child; OSError if
@@ -177,7 +185,10 @@ class Checkpoints:
             os.close(out_r)
             os.close(err_r)
             raise OSError("checkpoint %r could not fork a new process" % checkpoint.name)
-        checkpoint.pid = parked  # its copy parks on; the checkpoint itself is live now
+        if parked:
+            checkpoint.pid = parked  # its spare parks on; the checkpoint itself is live now
+        else:  # it could fork nothing to park on: used up, its process is the live one
+            self.forget(checkpoint)
         return Child.adopted(pid, parent_sock, out_r, err_r)
 
 

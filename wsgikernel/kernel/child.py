@@ -124,7 +124,8 @@ def signal_tree(pgid, signum, spare=()):
     ``spare`` ones (checkpoints, in sessions of their own); the pids found.
 
     The supervisor's only children are its user-code process, its checkpoints and
-    what was re-parented to it, so the rest is exactly that child's tree."""
+    what was re-parented to it, so the rest is exactly that child's tree (while one
+    child runs; a restore's replaced tree is a snapshot of pids, process_tree.py)."""
     if pgid:
         try:
             os.killpg(pgid, signum)

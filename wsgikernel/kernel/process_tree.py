@@ -22,6 +22,12 @@ ended, SIGKILL every descendant still there -- until none is left (at most
 ``child.KILL_WAIT``, then logged).  The same sweep follows a death nobody
 asked for (goal ``cleanup``).  ``stop_blocking`` is the blocking form, for
 when the loop no longer runs.
+
+A restore swaps children instead (``replace``): the resumed checkpoint is
+driven at once; the old child's tree is stopped (SIGSTOP, so none of it forks)
+and the pids stopped then are what is killed and reaped once the new child is
+``ready`` (``Replaced``) -- never a walk of every descendant, which would take in
+what the new child already left to us.
 """
 
 import os
@@ -52,7 +58,7 @@ class ProcessTree:
         self.stopped_group = None  # process group of the child whose tree is being swept
         self.reap_until = None    # give up on a tree that will not die after this
         self.checkpoints = None   # kernel/checkpoints.py: spared by sweeps, told of deaths
-        self.replaced = None      # [groups, sweep from, give up after] of replaced children
+        self.replaced = None      # Replaced: a replaced child's tree, till it is all reaped
 
     @property
     def pid(self):
@@ -91,7 +97,7 @@ class ProcessTree:
         if self.stop_goal is not None and self.child is None:
             found.append(now + REAP_POLL)  # sweeping the dead child's tree
         if self.replaced is not None:
-            found.append(max(self.replaced[1], now + REAP_POLL))
+            found.append(max(self.replaced.start, now + REAP_POLL))
         return found
 
     # -- what the child sends ------------------------------------------------------
@@ -187,6 +193,8 @@ class ProcessTree:
         user-code process's death."""
         child = self.child
         for pid, status in reap_children():
+            if self.replaced is not None:
+                self.replaced.pids.discard(pid)
             if child is not None and pid == child.pid:
                 child.status = status
             elif self.checkpoints is not None:
@@ -242,53 +250,56 @@ class ProcessTree:
 
     def replace(self, child):
         """Drive ``child`` (resumed from a checkpoint) now; the child it replaces is
-        stopped (SIGSTOP to its group), and killed with its whole tree once ``child`` is
-        ``ready`` -- a large process takes tens of ms of CPU to die, which a restore's
-        answer does not wait for.  The old child's messages and output are dropped (its
-        namespace is being discarded; it ran no cell, see checkpointing)."""
+        stopped with its whole tree (SIGSTOP: no process of it forks any more), and
+        killed once ``child`` is ``ready`` -- a large process takes tens of ms of CPU to
+        die, which a restore's answer does not wait for.  The old child's messages and
+        output are dropped (its namespace is being discarded; it ran no cell)."""
         old = self.child
         if old is not None:
-            old.signal(signal.SIGSTOP)
+            # The new child and what it starts are never in it: the end of the old tree
+            # signals the pids stopped now, not every descendant then (what the new
+            # child leaves to us, a subreaper, is ours too).
+            stopped = signal_tree(old.group, signal.SIGSTOP, self.spared() | {child.pid})
             self.detach()
             for fd in list(old.pipes):
                 self.close_pipe(fd)
             self.close_pidfd()
-            now = time.monotonic()
-            groups = self.replaced[0] if self.replaced is not None else []
-            self.replaced = [groups + [old.group], now + REPLACED_HOLD,
-                             now + REPLACED_HOLD + KILL_WAIT]
+            earlier = self.replaced.pids if self.replaced is not None else set()
+            self.replaced = Replaced(earlier | set(stopped) | {old.pid}, old.group,
+                                     time.monotonic())
         self.adopt(child)
 
     def ready(self):
         """The child said ``ready`` (and was answered): the replaced one's end begins."""
         if self.replaced is not None:
-            self.replaced[1] = time.monotonic()
-            self.sweep_replaced(self.replaced[1])
+            self.replaced.start = time.monotonic()
+            self.sweep_replaced(self.replaced.start)
 
     def sweep_replaced(self, now):
         """SIGKILL what is left of a replaced child's tree and reap it, every REAP_POLL
-        s until nothing is left; the new child and its tree are spared (until the old
-        one exits, the new one is its child)."""
-        groups, start, until = self.replaced
+        s until all of it is reaped (or KILL_WAIT has passed)."""
+        replaced = self.replaced
         if self.child is None:  # the new child died too: its stop's sweep takes in all
             self.replaced = None
             return
-        if now < start:
+        if now < replaced.start:
             return
-        self.reap()
-        if self.child is None:
-            self.replaced = None
-            return
-        for group in groups[:-1]:  # of earlier restores: their groups; the walk takes the rest
+        if replaced.group is not None:  # once, while its leader is still unreaped
             try:
-                os.killpg(group, signal.SIGKILL)
+                os.killpg(replaced.group, signal.SIGKILL)
             except OSError:
                 pass
-        left = signal_tree(groups[-1], signal.SIGKILL, self.spared() | {self.pid})
-        if not left or now >= until:
-            if left:
-                self.log.write("%s %d descendants would not die: %s\n" % (utcnow(), len(left),
-                                                                          left))
+            replaced.group = None
+        for pid in replaced.pids:  # not reaped yet, so not reused: still one of them
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.reap()  # discards from replaced.pids what it reaps
+        if self.child is None or not replaced.pids or now >= replaced.until:
+            if replaced.pids and self.child is not None:
+                self.log.write("%s %d processes would not die: %s\n" % (
+                    utcnow(), len(replaced.pids), sorted(replaced.pids)))
             self.replaced = None
 
     def check_stop(self, now):
@@ -328,3 +339,13 @@ class ProcessTree:
         self.close_pidfd()
         self.child = None
         return exit_status
+
+
+class Replaced:
+    """The tree of a child a restore replaced: stopped, killed once its successor is ready."""
+
+    def __init__(self, pids, group, now):
+        self.pids = pids      # signalled until reaped (a pid is not reused before that)
+        self.group = group    # its process group, killed once
+        self.start = now + REPLACED_HOLD  # if its successor never says ready
+        self.until = self.start + KILL_WAIT

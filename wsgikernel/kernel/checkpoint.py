@@ -81,6 +81,23 @@ def take(executor):
     Only the main thread calls it, between cells.  One fork: the copy is our child
     (``executor.copies``, reaped between cells once it ends) until we die, then the
     supervisor's, a subreaper."""
+    pid, sock = fork_linked()
+    if pid == 0:
+        try:
+            os.setpgid(0, 0)  # as leave_group(), whichever of us runs first
+            executor.copies = set()
+            quiet(executor)
+            park(executor, sock)
+        finally:
+            os._exit(1)
+    leave_group(pid)
+    watch(executor, pid)
+    return pid, sock
+
+
+def fork_linked():
+    """fork() with a socketpair between the two: (pid, this side's end) -- 0 and the
+    child's end in the child; OSError if fork failed (nothing is left open)."""
     ours, theirs = socket.socketpair()
     try:
         pid = os.fork()
@@ -88,19 +105,8 @@ def take(executor):
         ours.close()
         theirs.close()
         raise
-    if pid == 0:
-        try:
-            os.setpgid(0, 0)  # as leave_group(), whichever of us runs first
-            executor.copies = set()
-            ours.close()
-            quiet(executor)
-            park(executor, theirs)
-        finally:
-            os._exit(1)
-    leave_group(pid)
-    theirs.close()
-    watch(executor, pid)
-    return pid, ours
+    (ours if pid == 0 else theirs).close()
+    return pid, theirs if pid == 0 else ours
 
 
 def leave_group(pid):
@@ -178,19 +184,14 @@ def fork_spare(executor):
     In the spare this returns (None, None) once it has been handed the place (a spare
     of its own when asked); end of file instead means the checkpoint ended, and so
     does the spare."""
-    ours, theirs = socket.socketpair()
     try:
-        pid = os.fork()
+        pid, turn = fork_linked()
     except OSError:
-        ours.close()
-        theirs.close()
         return None, None
     if pid:
-        theirs.close()
-        return pid, ours
-    ours.close()
-    given = theirs.recv(1)
-    theirs.close()
+        return pid, turn
+    given = turn.recv(1)
+    turn.close()
     if not given:
         os._exit(0)
     executor.copies = set()  # the checkpoint now

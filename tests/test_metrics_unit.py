@@ -320,3 +320,18 @@ def test_forks_waiting_for_a_cell_are_not_executions_and_odd_labels_are_other():
     assert samples == {
         (kernels.EXECUTIONS, (("status", "ok"), ("reason", "other"))): 2,
         (kernels.DEATHS, (("reason", "other"),)): 1}
+
+
+def test_a_kernels_counts_are_encoded_as_their_json_once_per_change():
+    counters = KernelCounters()
+    assert json.loads(counters.encoded()) == counters.published()
+    for record in ({"status": "ok", "duration": 0.0012}, {"status": "error", "duration": 3.5},
+                   {"status": "aborted", "reason": "timeout", "duration": 1e-7},
+                   {"status": "weird", "reason": "\ud800\"", "duration": None, "truncated": 1},
+                   {"status": "ok", "duration": 9999.0}):
+        counters.execution_ended(record)
+        counters.died("kernel_died" if record["status"] == "error" else "\"odd\"")
+        first = counters.encoded()
+        assert json.loads(first) == counters.published(), first
+        assert counters.encoded() is first  # the same bytes until a count moves
+    assert json.loads(counters.encoded())["duration"]["buckets"][-1] == 1  # +Inf

@@ -9,6 +9,8 @@ status.json replaces the file or the env is deleted (metrics/kernels.py), so wha
 was counted is never counted twice nor lost.
 """
 
+import bisect
+
 # Seconds: a cell from a print to a training epoch.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                     60.0, 300.0, 1800.0, 7200.0)
@@ -29,10 +31,11 @@ class KernelCounters:
     def __init__(self):
         self.executions = {}   # "status reason" -> count (reason "" when there is none)
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)  # not cumulative; last: +Inf
+        self.bucket_text = ["0"] * len(self.buckets)  # their JSON, kept as they move
         self.duration_sum = 0.0
         self.truncated = 0
         self.deaths = {}       # reason -> count
-        self._published = None
+        self._published = self._encoded = None
 
     def execution_ended(self, record):
         if record.get("fork_into"):
@@ -42,16 +45,18 @@ class KernelCounters:
         self.executions[key] = self.executions.get(key, 0) + 1
         duration = record.get("duration")
         if isinstance(duration, (int, float)):  # None: it never ran (cancelled, aborted)
-            self.buckets[bucket_of(duration)] += 1
+            index = bucket_of(duration)
+            self.buckets[index] += 1
+            self.bucket_text[index] = str(self.buckets[index])
             self.duration_sum += duration
         if record.get("truncated"):
             self.truncated += 1
-        self._published = None
+        self._published = self._encoded = None
 
     def died(self, reason):
         reason = known(reason, DEATHS)
         self.deaths[reason] = self.deaths.get(reason, 0) + 1
-        self._published = None
+        self._published = self._encoded = None
 
     def published(self):
         """The JSON-able form status.json carries (the same object until a count moves)."""
@@ -62,9 +67,21 @@ class KernelCounters:
                                "truncated": self.truncated, "deaths": dict(self.deaths)}
         return self._published
 
+    def encoded(self):
+        """``published()`` as compact JSON bytes, made once per change: status.json is
+        written before each answer, so this is on the way of every cell's.  Formatted
+        here, not by json: every key is one of the fixed names above (``known``)."""
+        if self._encoded is None:
+            self._encoded = (
+                '{"executions":{%s},"duration":{"buckets":[%s],"sum":%r},"truncated":%d,'
+                '"deaths":{%s}}' % (
+                    ",".join('"%s":%d' % item for item in self.executions.items()),
+                    ",".join(self.bucket_text), round(self.duration_sum, 6),
+                    self.truncated, ",".join('"%s":%d' % item for item in self.deaths.items()))
+            ).encode("ascii")
+        return self._encoded
+
 
 def bucket_of(seconds):
-    for index, bound in enumerate(DURATION_BUCKETS):
-        if seconds <= bound:
-            return index
-    return len(DURATION_BUCKETS)
+    """The index of the first bound ``seconds`` is within (len: +Inf)."""
+    return bisect.bisect_left(DURATION_BUCKETS, seconds)

@@ -12,7 +12,6 @@ tracebacks and notes the supervisor writes for people.
 
 import json
 
-from ..jsonpolicy import encode
 from ..store import utcnow
 
 
@@ -23,7 +22,7 @@ class EventLog:
         self.counters = counters if settings.get("metrics", True) else None  # metrics off
         self.on = settings.get("log_format") == "json"
         self.dead = False  # the user-code process died and was counted (till a restart)
-        self.member = (None, b"")  # (published counts, their status.json member)
+        self.member = (None, b"")  # (encoded counts, their status.json member)
 
     def published(self):
         """The counts as status.json carries them (``metrics``); None with metrics off."""
@@ -32,11 +31,11 @@ class EventLog:
     def status_member(self):
         """``"metrics":{...}`` for status.json, encoded once per change of the counts (a
         status is written several times per cell); b"" with metrics off."""
-        counts = self.published()
-        if counts is None:
+        if self.counters is None:
             return b""
+        counts = self.counters.encoded()
         if self.member[0] is not counts:
-            self.member = (counts, b'"metrics":' + encode(counts))
+            self.member = (counts, b'"metrics":' + counts)
         return self.member[1]
 
     def execution(self, execution, record):

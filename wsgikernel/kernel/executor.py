@@ -47,7 +47,7 @@ from .capture import CaptureFds, OutputBudget, OutStream, StdinText, guarded_ope
 from .display import FORMATTERS
 from .execute import Shell
 from .figures import Figures, is_figure
-from .inbox import Inbox
+from .inbox import Inbox, readable
 
 INTROSPECTION = ("complete", "inspect", "is_complete", "variables")
 THREAD_TAG = "_wsgikernel_execution"  # attribute of a Thread: the execution it belongs to
@@ -89,6 +89,7 @@ class Executor:
         self.sock = sock
         self.inbox = Inbox(sock, self.dispatch)
         self.executing = False
+        self.starting = self.pending_interrupt = False  # see on_sigint
         self.copies = set()      # our forked copies (checkpoints, forks): reaped between cells
         self.current = None      # id of the execution the main thread runs, None between cells
         self.main_ident = threading.get_ident()
@@ -177,8 +178,13 @@ class Executor:
         return self.figures.bundle(obj) if is_figure(obj) else None
 
     def on_sigint(self, signum, frame):
+        """KeyboardInterrupt in the running cell; between cells, for the one about to
+        begin if its execute is taken or on the socket (sent before the signal, which
+        under load can come first), else it was for a cell already done."""
         if self.executing:
             raise KeyboardInterrupt
+        if self.starting or readable(self.sock):
+            self.pending_interrupt = True
 
     # -- threads -------------------------------------------------------------
 
@@ -222,6 +228,7 @@ class Executor:
             if envelope.get("type") == "checkpoint":
                 self.checkpoint(envelope)
                 continue
+            self.starting = True
             self.inbox.lend()
             outcome = self.execute(envelope["body"], envelope["id"])
             self.channel.send_in_order(message("done", outcome, parent=envelope["id"]))
@@ -276,8 +283,11 @@ class Executor:
         self.figures.start_cell(message.get("figures", "png"))
         self.current = key
         try:
-            self.executing = True
+            self.executing, self.starting = True, False
             try:
+                if self.pending_interrupt:  # it came before the cell could begin
+                    self.pending_interrupt = False
+                    raise KeyboardInterrupt
                 return self.shell.run_cell(message["code"], message.get("n"),
                                            silent=message.get("silent", False),
                                            user_expressions=message.get("user_expressions"),

@@ -116,3 +116,11 @@ def die():
         os.killpg(os.getpgid(0), signal.SIGKILL)
     finally:
         os._exit(1)
+
+
+def readable(sock):
+    """Something waits on ``sock`` to be read (never blocks; False once it is closed)."""
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False

@@ -12,6 +12,7 @@ import pytest
 
 import webtest
 from prometheus_client.parser import text_string_to_metric_families
+from wsgikernel.metrics import kernels
 
 from deploy_helpers import gunicorn, kill_kernels, uwsgi
 from helpers import HANG_GUARD, ROOT, TOKEN, assert_problem, pid_alive, run, wait_for
@@ -250,9 +251,8 @@ def test_metrics_false_counts_nothing(make_test_app, state_dir):
     assert run(testapp, "m5", "1")["status"] == "ok"
     assert_problem(testapp.get("/metrics", expect_errors=True), 404, "route-not-found")
     assert not os.path.exists(os.path.join(state_dir, "metrics"))
-    import json
-    with open(os.path.join(testapp.app.manager.env_dir("m5"), "status.json")) as handle:
-        assert json.load(handle).get("metrics") is None  # no counts in it
+    assert not os.path.exists(os.path.join(testapp.app.manager.env_dir("m5"),
+                                           kernels.COUNTS_FILE))  # nor the kernel's
 
 
 def test_a_lost_kernel_is_one_death_however_many_workers_find_it(make_test_app):

@@ -150,36 +150,105 @@ def test_label_values_are_escaped():
 
 # -- what kernels count -------------------------------------------------------------
 
-def test_kernel_counts_become_samples():
-    counters = KernelCounters()
+def test_kernel_counts_become_samples(tmp_path):
+    counters = KernelCounters(str(tmp_path))
     for record in ({"status": "ok", "duration": 0.002}, {"status": "ok", "duration": 3.0},
                    {"status": "error", "duration": 0.01, "truncated": True},
                    {"status": "aborted", "reason": "cancelled", "duration": None}):
         counters.execution_ended(record)
     counters.died("kernel_died")
-    samples = kernels.samples_of(json.loads(json.dumps(counters.published())))
+    samples = kernels.env_samples(str(tmp_path))  # from the file, as a scrape reads it
+    assert samples == kernels.samples_of(counters.data)
     parsed = families(samples)
     executions = parsed["wsgikernel_executions"]
     assert value_of(executions, status="ok", reason="") == 2
     assert value_of(executions, status="aborted", reason="cancelled") == 1
+    assert len(executions.samples) == 3  # what never happened is not a series
     assert value_of(parsed["wsgikernel_output_truncated"]) == 1
     assert value_of(parsed["wsgikernel_kernel_deaths"], reason="kernel_died") == 1
     duration = parsed["wsgikernel_execution_duration_seconds"]
     assert [s.value for s in duration.samples if s.name.endswith("_count")] == [3.0]
+    assert [s.value for s in duration.samples if s.name.endswith("_sum")] == [pytest.approx(3.012)]
 
 
-@pytest.mark.parametrize("published", [None, [], "x", {"executions": {"ok": "many"}},
-                                       {"executions": {"OK; DROP": 1}, "deaths": {"x" * 99: 1}},
-                                       {"duration": {"buckets": "no", "sum": -1}},
-                                       {"truncated": True, "deaths": {"kernel_died": -3}}])
-def test_a_forged_status_adds_nothing(published):
-    assert kernels.samples_of(published) == {}
+def test_each_supervisor_counts_from_zero_in_a_new_file(tmp_path):
+    first = KernelCounters(str(tmp_path))
+    first.execution_ended({"status": "ok", "duration": 0.1})
+    kept = kernels.env_samples(str(tmp_path))
+    second = KernelCounters(str(tmp_path))  # a new kernel in the env, once retired
+    assert kernels.env_samples(str(tmp_path)) == kernels.samples_of(second.data) != kept
+    assert sorted(os.listdir(str(tmp_path))) == [kernels.COUNTS_FILE]  # no temp left
+    first.execution_ended({"status": "ok", "duration": 0.1})  # its old inode: not read
+    assert kernels.env_samples(str(tmp_path)) == kernels.samples_of(second.data)
 
 
-def test_a_forged_status_cannot_make_labels_unbounded():
-    published = {"deaths": {"reason_%s" % chr(97 + n % 26) * (1 + n // 26): 1
-                            for n in range(500)}}
-    assert len(kernels.samples_of(published)) <= kernels.MAX_KEYS
+def test_counts_that_cannot_be_written_are_kept_in_memory(tmp_path):
+    (tmp_path / "file").write_text("")
+    for directory in (None, str(tmp_path / "file"), str(tmp_path / "missing")):
+        counters = KernelCounters(directory)
+        counters.execution_ended({"status": "ok", "duration": 0.1})
+        samples = kernels.samples_of(counters.data)
+        assert samples[(kernels.EXECUTIONS, (("status", "ok"), ("reason", "")))] == 1
+
+
+def _kernel_file(values):
+    return kernels.HEADER.pack(kernels.MAGIC, len(values)) + b"".join(
+        kernels.VALUE.pack(value) for value in values)
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"garbage", b'{"metrics": {"executions": {"ok ": 1}}}',
+    b"WKK1" + b"\xff" * 4 + b"\0" * 64,                  # a slot count that is not ours
+    _kernel_file([1.0] * 3),                            # another layout
+    _kernel_file([1.0] * len(kernels.KEYS))[:-1],       # cut short
+])
+def test_a_forged_kernel_counts_file_adds_nothing(tmp_path, data):
+    assert kernels.samples_of(data) == {}
+    (tmp_path / kernels.COUNTS_FILE).write_bytes(data)
+    assert kernels.env_samples(str(tmp_path)) == {}
+
+
+def test_a_forged_kernel_counts_file_adds_only_known_series_and_sane_values():
+    rng = random.Random(7)
+    values = [rng.choice([float("nan"), float("inf"), -1.0, 0.0, 2.0, 1e300])
+              for _ in kernels.KEYS]
+    samples = kernels.samples_of(_kernel_file(values))
+    assert set(samples) <= set(kernels.KEYS)
+    assert all(0 <= value < float("inf") for value in samples.values())
+    assert len(samples) == sum(1 for v in values if 0 < v < float("inf")) + sum(
+        1 for key, v in zip(kernels.KEYS, values)
+        if v == 0 and key[0].startswith(kernels.DURATION) | (key[0] == kernels.TRUNCATED))
+
+
+def test_a_fifo_in_place_of_the_kernel_counts_file_never_blocks(tmp_path):
+    os.mkfifo(str(tmp_path / kernels.COUNTS_FILE))
+    assert kernels.env_samples(str(tmp_path)) == {}
+
+
+def _kernel_reader(directory, reads, out):
+    last, drops = {}, 0
+    for _ in range(reads):
+        for key, value in kernels.env_samples(directory).items():
+            if value < last.get(key, 0.0):
+                drops += 1
+            last[key] = value
+    out.put(drops)
+
+
+def test_a_reader_never_sees_a_kernel_count_go_down_while_it_is_written(tmp_path):
+    counters = KernelCounters(str(tmp_path))
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    reader = context.Process(target=_kernel_reader, args=(str(tmp_path), 5000, out))
+    reader.start()
+    try:
+        for _ in range(200000):
+            if not reader.is_alive():
+                break
+            counters.execution_ended({"status": "ok", "duration": 0.001})
+        assert out.get(timeout=30) == 0
+    finally:
+        reader.join(30)
 
 
 # -- request ids and log lines --------------------------------------------------------
@@ -281,32 +350,39 @@ def test_a_new_count_file_takes_its_name_only_once_locked(tmp_path, monkeypatch)
 
 
 class _Files:
-    def __init__(self, settings):
+    def __init__(self, settings, env_dir):
         import io
         self.record, self.log = {"id": "e", "settings": settings}, io.StringIO()
+        self.env_dir = str(env_dir)
 
 
-def test_a_batch_jobs_end_after_its_user_code_died_of_it_is_one_death():
+def deaths(events):
+    return {labels[0][1]: value for (name, labels), value
+            in kernels.samples_of(events.counters.data).items() if name == kernels.DEATHS}
+
+
+def test_a_batch_jobs_end_after_its_user_code_died_of_it_is_one_death(tmp_path):
     from wsgikernel.kernel.eventlog import EventLog
-    events = EventLog(_Files({"log_format": "json"}), KernelCounters())
+    events = EventLog(_Files({"log_format": "json"}, tmp_path))
     events.started(session=1, pid=1)
     events.died("kernel_died", "Slurm ended job 7")
     events.stopped("dead", "kernel_died")  # the supervisor's own SIGTERM, next
-    assert events.published()["deaths"] == {"kernel_died": 1}
+    assert deaths(events) == {"kernel_died": 1}
     events.started(session=2, pid=2)  # a restart: a new death counts again
     events.stopped("dead", "kernel_died")
-    assert events.published()["deaths"] == {"kernel_died": 2}
+    assert deaths(events) == {"kernel_died": 2}
     lines = [json.loads(line) for line in events.files.log.getvalue().splitlines()]
     assert [line["event"] for line in lines] == [
         "kernel_started", "kernel_died", "kernel_started", "kernel_died"]
 
 
-def test_metrics_off_in_a_kernel_publish_none():
+def test_metrics_off_in_a_kernel_count_nothing(tmp_path):
     from wsgikernel.kernel.eventlog import EventLog
-    events = EventLog(_Files({"metrics": False}), KernelCounters())
+    events = EventLog(_Files({"metrics": False}, tmp_path))
     events.execution(None, {"status": "ok", "duration": 1})
     events.died("kernel_died")
-    assert events.published() is None and events.files.log.getvalue() == ""
+    assert events.counters is None and events.files.log.getvalue() == ""
+    assert os.listdir(events.files.env_dir) == []  # no counts file either
 
 
 def test_forks_waiting_for_a_cell_are_not_executions_and_odd_labels_are_other():
@@ -314,24 +390,8 @@ def test_forks_waiting_for_a_cell_are_not_executions_and_odd_labels_are_other():
     counters.execution_ended({"status": "ok", "fork_into": "/x", "duration": 0.1})
     counters.execution_ended({"status": "weird", "reason": "new_reason", "duration": 0.1})
     counters.died("some_new_way")
-    assert counters.published()["executions"] == {"other other": 1}
-    assert counters.published()["deaths"] == {"other": 1}
-    samples = kernels.samples_of({"executions": {"ok made_up": 2}, "deaths": {"made_up": 1}})
-    assert samples == {
-        (kernels.EXECUTIONS, (("status", "ok"), ("reason", "other"))): 2,
+    samples = kernels.samples_of(counters.data)
+    assert {key: value for key, value in samples.items() if key[0] != kernels.TRUNCATED
+            and not key[0].startswith(kernels.DURATION)} == {
+        (kernels.EXECUTIONS, (("status", "other"), ("reason", "other"))): 1,
         (kernels.DEATHS, (("reason", "other"),)): 1}
-
-
-def test_a_kernels_counts_are_encoded_as_their_json_once_per_change():
-    counters = KernelCounters()
-    assert json.loads(counters.encoded()) == counters.published()
-    for record in ({"status": "ok", "duration": 0.0012}, {"status": "error", "duration": 3.5},
-                   {"status": "aborted", "reason": "timeout", "duration": 1e-7},
-                   {"status": "weird", "reason": "\ud800\"", "duration": None, "truncated": 1},
-                   {"status": "ok", "duration": 9999.0}):
-        counters.execution_ended(record)
-        counters.died("kernel_died" if record["status"] == "error" else "\"odd\"")
-        first = counters.encoded()
-        assert json.loads(first) == counters.published(), first
-        assert counters.encoded() is first  # the same bytes until a count moves
-    assert json.loads(counters.encoded())["duration"]["buckets"][-1] == 1  # +Inf

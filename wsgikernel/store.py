@@ -153,16 +153,13 @@ class StatusFile:
             os.close(fd)
             os.unlink(temp)
             raise
-        self.fd, self.size, self.last, self.last_member = fd, 0, None, b""
+        self.fd, self.size, self.last = fd, 0, None
 
-    def publish(self, status, member=b""):
-        """Write ``status`` (a dict) if it changed; ``member``: one more member already
-        encoded (``"name":value``), kept as it is until another object is given."""
-        if status == self.last and member is self.last_member:
+    def publish(self, status):
+        """Write ``status`` (a dict) if it changed."""
+        if status == self.last:
             return
         data = jsonpolicy.encode(status)
-        if member:
-            data = data[:-1] + b"," + member + b"}"
         if len(data) > STATUS_MAX:
             return  # never: a status is a few hundred bytes
         try:
@@ -170,7 +167,7 @@ class StatusFile:
         except OSError:
             return  # a full disk: listings ask the kernel instead
         self.size = max(self.size, len(data))
-        self.last, self.last_member = status, member
+        self.last = status
 
     def close(self):
         os.close(self.fd)
@@ -188,48 +185,57 @@ def write_all(fd, pieces):
             views[0] = views[0][written:]
 
 
-def read_status(env_dir, parsed=None, alive=True):
+def read_status(env_dir, parsed=None):
     """What the env's running supervisor last published; None if nothing usable is there:
     no file, a torn write, or a file whose supervisor is gone (nobody holds its lock).
-    ``alive=False``: what the last supervisor published, gone or not (its counts for
-    /metrics), read again if a write was caught half done.
 
     ``parsed``, a dict the caller keeps, maps the bytes read last time to what they
     parsed to, so an unchanged status is not parsed again."""
-    for _ in range(1 if alive else 3):
-        data = read_status_bytes(env_dir, alive)
-        if data is None:
-            return None
-        known = parsed.get(env_dir) if parsed is not None else None
-        if known is not None and known[0] == data:
-            return dict(known[1])
-        try:
-            status = jsonpolicy.loads(data)
-        except ValueError:
-            continue
-        if not isinstance(status, dict):
-            return None
-        if parsed is not None:
-            parsed[env_dir] = (data, status)
-        return dict(status)
-    return None
+    data = read_status_bytes(env_dir)
+    if data is None:
+        return None
+    known = parsed.get(env_dir) if parsed is not None else None
+    if known is not None and known[0] == data:
+        return dict(known[1])
+    try:
+        status = jsonpolicy.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(status, dict):
+        return None
+    if parsed is not None:
+        parsed[env_dir] = (data, status)
+    return dict(status)
 
 
-def read_status_bytes(env_dir, alive):
-    try:  # a cell may have put a FIFO or a link there: never block, never follow
-        fd = os.open(os.path.join(env_dir, STATUS_FILE),
-                     os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
+def open_plain(path):
+    """A descriptor of the regular file ``path`` (the caller closes it); None if it is
+    missing, or anything else: a cell may have put a FIFO or a link there in an env
+    dir, so this never blocks and never follows a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
-        if not S_ISREG(os.fstat(fd).st_mode):
-            return None
-        if alive:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return None  # we got the lock: no supervisor holds it
-            except BlockingIOError:
-                pass
+        if S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def read_status_bytes(env_dir):
+    """status.json's bytes while a supervisor holds it (None if none does, or no file)."""
+    fd = open_plain(os.path.join(env_dir, STATUS_FILE))
+    if fd is None:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # we got the lock: no supervisor holds it
+        except BlockingIOError:
+            pass
         return os.read(fd, STATUS_MAX)
     except OSError:
         return None

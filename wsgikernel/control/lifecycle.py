@@ -195,7 +195,7 @@ class Lifecycle:
                   kernel_id=record["kernel_id"], provisioner=provisioner.name)
 
     def retire_counts(self, env_dir):
-        """Keep what the env's ended kernel counted, before its status.json goes (never a
+        """Keep what the env's ended kernel counted, before its counts file goes (never a
         reason for a launch or a delete to fail)."""
         for mark in glob.glob(os.path.join(glob.escape(env_dir), LOST_MARK % "*")):
             try:

@@ -31,7 +31,7 @@ class EnvRegistry:
         # a change always changes the key.  Entries go when an env is deleted or missing.
         self.records = {}
         # This process's counts for /metrics (metrics/files.py): its requests, what kernels
-        # counted once their status.json goes (metrics/kernels.py), what only it saw.
+        # counted once their counts file goes (metrics/kernels.py), what only it saw.
         self.counts = CountFile(os.path.join(config.state_dir, "metrics"))
 
     # -- paths ---------------------------------------------------------------

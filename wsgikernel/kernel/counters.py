@@ -1,15 +1,36 @@
 """What a kernel counts for /metrics: its executions by status and reason, their
 durations, those whose output was truncated, and the deaths of its user-code process.
 
-The supervisor keeps them (``Supervisor.counters``) and publishes them in status.json
-as ``metrics`` (``published()``), so a scrape reads them with the status, without
-asking the kernel.  They last as long as the supervisor, a restart of the user-code
-process included; the web tier folds them into its own counts before a new kernel's
-status.json replaces the file or the env is deleted (metrics/kernels.py), so what
-was counted is never counted twice nor lost.
+The supervisor keeps them (``EventLog.counters``) in a file of the env dir,
+``kernel.counts``, that a scrape reads without asking the kernel: a header (b"WKK1",
+uint32 number of slots) and one float64 per slot of ``SLOTS``, a layout fixed by the
+labels' known values, so a file says nothing but those counts (metrics/kernels.py
+maps the slots to series).  The file is mapped: a count moves by one 8-byte store
+into it, which any reader of the file sees at once (the page cache is shared), before
+the answer that follows leaves the supervisor -- so whoever is answered and then
+scrapes finds it counted -- and never half done.  No system call is on that way:
+a ``pwrite`` per cell cost 10-15 us there, most of it the file's mtime update.
+
+Each supervisor makes a new file (a new inode, renamed into place), whose counts
+last as long as it does, restarts of the user-code process included; the web tier
+folds an ended kernel's file into its own counts before a new kernel's replaces it or
+the env is deleted (metrics/kernels.py), so what was counted is never counted twice
+nor lost.  A file that cannot be made (a read-only or full disk) leaves the counts
+in memory: scrapes do not see them.  On a state dir another host shares (NFS, for
+Slurm envs) that host sees a count once the page is written back, within seconds,
+as with the web workers' count files (metrics/files.py).
 """
 
 import bisect
+import mmap
+import os
+import struct
+import tempfile
+
+COUNTS_FILE = "kernel.counts"
+MAGIC = b"WKK1"
+HEADER = struct.Struct("<4sI")
+VALUE = struct.Struct("<d")
 
 # Seconds: a cell from a print to a training epoch.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -22,64 +43,76 @@ STATUSES = ("ok", "error", "aborted")
 REASONS = ("", "interrupted", "timeout", "cancelled", "kernel_died", "previous_error")
 DEATHS = ("kernel_died", "timeout", "start_failed", "kernel_lost")
 
+SLOTS = (tuple(("executions", status, reason) for status in STATUSES + ("other",)
+               for reason in REASONS + ("other",))
+         + tuple(("bucket", index) for index in range(len(DURATION_BUCKETS) + 1))  # +Inf
+         + (("sum",), ("truncated",))
+         + tuple(("deaths", reason) for reason in DEATHS + ("other",)))
+INDEX = {slot: index for index, slot in enumerate(SLOTS)}
+FIRST_BUCKET, SUM, TRUNCATED = INDEX[("bucket", 0)], INDEX[("sum",)], INDEX[("truncated",)]
+SIZE = HEADER.size + VALUE.size * len(SLOTS)
+
 
 def known(value, allowed):
     return value if value in allowed else "other"
 
 
 class KernelCounters:
-    def __init__(self):
-        self.executions = {}   # "status reason" -> count (reason "" when there is none)
-        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)  # not cumulative; last: +Inf
-        self.bucket_text = ["0"] * len(self.buckets)  # their JSON, kept as they move
-        self.duration_sum = 0.0
-        self.truncated = 0
-        self.deaths = {}       # reason -> count
-        self._published = self._encoded = None
+    """The counts; ``directory``: where their file goes (None: in memory only)."""
+
+    def __init__(self, directory=None):
+        mapped = None
+        if directory is not None:
+            try:
+                mapped = create(directory)
+            except OSError:
+                pass
+        if mapped is None:
+            mapped = mmap.mmap(-1, SIZE)
+            mapped[:HEADER.size] = HEADER.pack(MAGIC, len(SLOTS))
+        self.map = mapped
+        self.values = memoryview(mapped)[HEADER.size:].cast("d")  # a slot: one 8-byte copy
+
+    @property
+    def data(self):
+        """The file's bytes as they are now."""
+        return self.map[:]
 
     def execution_ended(self, record):
         if record.get("fork_into"):
             return  # a fork waiting for the cell boundary, not an execution
-        key = "%s %s" % (known(record.get("status"), STATUSES),
-                         known(record.get("reason") or "", REASONS))
-        self.executions[key] = self.executions.get(key, 0) + 1
+        values = self.values
         duration = record.get("duration")
         if isinstance(duration, (int, float)):  # None: it never ran (cancelled, aborted)
-            index = bucket_of(duration)
-            self.buckets[index] += 1
-            self.bucket_text[index] = str(self.buckets[index])
-            self.duration_sum += duration
+            values[FIRST_BUCKET + bucket_of(duration)] += 1
+            values[SUM] += duration
         if record.get("truncated"):
-            self.truncated += 1
-        self._published = self._encoded = None
+            values[TRUNCATED] += 1
+        values[INDEX[("executions", known(record.get("status"), STATUSES),
+                      known(record.get("reason") or "", REASONS))]] += 1
 
     def died(self, reason):
-        reason = known(reason, DEATHS)
-        self.deaths[reason] = self.deaths.get(reason, 0) + 1
-        self._published = self._encoded = None
+        self.values[INDEX[("deaths", known(reason, DEATHS))]] += 1
 
-    def published(self):
-        """The JSON-able form status.json carries (the same object until a count moves)."""
-        if self._published is None:
-            self._published = {"executions": dict(self.executions),
-                               "duration": {"buckets": list(self.buckets),
-                                            "sum": round(self.duration_sum, 6)},
-                               "truncated": self.truncated, "deaths": dict(self.deaths)}
-        return self._published
+    def close(self):
+        """In a forked child: the file is the supervisor's alone."""
+        self.values.release()
+        self.map.close()
 
-    def encoded(self):
-        """``published()`` as compact JSON bytes, made once per change: status.json is
-        written before each answer, so this is on the way of every cell's.  Formatted
-        here, not by json: every key is one of the fixed names above (``known``)."""
-        if self._encoded is None:
-            self._encoded = (
-                '{"executions":{%s},"duration":{"buckets":[%s],"sum":%r},"truncated":%d,'
-                '"deaths":{%s}}' % (
-                    ",".join('"%s":%d' % item for item in self.executions.items()),
-                    ",".join(self.bucket_text), round(self.duration_sum, 6),
-                    self.truncated, ",".join('"%s":%d' % item for item in self.deaths.items()))
-            ).encode("ascii")
-        return self._encoded
+
+def create(directory):
+    """A new counts file, mapped, its header written before it takes its name."""
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=".counts-")  # 0600
+    try:
+        os.write(fd, HEADER.pack(MAGIC, len(SLOTS)) + bytes(SIZE - HEADER.size))
+        mapped = mmap.mmap(fd, SIZE)  # its own descriptor: ours closes below
+        os.replace(temp, os.path.join(directory, COUNTS_FILE))
+    except BaseException:
+        os.unlink(temp)
+        raise
+    finally:
+        os.close(fd)
+    return mapped
 
 
 def bucket_of(seconds):

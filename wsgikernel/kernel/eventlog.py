@@ -1,4 +1,5 @@
-"""What a kernel reports of itself: its counts for /metrics (counters.py) and, for an
+"""What a kernel reports of itself: its counts for /metrics (counters.py: in a file of
+the env dir, unless the kernel's settings say ``metrics: false``) and, for an
 operator's log pipeline (log_format json), its log lines.
 
 With the server's ``log_format = json`` (the ``log_format`` of the kernel's
@@ -13,30 +14,20 @@ tracebacks and notes the supervisor writes for people.
 import json
 
 from ..store import utcnow
+from .counters import KernelCounters
 
 
 class EventLog:
-    def __init__(self, files, counters):
+    def __init__(self, files):
         self.files = files  # persistence.EnvFiles: kernel.log (line-buffered), env.json
         settings = files.record.get("settings") or {}
-        self.counters = counters if settings.get("metrics", True) else None  # metrics off
+        self.counters = KernelCounters(files.env_dir) if settings.get("metrics", True) else None
         self.on = settings.get("log_format") == "json"
         self.dead = False  # the user-code process died and was counted (till a restart)
-        self.member = (None, b"")  # (encoded counts, their status.json member)
 
-    def published(self):
-        """The counts as status.json carries them (``metrics``); None with metrics off."""
-        return self.counters.published() if self.counters is not None else None
-
-    def status_member(self):
-        """``"metrics":{...}`` for status.json, encoded once per change of the counts (a
-        status is written several times per cell); b"" with metrics off."""
-        if self.counters is None:
-            return b""
-        counts = self.counters.encoded()
-        if self.member[0] is not counts:
-            self.member = (counts, b'"metrics":' + counts)
-        return self.member[1]
+    def close_in_child(self):
+        if self.counters is not None:
+            self.counters.close()
 
     def execution(self, execution, record):
         """``execution`` ended with ``record``; its waiters are answered next."""

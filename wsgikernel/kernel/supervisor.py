@@ -36,7 +36,6 @@ from ..store import WORK_DIR, utcnow
 from .child import become_subreaper
 from .execution_queue import ExecutionQueue
 from ..wire.envelope import INTERNAL, UNKNOWN_TYPE, message
-from .counters import KernelCounters
 from .eventlog import EventLog
 from .hub import Hub
 from .late_output import LateOutput
@@ -72,7 +71,7 @@ class Supervisor:
         self.keys = itertools.count(1)  # execution keys and introspection request ids
         self.executions = ExecutionQueue(self.files.persist, self.answered)
         self.late = LateOutput()
-        self.events = EventLog(self.files, KernelCounters())  # its counts and log lines
+        self.events = EventLog(self.files)  # its counts and log lines
         self.tree = ProcessTree(self.selector, self.kill_grace, self.files.log, self)
         self.ops = Operations(self)
         self.handlers = self.ops.handlers()
@@ -128,6 +127,7 @@ class Supervisor:
             os.close(key.fileobj) if isinstance(key.fileobj, int) else key.fileobj.close()
         self.selector.close()
         self.files.close_in_child()
+        self.events.close_in_child()
         self.ops.checkpointing.registry.close_in_child()
         os.close(self.wake_w)
         # ready_fd is fd 1 until we are ready: the child's dup2 onto 1 replaces it.
@@ -337,7 +337,7 @@ class Supervisor:
 
     def publish_status(self):
         """status.json for listings: what a status request would answer now."""
-        self.files.status.publish(self.ops.status(), self.events.status_member())
+        self.files.status.publish(self.ops.status())
 
     def answered(self, execution, record):
         """An execution's final record reached who waited on it."""

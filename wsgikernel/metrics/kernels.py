@@ -1,83 +1,86 @@
 """What kernels counted (kernel/counters.py) as samples, and keeping those counts when
-their status.json goes.
+their file goes.
 
-A supervisor publishes its counts in status.json, which stays after it ends, so a
-scrape sums every env's file, live or not.  The file goes when a new kernel starts in
-the env (its supervisor makes a new one) or the env is deleted: just before, with the
-old supervisor gone, ``retire`` adds its counts to this worker's count file and
-removes it, so they stay counted, once.
+A supervisor writes its counts in the env dir's kernel.counts, which stays after it
+ends, so a scrape sums every env's file, live or not.  The file goes when a new
+kernel starts in the env (its supervisor makes a new one) or the env is deleted:
+just before, with the old supervisor gone, ``retire`` adds its counts to this
+worker's count file and removes it, so they stay counted, once.
+
+The file's layout is fixed (``KEYS``, one series per slot), so whatever a cell
+writes there can add no label set; a value that is not a finite count is skipped.
 """
 
+import math
 import os
-import re
 
-from ..kernel.counters import DEATHS as DEATH_REASONS, DURATION_BUCKETS, REASONS, STATUSES, known
-from ..store import STATUS_FILE, read_status, read_status_bytes
+from ..kernel.counters import COUNTS_FILE, DURATION_BUCKETS, HEADER, MAGIC, SIZE, SLOTS, VALUE
+from ..store import open_plain, read_status_bytes
 from . import files
 from .exposition import number
+
+__all__ = ["COUNTS_FILE", "env_samples", "retire", "samples_of"]
 
 EXECUTIONS = "wsgikernel_executions_total"
 DURATION = "wsgikernel_execution_duration_seconds"
 TRUNCATED = "wsgikernel_output_truncated_total"
 DEATHS = "wsgikernel_kernel_deaths_total"
-KEY = re.compile(r"[a-z_]{1,40}( [a-z_]{0,40})?")
-MAX_KEYS = 32
 BOUNDS = [number(bound) for bound in DURATION_BUCKETS] + ["+Inf"]
 
 
-def samples_of(published):
-    """{key: value} of a status.json's ``metrics`` (anything malformed is skipped: a
-    file another version wrote, or one a cell scribbled on)."""
+def key_of(slot):
+    kind = slot[0]
+    if kind == "executions":
+        return EXECUTIONS, (("status", slot[1]), ("reason", slot[2]))
+    if kind == "bucket":
+        return DURATION + "_bucket", (("le", BOUNDS[slot[1]]),)
+    if kind == "sum":
+        return DURATION + "_sum", ()
+    if kind == "truncated":
+        return TRUNCATED, ()
+    return DEATHS, (("reason", slot[1]),)
+
+
+KEYS = tuple(key_of(slot) for slot in SLOTS)
+# Always shown, zero or not (a histogram's buckets, the truncated total); the rest
+# (a status, reason or death that never happened) only once counted.
+ALWAYS = tuple(slot[0] in ("bucket", "sum", "truncated") for slot in SLOTS)
+
+
+def samples_of(data):
+    """{key: value} of a counts file's bytes ({} for a file of another layout)."""
+    if len(data) != SIZE or HEADER.unpack_from(data, 0) != (MAGIC, len(SLOTS)):
+        return {}
     found = {}
-    if not isinstance(published, dict):
-        return found
-    for key, count in items(published.get("executions")):
-        status, _, reason = key.partition(" ")
-        found[(EXECUTIONS, (("status", known(status, STATUSES)),
-                            ("reason", known(reason, REASONS))))] = count
-    duration = published.get("duration")
-    if isinstance(duration, dict) and isinstance(duration.get("buckets"), list):
-        for le, count in zip(BOUNDS, duration["buckets"]):
-            if is_count(count):
-                found[(DURATION + "_bucket", (("le", le),))] = count
-        if is_count(duration.get("sum")):
-            found[(DURATION + "_sum", ())] = duration["sum"]
-    if is_count(published.get("truncated")):
-        found[(TRUNCATED, ())] = published["truncated"]
-    for reason, count in items(published.get("deaths")):
-        found[(DEATHS, (("reason", known(reason, DEATH_REASONS)),))] = count
+    for key, always, (value,) in zip(KEYS, ALWAYS, VALUE.iter_unpack(data[HEADER.size:])):
+        if (value > 0 or (always and value == 0)) and not math.isinf(value):
+            found[key] = value
     return found
 
 
-def items(mapping):
-    """(key, count) of a published mapping: keys as the kernel writes them (reasons,
-    "status reason"), at most MAX_KEYS of them; their values are checked against the
-    known ones too (anything else is "other"), so a forged file cannot make the label
-    sets grow, even over many restarts."""
-    if not isinstance(mapping, dict):
-        return []
-    return [(key, value) for key, value in list(mapping.items())[:MAX_KEYS]
-            if isinstance(key, str) and KEY.fullmatch(key) and is_count(value)]
-
-
-def is_count(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+def read_counts(env_dir):
+    fd = open_plain(os.path.join(env_dir, COUNTS_FILE))
+    if fd is None:
+        return None
+    try:
+        return os.read(fd, SIZE + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def env_samples(env_dir, cache=None):
-    """What the kernel of ``env_dir`` counted, from its status.json, live or not.
+    """What the kernel of ``env_dir`` counted, from its counts file, live or not.
     ``cache``, a dict the caller keeps, maps an env dir to (the file's bytes, their
     samples), so an unchanged file costs one read."""
-    data = read_status_bytes(env_dir, alive=False)
+    data = read_counts(env_dir)
     if data is None:
         return {}
     known_samples = cache.get(env_dir) if cache is not None else None
     if known_samples is not None and known_samples[0] == data:
         return known_samples[1]
-    status = read_status(env_dir, alive=False)
-    if status is None:  # caught half written, every try: what it said last time
-        return known_samples[1] if known_samples is not None else {}
-    samples = samples_of(status.get("metrics"))
+    samples = samples_of(data)
     if cache is not None:
         cache[env_dir] = (data, samples)
     return samples
@@ -85,14 +88,14 @@ def env_samples(env_dir, cache=None):
 
 def retire(env_dir, counts):
     """Move the counts of ``env_dir``'s ended kernel into ``counts`` (a CountFile) and
-    remove its status.json, as one step for scrapes (files.locked): call it with no
+    remove its file, as one step for scrapes (files.locked): call it with no
     supervisor left in the env, while the env is still listed."""
     with files.locked(counts.directory):
-        if read_status_bytes(env_dir, alive=True) is not None:
-            return  # a supervisor holds it: a concurrent restart started one
+        if read_status_bytes(env_dir) is not None:
+            return  # a supervisor holds its status.json: a concurrent restart started one
         for key, value in env_samples(env_dir).items():
             counts.add(key, value)
         try:
-            os.unlink(os.path.join(env_dir, STATUS_FILE))
+            os.unlink(os.path.join(env_dir, COUNTS_FILE))
         except OSError:
             pass

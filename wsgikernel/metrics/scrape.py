@@ -1,7 +1,7 @@
 """One scrape of /metrics: every count, every gauge read now, in the text format.
 
 Counts are the same whichever worker answers: the web workers' count files (files.py)
-summed, plus what each env's kernel counted, from its status.json (kernels.py).
+summed, plus what each env's kernel counted, from its kernel.counts (kernels.py).
 Gauges are read at the scrape from the state dir, which every worker shares: the
 envs by state and their queues (the listing's own reads), the pool's kernels, and
 the memory of every kernel-side process of this host (one /proc pass; kernels on
@@ -39,7 +39,7 @@ class Scraper:
     def __init__(self, manager, counts):
         self.manager, self.counts = manager, counts
         self.memory = KernelMemory()
-        self.seen = {}  # env dir -> (its status.json's bytes, their samples)
+        self.seen = {}  # env dir -> (its kernel.counts' bytes, their samples)
 
     def scrape(self):
         manager = self.manager

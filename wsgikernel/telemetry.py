@@ -78,9 +78,10 @@ class Telemetry:
         method = environ.get("REQUEST_METHOD", "").upper()
         method = method if method in METHODS else "other"
         if self.counts is not None:
-            add = self.counts.add
-            add((REQUESTS, (("route", template), ("method", method), ("status", status))))
-            observe(add, DURATION, (("route", template),), duration)
+            labels = (("route", template),)
+            pairs = [((REQUESTS, labels + (("method", method), ("status", status))), 1.0)]
+            observe(lambda key, amount: pairs.append((key, amount)), DURATION, labels, duration)
+            self.counts.add_all(pairs)
         if self.json_log:
             args = environ.get("wsgikernel.path_args") or {}
             access_log.info("request", extra={"fields": {

@@ -70,14 +70,20 @@ class CountFile:
         self._pid = self.path = None
 
     def add(self, key, amount=1.0):
+        self.add_all(((key, amount),))
+
+    def add_all(self, pairs):
+        """``add(key, amount)`` for each (key, amount) of ``pairs``, under one lock (a
+        request's counts are several: one call each cost a request ~5 us more)."""
         with self._lock:
             if self._pid != os.getpid():  # lazily, per process: safe in a preforking master
                 self._open()
-            offset = self._offsets.get(key)
-            if offset is None:
-                offset = self._append(key)
-            (value,) = VALUE.unpack_from(self._map, offset)
-            self._put(offset, VALUE.pack(value + amount))
+            for key, amount in pairs:
+                offset = self._offsets.get(key)
+                if offset is None:
+                    offset = self._append(key)
+                (value,) = VALUE.unpack_from(self._map, offset)
+                self._put(offset, VALUE.pack(value + amount))
 
     def samples(self):
         """{key: value} of this process, from memory."""

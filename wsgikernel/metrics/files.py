@@ -82,15 +82,14 @@ class CountFile:
                 offset = self._offsets.get(key)
                 if offset is None:
                     offset = self._append(key)
-                (value,) = VALUE.unpack_from(self._map, offset)
-                self._put(offset, VALUE.pack(value + amount))
+                self._values[offset >> 3] += amount  # one 8-byte store
 
     def samples(self):
         """{key: value} of this process, from memory."""
         with self._lock:
             if self._pid != os.getpid():
                 return {}
-            return {key: VALUE.unpack_from(self._map, offset)[0]
+            return {key: self._values[offset >> 3]
                     for key, offset in self._offsets.items()}
 
     def _put(self, offset, data):
@@ -105,6 +104,7 @@ class CountFile:
         except OSError:  # read-only, full, not a directory: counted in memory
             self._map = mmap.mmap(-1, INITIAL_SIZE)
             self._put(0, HEADER.pack(MAGIC, HEADER.size))
+        self._values = memoryview(self._map).cast("d")  # offsets are 8-aligned
 
     def _create(self):
         """A new count file, locked, sized and with its header before it takes its name
@@ -157,8 +157,9 @@ class CountFile:
         if grown is None:
             grown = mmap.mmap(-1, size)
         grown[:len(self._map)] = self._map[:]
+        self._values.release()
         self._map.close()
-        self._map = grown
+        self._map, self._values = grown, memoryview(grown).cast("d")
 
 
 def allocate(fd, size):

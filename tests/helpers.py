@@ -44,6 +44,15 @@ def wait_for(condition, timeout=HANG_GUARD, interval=0.02, message="condition"):
         time.sleep(interval)
 
 
+def kill_if_alive(pid, signum=signal.SIGKILL):
+    """Signal ``pid`` unless it is gone already (a checkpoint's spare ends by itself once
+    its checkpoint is killed)."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
 def pid_alive(pid):
     try:
         os.kill(pid, 0)

@@ -11,8 +11,8 @@ import signal
 import pytest
 import webtest
 
-from helpers import (TOKEN, assert_problem, groups, pid_alive, processes_in, run, submit, value,
-                     wait_for)
+from helpers import (TOKEN, assert_problem, groups, kill_if_alive, pid_alive, processes_in, run,
+                     submit, value, wait_for)
 
 
 @pytest.fixture
@@ -251,7 +251,7 @@ def test_restoring_a_checkpoint_whose_process_died_keeps_the_live_namespace(test
     run(testapp, "nb", "x = 'live'")
     checkpoint(testapp, "gone")
     for pid in copies(testapp):
-        os.kill(pid, signal.SIGKILL)  # as the OOM killer might
+        kill_if_alive(pid)  # as the OOM killer might
     wait_for(lambda: not [p for p in copies(testapp) if pid_alive(p)],
              message="the copies to die")
     res = testapp.post("/envs/nb/checkpoints/gone/restore", expect_errors=True)

@@ -13,7 +13,8 @@ import signal
 import pytest
 import webtest
 
-from helpers import TOKEN, assert_problem, pid_alive, processes_in, run, value, wait_for
+from helpers import (TOKEN, assert_problem, kill_if_alive, pid_alive, processes_in, run, value,
+                     wait_for)
 from wsgikernel.provisioning.processes import parent_of
 
 
@@ -115,7 +116,7 @@ def test_a_checkpoint_that_died_is_404_before_anything_is_thrown_away(testapp):
     checkpoint(testapp, "gone")
     live = testapp.get("/envs/nb").json["pid"]
     for pid in copies(testapp):  # the checkpoint and its spare
-        os.kill(pid, signal.SIGKILL)
+        kill_if_alive(pid)
     res = testapp.post("/envs/nb/checkpoints/gone/restore", expect_errors=True)
     assert_problem(res, 404, "checkpoint-not-found", name="gone")
     env = testapp.get("/envs/nb").json

@@ -4,12 +4,14 @@ Real kernels: the source's user-code process forks the copy, whose new superviso
 a fresh interpreter that adopts it (kernel/checkpoint.py ``fork_env``).
 """
 
+import json
 import os
 
 import pytest
 import webtest
 
-from helpers import TOKEN, assert_problem, processes_in, run, submit, value, wait_for
+from helpers import (TOKEN, assert_problem, command_lines, processes_in, run, submit, value,
+                     wait_for)
 
 
 @pytest.fixture
@@ -190,3 +192,54 @@ def test_the_fork_names_the_cell_it_was_taken_after_even_one_queued_meanwhile(te
     assert value(testapp, "late", "x") == "3"
     history = testapp.get("/envs/late/executions").json["executions"]
     assert history[-1]["execution_count"] == 4, history  # it goes on from there
+
+
+def supervisor_command_line(state_dir, env_id):
+    with open(os.path.join(state_dir, "envs", env_id, "env.json")) as handle:
+        pid = json.load(handle)["supervisor_pid"]
+    with open("/proc/%d/cmdline" % pid, "rb") as handle:
+        return handle.read().split(b"\0")
+
+
+def test_a_forks_supervisor_is_a_warm_one_unless_there_is_no_forkserver(make_test_app,
+                                                                        state_dir):
+    """With the forkserver the fork's supervisor is forked warm (no interpreter start-up
+    on the fork's path); without it, a fresh interpreter adopts the copy."""
+    for config, mark in (({}, b"--forkserver"), ({"kernel_forkserver": False}, b"--adopt")):
+        testapp = webtest.TestApp(make_test_app(**config),
+                                  extra_environ={"HTTP_AUTHORIZATION": "Bearer " + TOKEN})
+        source = "s%d" % len(mark)
+        testapp.post_json("/envs", {"id": source})
+        run(testapp, source, "kept = %r" % mark)
+        fork(testapp, source, id=source + "-b")
+        assert mark in supervisor_command_line(state_dir, source + "-b")
+        assert value(testapp, source + "-b", "kept") == repr(mark)
+        record = run(testapp, source + "-b", "import os\nos._exit(5)")  # the first process
+        assert record["reason"] == "kernel_died", record
+        env = testapp.get("/envs/%s-b" % source).json
+        assert env["state"] == "dead" and env["exit"]["code"] == 5, env
+
+
+def test_what_a_forks_cell_leaves_behind_ends_with_the_fork(testapp, state_dir):
+    fork(testapp, id="branch")
+    run(testapp, "branch", "import os\nos.system('setsid sleep 60 < /dev/null > /dev/null "
+                           "2>&1 &')")  # its shell exits: the sleep is an orphan
+    branch_dir = os.path.join(state_dir, "envs", "branch")
+    wait_for(lambda: any("sleep" in args for pid, args in command_lines()
+                         if pid in processes_in(branch_dir)), message="the orphan to run")
+    assert testapp.delete("/envs/branch").status_int == 204
+    wait_for(lambda: not processes_in(branch_dir), message="no process of the fork left")
+    assert value(testapp, "src", "1 + 1") == "2"
+
+
+def test_a_fork_restored_to_its_checkpoint_outlives_its_source(testapp, state_dir):
+    run(testapp, "src", "rows = [1]")
+    fork(testapp, id="branch")
+    assert testapp.post_json("/envs/branch/checkpoints", {"name": "one"}).status_int == 201
+    run(testapp, "branch", "rows.clear()")
+    testapp.post("/envs/branch/checkpoints/one/restore")
+    assert testapp.delete("/envs/src").status_int == 204
+    assert value(testapp, "branch", "rows") == "[1]"
+    branch_dir = os.path.join(state_dir, "envs", "branch")
+    assert testapp.delete("/envs/branch").status_int == 204
+    wait_for(lambda: not processes_in(branch_dir), message="no process of the fork left")

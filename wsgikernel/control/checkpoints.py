@@ -94,6 +94,7 @@ class Checkpoints:
             try:
                 reply = self.call(source_id, "fork", {
                     "env_dir": env_dir, "work_dir": record["cwd"], "force": force,
+                    "forkserver": provisioner.forkserver(),
                     "command": kernel_command(env_dir)[:-1], "wait": wait},
                     wait + TAKE_TIMEOUT)
             except ControlError:

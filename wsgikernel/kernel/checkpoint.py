@@ -22,10 +22,12 @@ says ``ready``.  Its parent is the old live process until that one has exited;
 then the supervisor's (a subreaper), which sees its death through its pidfd
 meanwhile.
 
-A fork into a new env (``fork_env``) is the same copy made into a supervisor: in its
-own session it forks the new env's user-code process (which moves to the new work
-dir), then execs a fresh supervisor interpreter that adopts that process (``--adopt``),
-so the new env is supervised like any other and outlives its source.
+A fork into a new env (``fork_env``) is the same copy made into the parent of the
+new env's user-code process: in a process group of its own it forks that process
+(which moves to the new work dir), hands it to a warm supervisor the forkserver
+forks, and becomes its reaper (foster.py); with no forkserver to be had it execs a
+fresh supervisor interpreter that adopts the process (``--adopt``) instead.  Either
+way the new env is supervised like any other and outlives its source.
 
 Refused, with a reason the user can act on: threads a cell started that still run
 (fork copies only the calling thread; ``force`` takes it anyway), and CUDA
@@ -44,6 +46,7 @@ import sys
 import threading
 
 from ..store import LOG_FILE
+from . import foster
 
 RESUME_FDS = 3  # the new control socket, stdout's and stderr's pipes
 
@@ -238,16 +241,17 @@ def quiet(executor):
     executor.inbox.close()
 
 
-def fork_env(executor, env_dir, work_dir, command):
-    """Fork the namespace into a new env: the pid of its supervisor-to-be (our child, in
-    ``executor.copies``; the supervisor spares it), which forks the new env's user-code
-    process and then execs ``command`` + ``--adopt`` (a fresh interpreter: none of the
-    namespace's pages).  Only the main thread calls it, between cells."""
+def fork_env(executor, env_dir, work_dir, command, forkserver=None):
+    """Fork the namespace into a new env: the pid of the copy that forks the new env's
+    user-code process (our child, in ``executor.copies``; the supervisor spares it) and
+    then becomes its reaper, the forkserver at ``forkserver`` forking its supervisor --
+    or, without one, execs ``command`` + ``--adopt`` (a fresh interpreter).  Neither
+    keeps the namespace's pages.  Only the main thread calls it, between cells."""
     pid = os.fork()
     if pid == 0:
         try:
             os.setpgid(0, 0)  # here too: once it has exec'd, we no longer can
-            become_supervisor(executor, env_dir, work_dir, command)
+            become_supervisor(executor, env_dir, work_dir, command, forkserver)
         finally:
             os._exit(1)
     leave_group(pid)  # its group is what the local provisioner signals
@@ -265,9 +269,9 @@ def watch(executor, pid):
         signal.signal(signal.SIGCHLD, executor.reaper)
 
 
-def become_supervisor(executor, env_dir, work_dir, command):
-    """In the new env's supervisor-to-be (a process group of its own, see fork_env): the
-    new user-code process, then exec the supervisor."""
+def become_supervisor(executor, env_dir, work_dir, command, forkserver):
+    """In the copy fork_env made (a process group of its own): the new user-code process,
+    then its reaper with a warm supervisor (foster.py), or an exec'd supervisor."""
     try:
         quiet(executor)
         parent_sock, child_sock = socket.socketpair()
@@ -287,13 +291,18 @@ def become_supervisor(executor, env_dir, work_dir, command):
         os.close(out_w)
         os.close(err_w)
         unlimit()
+        fds = [parent_sock.detach(), out_r, err_r]
+        status_w = foster.hand_over(forkserver, env_dir, live, fds) if forkserver else None
+        if status_w is not None:  # a supervisor drives it now: we only reap
+            for fd in fds:
+                os.close(fd)
+            foster.become_reaper(env_dir, status_w)
         log = os.open(os.path.join(env_dir, LOG_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT,
                       0o600)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
         os.chdir(env_dir)
-        fds = [parent_sock.detach(), out_r, err_r]
         for fd in fds:
             os.set_inheritable(fd, True)
         os.execv(command[0], list(command) + ["--adopt", env_dir, str(live)]

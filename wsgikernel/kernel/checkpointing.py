@@ -29,6 +29,7 @@ from ..wire.envelope import (BUSY, CHECKPOINT_EXISTS, CHECKPOINT_REFUSED, NOTHIN
                              NOT_RUNNING, UNKNOWN_CHECKPOINT, message)
 from .checkpoints import AUTO_PREFIX, Checkpoint, Checkpoints
 from .child import Child
+from .foster import Foster
 from .ledger import Ledger
 from .records import Execution
 from .sandbox import SandboxedChild
@@ -103,7 +104,7 @@ class CheckpointOps:
         dir copied): answered with the pid of its supervisor, which we spare.  Behind a
         running cell it waits in the queue, as a cell would (``queue_fork``)."""
         fork = {"env_dir": body["env_dir"], "work_dir": body["work_dir"],
-                "command": list(body["command"])}
+                "command": list(body["command"]), "forkserver": body.get("forkserver")}
         if self.refusal(client, busy_ok=True):
             return
         if self.supervisor.executions.is_empty():
@@ -291,13 +292,16 @@ class CheckpointOps:
             restored.ask_spare()
 
     def restoring(self):
-        """Instead of a fresh child: the one forked before our exec (a forked env's
-        supervisor, ``adopting``); False if there is none."""
+        """Instead of a fresh child: a forked env's first one (``adopting``), our child
+        if we were exec'd in its parent, else its reaper's (``foster``); False if none."""
         sv = self.supervisor
         if not sv.adopting:
             return False
         pid, control, out_r, err_r = sv.adopting
         sv.adopting = None
+        if sv.foster:
+            sv.tree.foster_by(Foster(*sv.foster))
+            sv.foster = None
         sv.tree.adopt(Child.adopted(pid, socket.socket(fileno=control), out_r, err_r))
         return True
 

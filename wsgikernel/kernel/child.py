@@ -119,9 +119,10 @@ def scan_descendants(root, spare=()):
     return found
 
 
-def signal_tree(pgid, signum, spare=()):
-    """Signal process group ``pgid`` and every descendant of this process but the
-    ``spare`` ones (checkpoints, in sessions of their own); the pids found.
+def signal_tree(pgid, signum, spare=(), roots=None):
+    """Signal process group ``pgid`` and every descendant of this process (and of the
+    other ``roots``: a forked env's reaper, foster.py) but the ``spare`` ones
+    (checkpoints, in process groups of their own); the pids found.
 
     The supervisor's only children are its user-code process, its checkpoints and
     what was re-parented to it, so the rest is exactly that child's tree (while one
@@ -131,7 +132,9 @@ def signal_tree(pgid, signum, spare=()):
             os.killpg(pgid, signum)
         except OSError:
             pass
-    found = descendants(os.getpid(), spare)
+    found = []
+    for root in roots or (os.getpid(),):
+        found += descendants(root, spare)
     for pid in found:
         try:
             os.kill(pid, signum)
@@ -182,6 +185,7 @@ class Child:
         self.terminating = False    # SIGTERM sent by a stop
         self.kill_at = None         # monotonic time to SIGKILL the tree (a stop's grace)
         self.passed_fds = []        # descriptors it sent (SCM_RIGHTS), oldest first
+        self.fostered = False       # not ours to reap: a reaper reports its end (foster.py)
 
     @property
     def group(self):
@@ -267,9 +271,9 @@ class Child:
         except OSError:
             pass
 
-    def signal_tree(self, signum, spare=()):
+    def signal_tree(self, signum, spare=(), roots=None):
         """Signal its group and every descendant (``setsid()`` ones too, see signal_tree)."""
-        return signal_tree(self.group, signum, spare)
+        return signal_tree(self.group, signum, spare, roots)
 
     def poll(self):
         """(code, signal) once the child exited (reaped now if it was not); None while it runs."""
@@ -277,23 +281,25 @@ class Child:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:  # reaped already, status unknown -- or not ours yet
-                if self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]:
-                    return None  # running: resumed under a replaced child still exiting
+                if self.fostered or (self.pidfd is not None
+                                     and not select.select([self.pidfd], [], [], 0)[0]):
+                    return None  # running (resumed under a replaced child still exiting),
+                    # or its reaper's word on its end is still to come
                 self.status = (None, None)
             else:
                 if pid:
                     self.status = decode_status(status)
         return self.status
 
-    def stop(self, grace, spare=()):
+    def stop(self, grace, spare=(), roots=None):
         """Blocking stop, for when the supervisor's loop no longer runs: SIGTERM the tree,
         SIGKILL after ``grace``, reap it all (but the ``spare`` pids: forked envs');
         returns (code, signal)."""
-        self.signal_tree(signal.SIGTERM, spare)
+        self.signal_tree(signal.SIGTERM, spare, roots)
         deadline = time.monotonic() + grace
         while self.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        self.signal_tree(signal.SIGKILL, spare)  # stragglers, even if the child is gone
+        self.signal_tree(signal.SIGKILL, spare, roots)  # stragglers, even if it is gone
         if self.status is None:
             try:
                 self.status = decode_status(os.waitpid(self.pid, 0)[1])
@@ -302,7 +308,7 @@ class Child:
         deadline = time.monotonic() + KILL_WAIT
         while time.monotonic() < deadline:
             reap_children()
-            if not self.signal_tree(signal.SIGKILL, spare):
+            if not self.signal_tree(signal.SIGKILL, spare, roots):
                 break
             time.sleep(0.01)
         return self.status

@@ -33,6 +33,8 @@ from ..wire import address as addresses
 from ..wire.envelope import message
 from ..wire.framing import HANDSHAKE_LIMIT, FrameReader, encode
 
+PASSED = {"spawn": 2, "adopt": 5}  # descriptors a request brings (see handle)
+
 IDLE_EXIT = 600.0   # seconds without a request before the forkserver exits
 CHECK_EVERY = 1.0   # seconds between checks that the state dir still exists
 
@@ -94,9 +96,9 @@ def serve(listener, state_dir):
 
 
 def handle(listener, conn):
-    """One ``spawn`` request: fork the kernel, answer once the fork is done."""
+    """One ``spawn`` or ``adopt`` request: fork the kernel, answer once the fork is done."""
     conn.settimeout(5.0)
-    data, fds, _, _ = socket.recv_fds(conn, HANDSHAKE_LIMIT, 2)
+    data, fds, _, _ = socket.recv_fds(conn, HANDSHAKE_LIMIT, max(PASSED.values()))
     if not data and not fds:
         return  # a probe (provisioning/forkserver.py's answers()): connected, then gone
     try:
@@ -107,12 +109,18 @@ def handle(listener, conn):
             messages = reader.feed(data)
         request = messages[0] if messages else {}
         body = request.get("body") or {}
-        if request.get("type") != "spawn" or len(fds) != 2 or not body.get("env_dir"):
+        if PASSED.get(request.get("type")) != len(fds) or not well_formed(request, body):
             conn.sendall(encode(message("error", {"code": "bad_request"},
                                         parent=request.get("id"))))
             return
         pid = os.fork()
         if pid == 0:
+            from .supervisor import Supervisor
+            if request["type"] == "adopt":
+                log, control, out_r, err_r, status_r = fds
+                Supervisor.adopting = (body["pid"], control, out_r, err_r)
+                Supervisor.foster = (body["reaper"], status_r)
+                fds = [log, log]  # it reports in env.json only, as an exec'd --adopt does
             become_kernel(listener, conn, body["env_dir"], fds)
         conn.sendall(encode(message("reply", {"pid": pid}, parent=request.get("id"))))
     finally:
@@ -120,9 +128,17 @@ def handle(listener, conn):
             os.close(fd)
 
 
+def well_formed(request, body):
+    if not isinstance(body.get("env_dir"), str) or not body["env_dir"]:
+        return False
+    return request.get("type") != "adopt" or all(
+        type(body.get(key)) is int and body[key] > 0 for key in ("pid", "reaper"))
+
+
 def become_kernel(listener, conn, env_dir, fds):
     """In the forked child: the fds and the session a launched kernel's supervisor has,
-    then its life (``__main__.supervise``).  Never returns."""
+    then its life (``__main__.supervise``).  Never returns.  An adopting one (a fork's,
+    foster.py) has its kernel.log as fd 1 too: no launcher reads a report."""
     code = 1
     try:
         listener.close()
@@ -131,7 +147,8 @@ def become_kernel(listener, conn, env_dir, fds):
         os.dup2(ready, 1)
         os.dup2(log, 2)
         os.close(ready)
-        os.close(log)
+        if log != ready:
+            os.close(log)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
@@ -139,9 +156,12 @@ def become_kernel(listener, conn, env_dir, fds):
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         os.setsid()
-        os.write(1, b"pid %d\n" % os.getpid())
         from .supervisor import Supervisor
-        code = entry.supervise(Supervisor, os.path.abspath(env_dir), ready_fd=1)
+        adopting = Supervisor.adopting is not None
+        if not adopting:
+            os.write(1, b"pid %d\n" % os.getpid())
+        code = entry.supervise(Supervisor, os.path.abspath(env_dir),
+                               ready_fd=None if adopting else 1)
     except BaseException as exc:
         try:
             os.write(1, ("error: %s: %s\n" % (type(exc).__name__, exc)).encode())

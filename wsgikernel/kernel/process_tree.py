@@ -23,6 +23,10 @@ ended, SIGKILL every descendant still there -- until none is left (at most
 asked for (goal ``cleanup``).  ``stop_blocking`` is the blocking form, for
 when the loop no longer runs.
 
+A forked env's first child is fostered (foster.py): its parent is a reaper, whose
+reports of what it reaped count as our own ``waitpid``'s (``reaped``) and whose
+descendants are our tree too (``roots``) until it ends.
+
 A restore swaps children instead (``replace``): the resumed checkpoint is
 driven at once; the old child's tree is stopped (SIGSTOP, so none of it forks)
 and the pids stopped then are what is killed and reaped once the new child is
@@ -59,6 +63,7 @@ class ProcessTree:
         self.reap_until = None    # give up on a tree that will not die after this
         self.checkpoints = None   # kernel/checkpoints.py: spared by sweeps, told of deaths
         self.replaced = None      # Replaced: a replaced child's tree, till it is all reaped
+        self.foster = None        # foster.Foster: a forked env's reaper, while it runs
 
     @property
     def pid(self):
@@ -76,11 +81,35 @@ class ProcessTree:
     def adopt(self, child):
         """Drive ``child`` (spawned, or resumed from a checkpoint)."""
         self.child = child
+        child.fostered = self.foster is not None  # only waitpid tells: ours, or the reaper's
         self.selector.register(self.child.sock, selectors.EVENT_READ, self.on_readable)
         if self.child.pidfd is not None:
             self.selector.register(self.child.pidfd, selectors.EVENT_READ, self.on_pidfd)
         for fd in self.child.pipes:
             self.selector.register(fd, selectors.EVENT_READ, self.on_pipe_readable)
+
+    def foster_by(self, foster):
+        """Take the reports of a forked env's reaper (foster.py) as our own waitpid's."""
+        self.foster = foster
+        self.selector.register(foster.fd, selectors.EVENT_READ, self.on_foster)
+
+    def on_foster(self, fd, mask):
+        more = self.foster.read()
+        self.reap()
+        if not more:  # it had no child left: from now on every process is ours
+            self.selector.unregister(fd)
+            self.foster.close()
+            self.foster = None
+
+    def roots(self):
+        """Whose descendants our tree is: ours, and the reaper's while it runs."""
+        return (os.getpid(),) if self.foster is None else (os.getpid(), self.foster.pid)
+
+    def reaped(self):
+        """[(pid, (code, signal))] of every process of ours that ended since: those we
+        waited for, and those the reaper did."""
+        found = reap_children()
+        return found + self.foster.take() if self.foster is not None else found
 
     def send(self, message):
         self.child.send(message)
@@ -192,7 +221,7 @@ class ProcessTree:
         and whatever was re-parented to us, so no zombie stays -- and handle the
         user-code process's death."""
         child = self.child
-        for pid, status in reap_children():
+        for pid, status in self.reaped():
             if self.replaced is not None:
                 self.replaced.pids.discard(pid)
             if child is not None and pid == child.pid:
@@ -244,7 +273,7 @@ class ProcessTree:
             self.check_stop(now)
         elif not child.terminating:
             child.terminating = True
-            child.signal_tree(signal.SIGTERM, self.spared())
+            child.signal_tree(signal.SIGTERM, self.spared(), self.roots())
             deadline = now + (self.kill_grace if grace is None else grace)
             child.kill_at = deadline if child.kill_at is None else min(child.kill_at, deadline)
 
@@ -259,7 +288,8 @@ class ProcessTree:
             # The new child and what it starts are never in it: the end of the old tree
             # signals the pids stopped now, not every descendant then (what the new
             # child leaves to us, a subreaper, is ours too).
-            stopped = signal_tree(old.group, signal.SIGSTOP, self.spared() | {child.pid})
+            stopped = signal_tree(old.group, signal.SIGSTOP, self.spared() | {child.pid},
+                                  self.roots())
             self.detach()
             for fd in list(old.pipes):
                 self.close_pipe(fd)
@@ -311,14 +341,14 @@ class ProcessTree:
         if child is not None:
             if child.kill_at is not None and now >= child.kill_at:
                 child.kill_at = None
-                child.signal_tree(signal.SIGKILL, self.spared())  # death: pidfd / SIGCHLD
+                child.signal_tree(signal.SIGKILL, self.spared(), self.roots())  # see reap
             return
         if self.stop_goal is None:
             return
-        for pid, _ in reap_children():
+        for pid, _ in self.reaped():
             if self.checkpoints is not None:
                 self.checkpoints.reaped(pid)
-        left = signal_tree(self.stopped_group, signal.SIGKILL, self.spared())
+        left = signal_tree(self.stopped_group, signal.SIGKILL, self.spared(), self.roots())
         if left and now < self.reap_until:
             return  # swept again after REAP_POLL
         if left:
@@ -333,7 +363,8 @@ class ProcessTree:
         if self.child is None:
             return None
         forks = self.checkpoints.forks if self.checkpoints is not None else ()
-        exit_status = self.child.stop(self.kill_grace, forks)  # checkpoints die with us
+        # checkpoints die with us
+        exit_status = self.child.stop(self.kill_grace, forks, self.roots())
         self.detach()
         self.close_pipes()
         self.close_pidfd()

@@ -65,9 +65,10 @@ class SandboxedChild(Child):
             except OSError:
                 pass
 
-    def signal_tree(self, signum, spare=()):
+    def signal_tree(self, signum, spare=(), roots=None):
         """As Child's, but a stop's SIGTERM spares the two bwrap processes: the outer one
-        would die of it at once and take the sandbox with it, before ``kill_grace``."""
+        would die of it at once and take the sandbox with it, before ``kill_grace``.
+        (Never fostered: a sandbox is not forked, so ``roots`` is only ours.)"""
         if signum == signal.SIGKILL:
             return super().signal_tree(signum, spare)
         self.signal(signum)

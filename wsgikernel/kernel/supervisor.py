@@ -52,6 +52,7 @@ START_OUTPUT_KEPT = 8192  # characters of a child's output before it died starti
 class Supervisor:
     batch_job = None  # the Slurm job id when this kernel is that job (kernel --foreground)
     adopting = None   # (pid, control fd, out fd, err fd) of a forked env's child (--adopt)
+    foster = None     # (pid, status fd) of that child's reaper, if it has one (foster.py)
 
     def __init__(self, env_dir, ready_fd):
         self.ready_fd = ready_fd

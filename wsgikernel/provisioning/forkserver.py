@@ -92,13 +92,24 @@ class Forkserver:
         except ForkserverUnavailable as exc:
             if exc.sent:
                 raise
+        self._start()
+        return self._ask(env_dir)
+
+    def ensure(self):
+        """The address of a running forkserver, started if there is no socket (a stale
+        one is found by who connects: a fork then execs its supervisor instead, see
+        kernel/foster.py); ForkserverUnavailable if it cannot be had."""
+        if not os.path.exists(self.address):
+            self._start()
+        return self.address
+
+    def _start(self):
         try:
             self.start()
         except ForkserverUnavailable:
             raise
         except Exception as exc:  # a lock, a Popen that failed
             raise ForkserverUnavailable(str(exc)) from None
-        return self._ask(env_dir)
 
     def _ask(self, env_dir):
         read, write = os.pipe()

@@ -55,6 +55,17 @@ class LocalProvisioner(KernelProvisioner):
         proc = launch_kernel(env_dir, memory_limited)
         wait_ready(proc.stdout, timeout, proc)
 
+    def forkserver(self):
+        """The address of the state dir's forkserver, for a fork of this env to hand its
+        new process to (kernel/foster.py); None if ``kernel_forkserver`` is off or it
+        cannot be had (the fork execs its new supervisor then)."""
+        if not getattr(self.config, "kernel_forkserver", False):
+            return None
+        try:
+            return Forkserver(self.config.state_dir).ensure()
+        except ForkserverUnavailable:
+            return None
+
     def poll(self):
         return None if supervisor_alive(self.record.get("supervisor_pid")) else -1
 

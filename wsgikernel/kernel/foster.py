@@ -1,0 +1,129 @@
+"""A forked env's first processes, fostered: children of a reaper, driven by a warm supervisor.
+
+A fork's new user-code process can only be forked by a copy of the source's
+namespace (kernel/checkpoint.py ``fork_env``), and whoever supervises a process
+tree must see how each of its processes ended (``waitpid``) and get the orphans
+it leaves (a child subreaper): an ancestor's privileges.  So the copy in between
+stays the new process's parent, but not its supervisor: it hands the process
+(its pid, control socket and fd 1/2 pipes) to the state dir's forkserver
+(``hand_over``), which forks a warm supervisor to drive it -- milliseconds,
+where exec'ing a supervisor interpreter costs 60 to 90.  Then the copy becomes
+the *reaper* (``become_reaper``): a subreaper that execs a tiny interpreter
+(none of the namespace's pages stay pinned), waits for every child it has,
+writes ``PID STATUS`` for each on a pipe to the supervisor, and exits once it
+has none left.  The supervisor reads that pipe (``Foster``) as it would
+``waitpid``, and walks the reaper's descendants as its own when it stops a tree
+(process_tree.py ``roots``).  Only the first process is fostered: the fresh one
+of a restart is the supervisor's own child.
+
+Risks: the reaper ignores SIGINT, SIGTERM and SIGHUP (it must outlive what it
+reaps: it ends with its last child, or SIGKILL).  A pid the reaper reported
+could be reused before the supervisor reads the line: it would take the whole pid
+space to wrap within that time.
+"""
+
+import os
+import socket
+import sys
+
+from ..store import LOG_FILE, update_record
+from ..wire.envelope import message
+from ..wire.framing import HANDSHAKE_LIMIT, encode, recv_message
+from .child import become_subreaper, decode_status
+
+ASK_TIMEOUT = 10.0  # seconds the forkserver may take to answer (it only forks)
+
+# Run as ``python -S -I -c REAPER FD``: no site, no user path, no pages of the namespace.
+REAPER = """\
+import os, signal, sys
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(signum, signal.SIG_IGN)
+out = int(sys.argv[1])
+while True:
+    try:
+        pid, status = os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+    try:
+        os.write(out, b"%d %d\\n" % (pid, status))
+    except OSError:
+        pass
+"""
+
+
+def hand_over(address, env_dir, live, fds):
+    """In the copy between the source and ``live`` (the fork's user-code process, our
+    child): ask the forkserver at ``address`` for a supervisor driving ``live`` through
+    ``fds`` (its control socket, its fd 1 and fd 2 pipes); the pipe the reaper's reports
+    go to then (write end), or None if the forkserver cannot be reached (nothing was
+    sent: the caller execs a supervisor instead).  A forkserver that took the request
+    and failed is a fork that failed: the new env reads ``dead`` saying why, and
+    OSError is raised."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(ASK_TIMEOUT)
+    try:
+        sock.connect(address)
+    except OSError:
+        sock.close()
+        return None
+    status_r, status_w = os.pipe()
+    try:
+        with sock, open(os.path.join(env_dir, LOG_FILE), "ab") as log:
+            request = encode(message("adopt", {"env_dir": env_dir, "pid": live,
+                                               "reaper": os.getpid()}, id=1))
+            socket.send_fds(sock, [request], [log.fileno()] + list(fds) + [status_r])
+            answer = recv_message(sock, HANDSHAKE_LIMIT)
+        if answer.get("type") != "reply":
+            raise OSError("the forkserver answered %.200r" % (answer,))
+    except (OSError, ValueError) as exc:
+        os.close(status_w)
+        update_record(env_dir, state="dead", reason="start_failed", pid=None,
+                      detail="the fork's supervisor could not be started: %s" % exc)
+        raise OSError(str(exc)) from None
+    finally:
+        os.close(status_r)
+    return status_w
+
+
+def become_reaper(env_dir, status_w):
+    """Be the reaper of our children (exec: never returns), reporting on ``status_w``."""
+    become_subreaper()
+    os.chdir(env_dir)
+    os.set_inheritable(status_w, True)
+    os.execv(sys.executable, [sys.executable, "-S", "-I", "-c", REAPER, str(status_w)])
+
+
+class Foster:
+    """The supervisor's side of a reaper: how its children ended, as it reaped them."""
+
+    def __init__(self, pid, fd):
+        self.pid = pid  # the reaper's: its descendants are the supervisor's tree too
+        self.fd = fd
+        os.set_blocking(fd, False)
+        self.partial = b""
+        self.ended = []  # [(pid, (code, signal))] not taken yet
+
+    def read(self):
+        """What the reaper wrote since; False at its end (it had no child left)."""
+        try:
+            data = os.read(self.fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            return True
+        if not data:
+            return False
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        for line in lines:
+            try:
+                pid, status = (int(word) for word in line.split())
+            except ValueError:
+                continue  # never written by our reaper
+            self.ended.append((pid, decode_status(status)))
+        return True
+
+    def take(self):
+        ended, self.ended = self.ended, []
+        return ended
+
+    def close(self):
+        os.close(self.fd)

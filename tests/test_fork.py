@@ -1,7 +1,8 @@
 """POST /envs/{id}/fork (issue 18): a new env whose namespace is a forked copy.
 
-Real kernels: the source's user-code process forks the copy, whose new supervisor is
-a fresh interpreter that adopts it (kernel/checkpoint.py ``fork_env``).
+Real kernels: the source's user-code process forks the copy, which forks the new
+env's process and becomes its reaper; the forkserver forks its supervisor (without
+one, a fresh interpreter adopts it: kernel/checkpoint.py ``fork_env``, foster.py).
 """
 
 import json

@@ -29,13 +29,13 @@ import sys
 from ..store import LOG_FILE, update_record
 from ..wire.envelope import message
 from ..wire.framing import HANDSHAKE_LIMIT, encode, recv_message
-from .child import become_subreaper, decode_status
 
 ASK_TIMEOUT = 10.0  # seconds the forkserver may take to answer (it only forks)
 
 # Run as ``python -S -I -c REAPER FD``: no site, no user path, no pages of the namespace.
 REAPER = """\
-import os, signal, sys
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to us
 for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(signum, signal.SIG_IGN)
 out = int(sys.argv[1])
@@ -87,7 +87,6 @@ def hand_over(address, env_dir, live, fds):
 
 def become_reaper(env_dir, status_w):
     """Be the reaper of our children (exec: never returns), reporting on ``status_w``."""
-    become_subreaper()
     os.chdir(env_dir)
     os.set_inheritable(status_w, True)
     os.execv(sys.executable, [sys.executable, "-S", "-I", "-c", REAPER, str(status_w)])
@@ -118,7 +117,8 @@ class Foster:
                 pid, status = (int(word) for word in line.split())
             except ValueError:
                 continue  # never written by our reaper
-            self.ended.append((pid, decode_status(status)))
+            self.ended.append((pid, (None, os.WTERMSIG(status)) if os.WIFSIGNALED(status)
+                                else (os.WEXITSTATUS(status), None)))
         return True
 
     def take(self):

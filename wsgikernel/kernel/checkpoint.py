@@ -46,6 +46,7 @@ import sys
 import threading
 
 from ..store import LOG_FILE
+from . import foster
 
 RESUME_FDS = 3  # the new control socket, stdout's and stderr's pipes
 
@@ -290,7 +291,6 @@ def become_supervisor(executor, env_dir, work_dir, command, forkserver):
         os.close(out_w)
         os.close(err_w)
         unlimit()
-        from . import foster  # here: foster imports child, which imports us
         fds = [parent_sock.detach(), out_r, err_r]
         status_w = foster.hand_over(forkserver, env_dir, live, fds) if forkserver else None
         if status_w is not None:  # a supervisor drives it now: we only reap

@@ -100,7 +100,7 @@ class Foster:
         self.fd = fd
         os.set_blocking(fd, False)
         self.partial = b""
-        self.ended = []  # [(pid, (code, signal))] not taken yet
+        self.ended = []  # [(pid, waitpid status)] not taken yet
 
     def read(self):
         """What the reaper wrote since; False at its end (it had no child left)."""
@@ -117,8 +117,7 @@ class Foster:
                 pid, status = (int(word) for word in line.split())
             except ValueError:
                 continue  # never written by our reaper
-            self.ended.append((pid, (None, os.WTERMSIG(status)) if os.WIFSIGNALED(status)
-                                else (os.WEXITSTATUS(status), None)))
+            self.ended.append((pid, status))
         return True
 
     def take(self):

@@ -41,7 +41,7 @@ import socket
 import time
 
 from ..store import utcnow
-from .child import KILL_WAIT, Child, reap_children, signal_tree
+from .child import KILL_WAIT, Child, decode_status, reap_children, signal_tree
 from .sandbox import SandboxedChild
 
 EOF_KILL_AFTER = 1.0   # seconds a child whose control socket closed may take to exit
@@ -109,7 +109,9 @@ class ProcessTree:
         """[(pid, (code, signal))] of every process of ours that ended since: those we
         waited for, and those the reaper did."""
         found = reap_children()
-        return found + self.foster.take() if self.foster is not None else found
+        if self.foster is not None:
+            found += [(pid, decode_status(status)) for pid, status in self.foster.take()]
+        return found
 
     def send(self, message):
         self.child.send(message)

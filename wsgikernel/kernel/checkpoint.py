@@ -274,6 +274,10 @@ def become_supervisor(executor, env_dir, work_dir, command, forkserver):
     then its reaper with a warm supervisor (foster.py), or an exec'd supervisor."""
     try:
         quiet(executor)
+        # Before the fork, not after the reaper's exec: the new process's orphans (a
+        # checkpoint's copies, once a restore ended it) must come here from the start,
+        # never to the source's supervisor, which ends them with the source.
+        foster.become_subreaper()
         parent_sock, child_sock = socket.socketpair()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()

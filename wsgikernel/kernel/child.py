@@ -30,7 +30,6 @@ import os
 import select
 import signal
 import socket
-import sys
 import time
 
 from ..wire.framing import FrameReader, encode
@@ -38,20 +37,7 @@ from ..wire.framing import FrameReader, encode
 # its supervisor instead of importing (and owning) them itself.
 from . import executor
 
-PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 KILL_WAIT = 5.0  # seconds SIGKILLed descendants may take to go before we give up on them
-
-
-def become_subreaper():
-    """Make orphaned descendants re-parent to this process (Linux); False if not possible."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 # /proc/PID/task/TID/children (Linux >= 3.5 with CONFIG_PROC_CHILDREN): a walk down from

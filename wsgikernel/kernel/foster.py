@@ -8,8 +8,9 @@ stays the new process's parent, but not its supervisor: it hands the process
 (its pid, control socket and fd 1/2 pipes) to the state dir's forkserver
 (``hand_over``), which forks a warm supervisor to drive it -- milliseconds,
 where exec'ing a supervisor interpreter costs 60 to 90.  Then the copy becomes
-the *reaper* (``become_reaper``): a subreaper that execs a tiny interpreter
-(none of the namespace's pages stay pinned), waits for every child it has,
+the *reaper* (``become_reaper``): a subreaper (since before it forked the
+process, so that no orphan of it ever goes up to the source's supervisor) that
+execs a tiny interpreter (none of the namespace's pages stay pinned), waits for every child it has,
 writes ``PID STATUS`` for each on a pipe to the supervisor, and exits once it
 has none left.  The supervisor reads that pipe (``Foster``) as it would
 ``waitpid``, and walks the reaper's descendants as its own when it stops a tree
@@ -33,9 +34,9 @@ from ..wire.framing import HANDSHAKE_LIMIT, encode, recv_message
 ASK_TIMEOUT = 10.0  # seconds the forkserver may take to answer (it only forks)
 
 # Run as ``python -S -I -c REAPER FD``: no site, no user path, no pages of the namespace.
+# A child subreaper already (``become_subreaper`` before the fork: the flag survives exec).
 REAPER = """\
-import ctypes, os, signal, sys
-ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to us
+import os, signal, sys
 for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(signum, signal.SIG_IGN)
 out = int(sys.argv[1])
@@ -49,6 +50,21 @@ while True:
     except OSError:
         pass
 """
+
+
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def become_subreaper():
+    """Make orphaned descendants re-parent to this process (Linux); False if not possible."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def hand_over(address, env_dir, live, fds):

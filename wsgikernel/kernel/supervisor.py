@@ -33,7 +33,7 @@ import signal
 import time
 
 from ..store import WORK_DIR, utcnow
-from .child import become_subreaper
+from .foster import become_subreaper
 from .execution_queue import ExecutionQueue
 from ..wire.envelope import INTERNAL, UNKNOWN_TYPE, message
 from .eventlog import EventLog

@@ -81,7 +81,10 @@ class Checkpoints:
         why = unforkable(source)
         if why:
             raise CheckpointConflict(source_id, why)
-        count = self.call(source_id, "status", {"touch": False}).get("execution_count", 0)
+        # env.json's count may be behind (a cell's end is saved after its answer): the
+        # source's supervisor writes the count the fork is taken at into the new env.json
+        # before it forks, so it is not asked here (a round trip on every fork's way).
+        count = source.get("execution_count") or 0
         env_id = env_id or secrets.token_hex(6)
         env_dir = self.registry.reserve(env_id)
         try:
@@ -108,7 +111,7 @@ class Checkpoints:
                 raise CheckpointConflict(source_id, (queued.get("error") or {}).get(
                     "evalue") or "the fork did not happen (%s)" % queued["status"])
             started = wait_until(lambda: (read_record(env_dir) or {}).get("state") in (
-                "idle", "busy", "dead"), LAUNCH_TIMEOUT, interval=0.002)
+                "idle", "busy", "dead"), LAUNCH_TIMEOUT, interval=0.002, first=0.0002)
             if not started or read_record(env_dir).get("state") == "dead":
                 LocalProvisioner(dict(record, supervisor_pid=(reply or {}).get("pid")),
                                  self.config).kill()

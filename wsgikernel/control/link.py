@@ -293,11 +293,15 @@ def ended_record(line, reason, ename, why):
     return record
 
 
-def wait_until(condition, timeout, interval=0.01):
-    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
+def wait_until(condition, timeout, interval=0.01, first=None):
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False): every
+    ``interval`` s, or from every ``first`` s, doubling up to it (what usually takes a
+    millisecond or two is seen within a fraction of one, and a long wait costs no more)."""
     deadline = time.monotonic() + timeout
+    pause = first or interval
     while not condition():
         if time.monotonic() > deadline:
             return False
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = min(pause * 2, interval)
     return True

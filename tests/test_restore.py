@@ -111,6 +111,28 @@ def test_a_checkpoint_whose_spare_was_killed_still_restores(testapp):
     assert value(testapp, "nb", "kept") == "'yes'"
 
 
+def test_a_spare_that_does_not_take_the_place_is_replaced_and_the_checkpoint_stays(testapp):
+    # A SIGKILLed spare keeps its socket open while its memory is torn down, and a
+    # stopped one never reads: either way the hand over must not count as done.
+    run(testapp, "nb", "kept = 'yes'")
+    checkpoint(testapp, "c")
+    found = wait_for(lambda: [pid for pid in copies(testapp)
+                              if parent_of(pid) in copies(testapp)],
+                     message="the checkpoint's spare")
+    try:
+        for pid in found:
+            os.kill(pid, signal.SIGSTOP)
+        run(testapp, "nb", "kept = 'changed'")
+        restore(testapp, "c")
+        assert value(testapp, "nb", "kept") == "'yes'"
+        run(testapp, "nb", "kept = 'changed again'")
+        restore(testapp, "c")
+        assert value(testapp, "nb", "kept") == "'yes'"
+    finally:
+        for pid in found:
+            kill_if_alive(pid)
+
+
 def test_a_checkpoint_that_died_is_404_before_anything_is_thrown_away(testapp):
     run(testapp, "nb", "x = 'live'")
     checkpoint(testapp, "gone")

@@ -49,6 +49,7 @@ from ..store import LOG_FILE
 from . import foster
 
 RESUME_FDS = 3  # the new control socket, stdout's and stderr's pipes
+SPARE_ANSWER = 1.0  # s a spare may take to say it has a checkpoint's place (it blocks on it)
 
 
 def refusal(force, thread_tag):
@@ -194,9 +195,13 @@ def fork_spare(executor):
     if pid:
         return pid, turn
     given = turn.recv(1)
-    turn.close()
     if not given:
         os._exit(0)
+    try:
+        turn.send(b"k", socket.MSG_NOSIGNAL)  # taken: the checkpoint goes live on that
+    except OSError:
+        os._exit(0)  # it gave up on us (hand_over): it parks on itself
+    turn.close()
     executor.copies = set()  # the checkpoint now
     return None, None
 
@@ -211,15 +216,28 @@ def ended(pid):
 
 def hand_over(executor, spare, turn):
     """Give the spare our place (its own process group first: the live group's signals
-    must never reach it); its pid, or None if it is gone (or was never forked).  No
-    SIGPIPE if it died meanwhile: user code may have made that signal deadly."""
+    must never reach it); its pid once it said it has it, else None (it is gone, or
+    was never forked).  A spare that does not say so within SPARE_ANSWER s is killed:
+    a SIGKILLed one keeps its socket open while its memory is torn down, and a stopped
+    one never reads; either would leave the checkpoint to nobody.  No SIGPIPE if it
+    died meanwhile: user code may have made that signal deadly."""
     if spare is None:
         return None
     try:
         os.setpgid(spare, spare)
+        turn.settimeout(SPARE_ANSWER)
         turn.send(b"t", socket.MSG_NOSIGNAL)
-    except OSError:
-        ended(spare)  # reaped, not left a zombie of the live process
+        if not turn.recv(1):
+            raise OSError("the spare is gone")
+    except OSError:  # socket.timeout too
+        try:
+            os.kill(spare, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(spare, 0)  # reaped, not left a zombie of the live process
+        except ChildProcessError:
+            pass
         return None
     finally:
         turn.close()

@@ -12,10 +12,10 @@ the *reaper* (``become_reaper``): a subreaper (since before it forked the
 process, so that no orphan of it ever goes up to the source's supervisor)
 that execs a tiny interpreter (none of the namespace's pages stay pinned),
 waits for every child it has, writes ``PID STATUS`` for each on a pipe to the
-supervisor, and exits once it has none left.  The supervisor reads that pipe (``Foster``) as it would
-``waitpid``, and walks the reaper's descendants as its own when it stops a tree
-(process_tree.py ``roots``).  Only the first process is fostered: the fresh one
-of a restart is the supervisor's own child.
+supervisor, and exits once it has none left.  The supervisor reads that pipe
+(``Foster``) as it would ``waitpid``, and walks the reaper's descendants as its
+own when it stops a tree (process_tree.py ``roots``).  Only the first process
+is fostered: the fresh one of a restart is the supervisor's own child.
 
 Risks: the reaper ignores SIGINT, SIGTERM and SIGHUP (it must outlive what it
 reaps: it ends with its last child, or SIGKILL).  A pid the reaper reported

@@ -244,3 +244,38 @@ def test_a_fork_restored_to_its_checkpoint_outlives_its_source(testapp, state_di
     branch_dir = os.path.join(state_dir, "envs", "branch")
     assert testapp.delete("/envs/branch").status_int == 204
     wait_for(lambda: not processes_in(branch_dir), message="no process of the fork left")
+
+
+def test_a_status_asked_ready_is_answered_when_a_starting_kernel_is(make_test_app, tmp_path,
+                                                                   monkeypatch):
+    """What a fork's answer waits on (control/checkpoints.py ``ready_status``), instead of
+    polling env.json: asked of a supervisor whose kernel starts, it is answered once the
+    kernel is ready; asked of a ready one, at once."""
+    import threading
+    gate = tmp_path / "gate"
+    (tmp_path / "wkt_gate.py").write_text(
+        "import os, time\nfor _ in range(3000):\n    if not os.path.exists(%r):\n"
+        "        break\n    time.sleep(0.01)\n" % str(gate))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    app = make_test_app(preload="wkt_gate")
+    testapp = webtest.TestApp(app, extra_environ={"HTTP_AUTHORIZATION": "Bearer " + TOKEN})
+    testapp.put_json("/envs/slow", {})
+    link = app.manager.link
+    record = app.manager.registry.read("slow")
+    assert link.call(record, "status", {"ready": True})["state"] == "idle"
+    gate.touch()
+    restart = threading.Thread(target=testapp.post, args=("/envs/slow/restart",))
+    answers = []
+    asked = threading.Thread(target=lambda: answers.append(
+        link.call(record, "status", {"ready": True}, timeout=30)))
+    try:
+        restart.start()
+        wait_for(lambda: link.call(record, "status")["state"] == "starting")
+        asked.start()
+        wait_for(lambda: link.call(record, "status")["state"] == "starting")
+        assert answers == []  # the gate holds the kernel: no answer yet
+    finally:
+        gate.unlink()
+        restart.join(30)
+        asked.join(30)
+    assert [(a["state"], a["session"]) for a in answers] == [("idle", 2)]

@@ -77,6 +77,9 @@ class Operations:
         return state
 
     def op_status(self, client, body):
+        if body.get("ready") and self.supervisor.state == "starting":
+            self.on_ready.append(client)  # a fork's answer waits so (control/checkpoints.py)
+            return
         status = self.status()
         if body.get("memory") and status["checkpoints"]:  # a describe: /proc reads, not a list
             status["checkpoint_memory"] = self.checkpointing.registry.memory()

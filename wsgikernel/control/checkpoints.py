@@ -19,16 +19,19 @@ supervisor would run under them).
 import os
 import secrets
 import shutil
+import time
 
 from ..provisioning.launcher import kernel_command
 from ..provisioning.local import LocalProvisioner
 from ..store import WORK_DIR, read_record, utcnow, write_record
+from ..wire import address as addresses
 from ..wire.connection import KernelGone
 from ..wire.envelope import PROTOCOL_VERSION
 from .errors import CheckpointConflict, ControlError, KernelUnavailable, QuotaExceeded
 from .link import LAUNCH_TIMEOUT, STATUS_TIMEOUT, wait_until
 
 TAKE_TIMEOUT = 30.0  # seconds a fork of the user-code process may take (GiBs of page tables)
+RETRY_FIRST, RETRY_MAX = 0.0005, 0.05  # seconds between connects to a fork's new supervisor
 
 
 class Checkpoints:
@@ -110,9 +113,8 @@ class Checkpoints:
                 provisioner.cleanup()
                 raise CheckpointConflict(source_id, (queued.get("error") or {}).get(
                     "evalue") or "the fork did not happen (%s)" % queued["status"])
-            started = wait_until(lambda: (read_record(env_dir) or {}).get("state") in (
-                "idle", "busy", "dead"), LAUNCH_TIMEOUT, interval=0.002, first=0.0002)
-            if not started or read_record(env_dir).get("state") == "dead":
+            status = self.ready_status(env_dir, record)
+            if status is None:
                 LocalProvisioner(dict(record, supervisor_pid=(reply or {}).get("pid")),
                                  self.config).kill()
                 provisioner.cleanup()
@@ -121,7 +123,35 @@ class Checkpoints:
         except BaseException:
             shutil.rmtree(env_dir, ignore_errors=True)
             raise
-        return self.describe(env_id), True
+        return self.describe(env_id, memory=False, status=status), True
+
+    def ready_status(self, env_dir, record):
+        """The new env's status once its kernel is ready; None if it never is (dead, or not
+        within LAUNCH_TIMEOUT).  Asked (``ready``) as soon as its supervisor's socket is
+        there, and answered by the supervisor when its kernel says ready: no poll of
+        env.json between the two.  (A TCP supervisor's port is in env.json only.)"""
+        kind, where = addresses.parse(record["address"])
+        path = where if kind == "unix" else None
+
+        def reachable():
+            return (path is not None and os.path.exists(path)
+                    or (read_record(env_dir) or {}).get("state") != "starting")
+
+        deadline = time.monotonic() + LAUNCH_TIMEOUT
+        pause = RETRY_FIRST
+        while wait_until(reachable, deadline - time.monotonic(), interval=0.002, first=0.0002):
+            current = read_record(env_dir) or {}
+            if current.get("state") == "dead":
+                return None
+            try:
+                status = self.link.call(current, "status", {"ready": True},
+                                        max(deadline - time.monotonic(), STATUS_TIMEOUT))
+            except KernelGone:  # bound but not listening yet, or gone: env.json will say
+                time.sleep(pause)
+                pause = min(pause * 2, RETRY_MAX)
+                continue
+            return status if status.get("state") in ("idle", "busy") else None
+        return None
 
     def forked_record(self, env_id, env_dir, source, count):
         """env.json of a fork: the source's limits and settings, a copy of its work dir,

@@ -279,3 +279,43 @@ def test_a_status_asked_ready_is_answered_when_a_starting_kernel_is(make_test_ap
         restart.join(30)
         asked.join(30)
     assert [(a["state"], a["session"]) for a in answers] == [("idle", 2)]
+
+
+def working_in(path):
+    """pids of live processes whose working dir is ``path``, removed since or not."""
+    found = []
+    for pid, _ in command_lines():
+        try:
+            cwd = os.readlink("/proc/%d/cwd" % pid)
+        except OSError:
+            continue
+        if cwd in (path, path + " (deleted)"):
+            found.append(pid)
+    return found
+
+
+def test_a_standby_supervisor_no_fork_needed_leaves_nothing(testapp, state_dir, tmp_path):
+    """The web tier starts the new env's supervisor with the fork (control/checkpoints.py):
+    a refused fork, or a queued one (its copy asks the forkserver later), lets it go."""
+    run(testapp, "src", "import threading\nstop = threading.Event()\n"
+                        "threading.Thread(target=stop.wait, name='poller').start()")
+    res = testapp.post_json("/envs/src/fork", {"id": "no"}, expect_errors=True)
+    assert_problem(res, 409, "checkpoint-conflict")
+    no_dir = os.path.join(state_dir, "envs", "no")
+    wait_for(lambda: not working_in(no_dir), message="no standby of the refused fork left")
+    run(testapp, "src", "stop.set()")
+    flag, go = tmp_path / "started", tmp_path / "go"
+    submit(testapp, "src", "import os, time\nopen(%r, 'w').close()\n"
+           "while not os.path.exists(%r): time.sleep(0.01)" % (str(flag), str(go)))
+    wait_for(flag.exists, message="the cell to start")
+    assert testapp.post_json("/envs/src/fork", {"id": "later", "wait": 0}).status_int == 202
+    later_dir = os.path.join(state_dir, "envs", "later")
+    wait_for(lambda: not working_in(later_dir), message="no standby of the queued fork left")
+    go.touch()
+    wait_for(lambda: testapp.get("/envs/later").json["state"] == "idle",
+             message="the fork to happen at the boundary")
+    with open(os.path.join(later_dir, "env.json")) as handle:
+        supervisor = json.load(handle)["supervisor_pid"]
+    working = working_in(later_dir)  # its supervisor and the new process's reaper, no other
+    assert len(working) == 2 and supervisor in working, working
+    assert value(testapp, "later", "1 + 1") == "2"

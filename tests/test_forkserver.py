@@ -167,3 +167,40 @@ def test_a_forkserver_exits_when_its_state_dir_is_gone():
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
     wait_for(lambda: not pid_alive(pid), message="the forkserver noticed")
+
+
+def test_a_standby_waits_for_its_process_and_a_bad_request_changes_nothing():
+    """A fork's standby supervisor (provisioning/forkserver.py ``Standby``): forked now,
+    working in the env dir, waiting on its socket; it leaves once its env is no longer
+    starting, without writing env.json.  A request without its descriptors is refused, and the
+    forkserver goes on."""
+    import socket
+    from wsgikernel.store import read_record, write_record
+    from wsgikernel.wire.envelope import message
+    from wsgikernel.wire.framing import HANDSHAKE_LIMIT, encode, recv_message
+    state_dir = tempfile.mkdtemp(prefix="wk-")
+    try:
+        server = forkserver.Forkserver(state_dir)
+        server.start()
+        env_dir = os.path.join(state_dir, "envs", "e")
+        os.makedirs(env_dir)
+        write_record(env_dir, {"id": "e", "state": "starting", "settings": {}})
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(server.address)
+            socket.send_fds(sock, [encode(message("standby", {"env_dir": env_dir}, id=1))],
+                            [sock.fileno()])  # one descriptor: its listener or its log?
+            answer = recv_message(sock, HANDSHAKE_LIMIT)
+        assert answer["type"] == "error" and answer["body"]["code"] == "bad_request", answer
+        standby = server.standby(env_dir)
+        pid = standby.pid()
+        assert pid_alive(pid) and os.path.exists(standby.address)
+        wait_for(lambda: os.readlink("/proc/%d/cwd" % pid) == env_dir,
+                 message="the standby to work in its env dir")
+        write_record(env_dir, {"id": "e", "state": "dead", "settings": {}})
+        wait_for(lambda: not pid_alive(pid), message="the standby to leave")
+        assert not os.path.exists(standby.address)
+        assert read_record(env_dir) == {"id": "e", "state": "dead", "settings": {}}
+    finally:
+        forkserver.stop(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)

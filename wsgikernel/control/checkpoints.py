@@ -27,7 +27,7 @@ from ..store import WORK_DIR, read_record, utcnow, write_record
 from ..wire import address as addresses
 from ..wire.connection import KernelGone
 from ..wire.envelope import PROTOCOL_VERSION
-from .errors import CheckpointConflict, ControlError, KernelUnavailable, QuotaExceeded
+from .errors import CheckpointConflict, KernelUnavailable, QuotaExceeded
 from .link import LAUNCH_TIMEOUT, STATUS_TIMEOUT, wait_until
 
 TAKE_TIMEOUT = 30.0  # seconds a fork of the user-code process may take (GiBs of page tables)
@@ -97,33 +97,47 @@ class Checkpoints:
             provisioner = LocalProvisioner(record, self.config)
             provisioner.prepare(env_dir)
             write_record(env_dir, record)
+            forkserver = provisioner.forkserver()
+            # Its start-up overlaps the source's fork (which only a queued fork leaves it).
+            standby = provisioner.standby(env_dir) if forkserver else None
             try:
-                reply = self.call(source_id, "fork", {
+                status = self.forked(source_id, env_id, env_dir, record, {
                     "env_dir": env_dir, "work_dir": record["cwd"], "force": force,
-                    "forkserver": provisioner.forkserver(),
-                    "command": kernel_command(env_dir)[:-1], "wait": wait},
-                    wait + TAKE_TIMEOUT)
-            except ControlError:
+                    "forkserver": forkserver, "standby": standby and standby.address,
+                    "command": kernel_command(env_dir)[:-1], "wait": wait}, standby)
+            except BaseException:
+                if standby is not None:
+                    standby.dismiss()
                 provisioner.cleanup()
                 raise
-            queued = reply.get("record")
-            if queued is not None and queued["status"] in ("queued", "running"):
-                return self.describe(env_id), False  # it happens at the source's next boundary
-            if queued is not None and queued["status"] != "ok":
-                provisioner.cleanup()
-                raise CheckpointConflict(source_id, (queued.get("error") or {}).get(
-                    "evalue") or "the fork did not happen (%s)" % queued["status"])
-            status = self.ready_status(env_dir, record)
-            if status is None:
-                LocalProvisioner(dict(record, supervisor_pid=(reply or {}).get("pid")),
-                                 self.config).kill()
-                provisioner.cleanup()
-                raise KernelUnavailable(env_id, "the forked kernel did not start (see the "
-                                        "kernel.log of %s)" % env_dir)
         except BaseException:
             shutil.rmtree(env_dir, ignore_errors=True)
             raise
+        if status is None:
+            return self.describe(env_id), False  # it happens at the source's next boundary
         return self.describe(env_id, memory=False, status=status), True
+
+    def forked(self, source_id, env_id, env_dir, record, request, standby):
+        """Ask the source for the fork ``request``; the new env's status once ready, or
+        None if it waits in the source's queue.  Its standby is let go unless it took the
+        new process (a queued fork's, or a copy that could not reach it, goes elsewhere)."""
+        reply = self.call(source_id, "fork", request, request["wait"] + TAKE_TIMEOUT)
+        queued = reply.get("record")
+        if queued is not None and standby is not None:
+            standby.dismiss()
+        if queued is not None and queued["status"] in ("queued", "running"):
+            return None
+        if queued is not None and queued["status"] != "ok":
+            raise CheckpointConflict(source_id, (queued.get("error") or {}).get(
+                "evalue") or "the fork did not happen (%s)" % queued["status"])
+        status = self.ready_status(env_dir, record)
+        if status is None:
+            LocalProvisioner(dict(record, supervisor_pid=reply.get("pid")), self.config).kill()
+            raise KernelUnavailable(env_id, "the forked kernel did not start (see the "
+                                    "kernel.log of %s)" % env_dir)
+        if standby is not None and status.get("supervisor_pid") != standby.pid():
+            standby.dismiss()
+        return status
 
     def ready_status(self, env_dir, record):
         """The new env's status once its kernel is ready; None if it never is (dead, or not

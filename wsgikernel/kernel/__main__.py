@@ -98,6 +98,8 @@ def supervise(Supervisor, env_dir, ready_fd):
         os.write(2, ("%s the supervisor could not start\n%s" % (
             utcnow(), traceback.format_exc())).encode("utf-8", "replace"))  # kernel.log
         raise
+    if not supervisor.ops.checkpointing.handed_over():
+        return 0  # a standby no fork came to: it leaves no trace (kernel/foster.py)
     try:
         supervisor.run()
     except Exception as exc:

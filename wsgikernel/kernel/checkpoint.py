@@ -259,17 +259,19 @@ def quiet(executor):
     executor.inbox.close()
 
 
-def fork_env(executor, env_dir, work_dir, command, forkserver=None):
+def fork_env(executor, env_dir, work_dir, command, forkserver=None, standby=None):
     """Fork the namespace into a new env: the pid of the copy that forks the new env's
     user-code process (our child, in ``executor.copies``; the supervisor spares it) and
-    then becomes its reaper, the forkserver at ``forkserver`` forking its supervisor --
-    or, without one, execs ``command`` + ``--adopt`` (a fresh interpreter).  Neither
-    keeps the namespace's pages.  Only the main thread calls it, between cells."""
+    then becomes its reaper, handing the process to the supervisor waiting at
+    ``standby`` (started with the fork, see foster.py), else to one the forkserver at
+    ``forkserver`` forks -- or, with neither, execs ``command`` + ``--adopt`` (a fresh
+    interpreter).  None keeps the namespace's pages.  Only the main thread calls it,
+    between cells."""
     pid = os.fork()
     if pid == 0:
         try:
             os.setpgid(0, 0)  # here too: once it has exec'd, we no longer can
-            become_supervisor(executor, env_dir, work_dir, command, forkserver)
+            become_supervisor(executor, env_dir, work_dir, command, (standby, forkserver))
         finally:
             os._exit(1)
     leave_group(pid)  # its group is what the local provisioner signals
@@ -287,7 +289,7 @@ def watch(executor, pid):
         signal.signal(signal.SIGCHLD, executor.reaper)
 
 
-def become_supervisor(executor, env_dir, work_dir, command, forkserver):
+def become_supervisor(executor, env_dir, work_dir, command, takers):
     """In the copy fork_env made (a process group of its own): the new user-code process,
     then its reaper with a warm supervisor (foster.py), or an exec'd supervisor."""
     try:
@@ -314,7 +316,11 @@ def become_supervisor(executor, env_dir, work_dir, command, forkserver):
         os.close(err_w)
         unlimit()
         fds = [parent_sock.detach(), out_r, err_r]
-        status_w = foster.hand_over(forkserver, env_dir, live, fds) if forkserver else None
+        status_w = None
+        for address in filter(None, takers):  # the first that can be reached takes it
+            status_w = foster.hand_over(address, env_dir, live, fds)
+            if status_w is not None:
+                break
         if status_w is not None:  # a supervisor drives it now: we only reap
             for fd in fds:
                 os.close(fd)

@@ -29,7 +29,7 @@ from ..wire.envelope import (BUSY, CHECKPOINT_EXISTS, CHECKPOINT_REFUSED, NOTHIN
                              NOT_RUNNING, UNKNOWN_CHECKPOINT, message)
 from .checkpoints import AUTO_PREFIX, Checkpoint, Checkpoints
 from .child import Child
-from .foster import Foster
+from .foster import Foster, await_adoption
 from .ledger import Ledger
 from .records import Execution
 from .sandbox import SandboxedChild
@@ -104,7 +104,8 @@ class CheckpointOps:
         dir copied): answered with the pid of its supervisor, which we spare.  Behind a
         running cell it waits in the queue, as a cell would (``queue_fork``)."""
         fork = {"env_dir": body["env_dir"], "work_dir": body["work_dir"],
-                "command": list(body["command"]), "forkserver": body.get("forkserver")}
+                "command": list(body["command"]), "forkserver": body.get("forkserver"),
+                "standby": body.get("standby")}
         if self.refusal(client, busy_ok=True):
             return
         if self.supervisor.executions.is_empty():
@@ -116,6 +117,7 @@ class CheckpointOps:
         """A fork at the next boundary of the queue: an execution of no count whose record
         (``fork_into``) the requester waits on up to ``wait`` s, then polls as a cell's."""
         sv = self.supervisor
+        fork = dict(fork, standby=None)  # the requester lets its standby go (foster.py)
         execution = Execution(next(sv.keys), None, {"code": "", "silent": True, "fork": fork,
                                                     "force": bool(body.get("force")),
                                                     "after": sv.execution_count},
@@ -290,6 +292,24 @@ class CheckpointOps:
         restored, self.restored = self.restored, None
         if restored is not None and self.registry.get(restored.name) is restored:
             restored.ask_spare()
+
+    def handed_over(self):
+        """False if this is a standby supervisor (``awaiting``) that no fork's copy handed
+        its process to; else True, and a standby has it in ``adopting`` and ``foster``,
+        with the count the source's supervisor wrote into env.json before the fork."""
+        sv = self.supervisor
+        if sv.awaiting is None:
+            return True
+        handed, sv.awaiting = await_adoption(sv.awaiting, sv.files.env_dir), None
+        if handed is None:
+            return False
+        sv.adopting, sv.foster = handed
+        current = read_record(sv.files.env_dir) or {}
+        for key in ("execution_count", "forked_from"):
+            sv.record[key] = current.get(key, sv.record.get(key))
+        sv.execution_count = max(sv.record.get("execution_count") or 0,
+                                 sv.files.history.last_count())
+        return True
 
     def restoring(self):
         """Instead of a fresh child: a forked env's first one (``adopting``), our child

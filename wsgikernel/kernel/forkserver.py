@@ -31,9 +31,10 @@ import time
 
 from ..wire import address as addresses
 from ..wire.envelope import message
-from ..wire.framing import HANDSHAKE_LIMIT, FrameReader, encode
+from ..wire.framing import encode
+from .foster import ADOPT_FDS, read_request, well_formed
 
-PASSED = {"spawn": 2, "adopt": 5}  # descriptors a request brings (see handle)
+PASSED = {"spawn": 2, "adopt": ADOPT_FDS, "standby": 2}  # descriptors a request brings (handle)
 
 IDLE_EXIT = 600.0   # seconds without a request before the forkserver exits
 CHECK_EVERY = 1.0   # seconds between checks that the state dir still exists
@@ -96,43 +97,34 @@ def serve(listener, state_dir):
 
 
 def handle(listener, conn):
-    """One ``spawn`` or ``adopt`` request: fork the kernel, answer once the fork is done."""
+    """One ``spawn``, ``adopt`` or ``standby`` request: fork the kernel, answer once the
+    fork is done."""
     conn.settimeout(5.0)
-    data, fds, _, _ = socket.recv_fds(conn, HANDSHAKE_LIMIT, max(PASSED.values()))
-    if not data and not fds:
+    request, fds = read_request(conn, max(PASSED.values()))
+    if request is None:
         return  # a probe (provisioning/forkserver.py's answers()): connected, then gone
     try:
-        reader = FrameReader(HANDSHAKE_LIMIT)
-        messages = reader.feed(data)
-        while not messages and data:
-            data = conn.recv(HANDSHAKE_LIMIT)
-            messages = reader.feed(data)
-        request = messages[0] if messages else {}
-        body = request.get("body") or {}
-        if PASSED.get(request.get("type")) != len(fds) or not well_formed(request, body):
+        if not well_formed(request, fds, PASSED):
             conn.sendall(encode(message("error", {"code": "bad_request"},
                                         parent=request.get("id"))))
             return
+        kind, body = request["type"], request["body"]
         pid = os.fork()
         if pid == 0:
             from .supervisor import Supervisor
-            if request["type"] == "adopt":
+            if kind == "adopt":
                 log, control, out_r, err_r, status_r = fds
                 Supervisor.adopting = (body["pid"], control, out_r, err_r)
                 Supervisor.foster = (body["reaper"], status_r)
                 fds = [log, log]  # it reports in env.json only, as an exec'd --adopt does
+            elif kind == "standby":  # the fork's copy will hand it its process (foster.py)
+                Supervisor.awaiting, log = fds
+                fds = [log, log]
             become_kernel(listener, conn, body["env_dir"], fds)
         conn.sendall(encode(message("reply", {"pid": pid}, parent=request.get("id"))))
     finally:
         for fd in fds:
             os.close(fd)
-
-
-def well_formed(request, body):
-    if not isinstance(body.get("env_dir"), str) or not body["env_dir"]:
-        return False
-    return request.get("type") != "adopt" or all(
-        type(body.get(key)) is int and body[key] > 0 for key in ("pid", "reaper"))
 
 
 def become_kernel(listener, conn, env_dir, fds):
@@ -157,7 +149,7 @@ def become_kernel(listener, conn, env_dir, fds):
             signal.signal(signum, signal.SIG_DFL)
         os.setsid()
         from .supervisor import Supervisor
-        adopting = Supervisor.adopting is not None
+        adopting = Supervisor.adopting is not None or Supervisor.awaiting is not None
         if not adopting:
             os.write(1, b"pid %d\n" % os.getpid())
         code = entry.supervise(Supervisor, os.path.abspath(env_dir),

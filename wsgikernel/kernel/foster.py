@@ -26,12 +26,17 @@ space to wrap within that time.
 import os
 import socket
 import sys
+import time
 
-from ..store import LOG_FILE, update_record
+from ..store import LOG_FILE, read_record, update_record
+from ..wire import address as addresses
 from ..wire.envelope import message
-from ..wire.framing import HANDSHAKE_LIMIT, encode, recv_message
+from ..wire.framing import HANDSHAKE_LIMIT, FrameReader, encode, recv_message
 
 ASK_TIMEOUT = 10.0  # seconds the forkserver may take to answer (it only forks)
+ADOPT_TIMEOUT = 60.0  # seconds a standby supervisor waits for its process (GiBs to copy)
+CHECK_EVERY = 1.0  # seconds between a standby's looks at env.json
+ADOPT_FDS = 5  # kernel.log, the control socket, fd 1's and fd 2's pipes, the reports' pipe
 
 # Run as ``python -S -I -c REAPER FD``: no site, no user path, no pages of the namespace.
 # A child subreaper already (``become_subreaper`` before the fork: the flag survives exec).
@@ -99,6 +104,87 @@ def hand_over(address, env_dir, live, fds):
     finally:
         os.close(status_r)
     return status_w
+
+
+def read_request(conn, most):
+    """One request frame from ``conn`` (blocking) and the (at most ``most``) descriptors
+    sent with it: (the message, fds); the message is None for a probe that connected and
+    left, {} for no frame.  The fds are the caller's to close."""
+    data, fds, _, _ = socket.recv_fds(conn, HANDSHAKE_LIMIT, most)
+    if not data and not fds:
+        return None, fds
+    try:
+        reader = FrameReader(HANDSHAKE_LIMIT)
+        messages = reader.feed(data)
+        while not messages and data:
+            data = conn.recv(HANDSHAKE_LIMIT)
+            messages = reader.feed(data)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return (messages[0] if messages else {}), fds
+
+
+def well_formed(request, fds, passed):
+    """True if ``request`` is of a type in ``passed`` ({type: descriptors it brings}),
+    brought that many, and names what its type needs."""
+    body = request.get("body")
+    if (passed.get(request.get("type")) != len(fds) or not isinstance(body, dict)
+            or not isinstance(body.get("env_dir"), str) or not body["env_dir"]):
+        return False
+    return request["type"] != "adopt" or all(
+        type(body.get(key)) is int and body[key] > 0 for key in ("pid", "reaper"))
+
+
+def await_adoption(listener, env_dir, timeout=ADOPT_TIMEOUT):
+    """In a standby supervisor (forked before its fork's process existed, before it listens
+    or writes anything): wait on ``listener`` (fd) for the copy's hand over -- an ``adopt``
+    request, as the forkserver gets one -- and answer it; ((pid, control, out, err),
+    (reaper, status fd)), or None if none came: the env gone, no longer starting (the
+    fork failed, or its process went to another supervisor), or ``timeout`` s."""
+    sock = socket.socket(fileno=listener)
+    sock.settimeout(CHECK_EVERY)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            record = read_record(env_dir)
+            if record is None or record.get("state") != "starting":
+                return None
+            try:
+                conn, _ = sock.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                handed = adoption(conn)
+            if handed is not None:
+                return handed
+        return None
+    finally:
+        path = sock.getsockname()
+        sock.close()
+        addresses.remove("unix:" + path)
+
+
+def adoption(conn):
+    """await_adoption's one request: what it hands over, answered; None if it is not one."""
+    conn.settimeout(ASK_TIMEOUT)
+    try:
+        request, fds = read_request(conn, ADOPT_FDS)
+    except (OSError, ValueError):
+        return None
+    if not request or not well_formed(request, fds, {"adopt": ADOPT_FDS}):
+        for fd in fds:
+            os.close(fd)
+        return None
+    body = request["body"]
+    try:
+        conn.sendall(encode(message("reply", {"pid": os.getpid()}, id=1)))
+    except OSError:
+        pass  # the copy goes on without the answer: its process is ours now
+    log, control, out_r, err_r, status_r = fds
+    os.close(log)  # ours is fd 2 already
+    return (body["pid"], control, out_r, err_r), (body["reaper"], status_r)
 
 
 def become_reaper(env_dir, status_w):

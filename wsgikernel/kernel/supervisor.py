@@ -53,6 +53,7 @@ class Supervisor:
     batch_job = None  # the Slurm job id when this kernel is that job (kernel --foreground)
     adopting = None   # (pid, control fd, out fd, err fd) of a forked env's child (--adopt)
     foster = None     # (pid, status fd) of that child's reaper, if it has one (foster.py)
+    awaiting = None   # a standby's listener (fd) for the copy that hands it those (foster.py)
 
     def __init__(self, env_dir, ready_fd):
         self.ready_fd = ready_fd

@@ -21,6 +21,7 @@ import glob
 import hashlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,10 +30,12 @@ import sys
 from .. import __version__
 from ..statedir import file_lock, runtime_dir
 from ..store import LOG_FILE
+from ..wire import address as addresses
 from ..wire.envelope import message
 from ..wire.framing import HANDSHAKE_LIMIT, encode, recv_message
 from .base import LaunchError
 from .launcher import PACKAGE_ROOT, kernel_environment, read_report
+from .processes import supervisor_alive
 
 BOOT = ("import sys; root = sys.argv.pop(1); sys.path[0:sys.path[:1] == ['']] = [root]; "
         "from wsgikernel.kernel.forkserver import main; main()")
@@ -111,29 +114,57 @@ class Forkserver:
         except Exception as exc:  # a lock, a Popen that failed
             raise ForkserverUnavailable(str(exc)) from None
 
+    def standby(self, env_dir):
+        """A supervisor forked in advance for the fork into ``env_dir`` (its env.json
+        written), waiting for the fork's copy to hand it the new process (kernel/foster.py);
+        the forkserver's answer is read when needed (``Standby.pid``), off the fork's way.
+        ForkserverUnavailable if it cannot be asked."""
+        address = os.path.join(runtime_dir(), secrets.token_hex(8) + ".adopt.sock")
+        try:
+            listener, _ = addresses.listen("unix:" + address, backlog=4)  # 0600
+        except OSError as exc:
+            raise ForkserverUnavailable(str(exc)) from None
+        try:
+            return Standby(self._send("standby", env_dir, [listener.fileno()]), address)
+        except ForkserverUnavailable:
+            addresses.remove("unix:" + address)
+            raise
+        finally:
+            listener.close()
+
     def _ask(self, env_dir):
         read, write = os.pipe()
-        sent = False
         try:
-            with open(os.path.join(env_dir, LOG_FILE), "ab") as log, \
-                    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(ASK_TIMEOUT)
-                sock.connect(self.address)
-                request = encode(message("spawn", {"env_dir": env_dir}, id=1))
-                socket.send_fds(sock, [request], [write, log.fileno()])
-                sent = True
-                os.close(write)
-                write = None
+            sock = self._send("spawn", env_dir, [write])
+        except ForkserverUnavailable:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)  # the kernel's now: EOF on ``read`` once it is gone
+        try:
+            with sock:
                 answer = recv_message(sock, HANDSHAKE_LIMIT)
             if answer.get("type") != "reply":
                 raise ValueError("the forkserver answered %.200r" % (answer,))
         except Exception as exc:
             os.close(read)
-            raise ForkserverUnavailable(str(exc), sent) from None
-        finally:
-            if write is not None:
-                os.close(write)
+            raise ForkserverUnavailable(str(exc), sent=True) from None
         return os.fdopen(read, "rb")
+
+    def _send(self, kind, env_dir, fds):
+        """Send one ``kind`` request for ``env_dir`` with ``fds`` and its kernel.log: the
+        socket its answer comes on.  ForkserverUnavailable if it could not be sent."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(ASK_TIMEOUT)
+            with open(os.path.join(env_dir, LOG_FILE), "ab") as log:
+                sock.connect(self.address)
+                request = encode(message(kind, {"env_dir": env_dir}, id=1))
+                socket.send_fds(sock, [request], list(fds) + [log.fileno()])
+        except Exception as exc:
+            sock.close()
+            raise ForkserverUnavailable(str(exc)) from None
+        return sock
 
     # -- its life -------------------------------------------------------------------
 
@@ -172,6 +203,41 @@ class Forkserver:
             return True
         except OSError:
             return False
+
+
+class Standby:
+    """A supervisor the forkserver forked ahead of a fork (``Forkserver.standby``): it
+    waits on ``address`` for the process, and leaves by itself, without a trace, if none
+    comes (kernel/foster.py ``await_adoption``)."""
+
+    def __init__(self, sock, address):
+        self.sock = sock  # the forkserver's answer, its pid, is still to be read
+        self.address = address
+        self._pid = None
+
+    def pid(self):
+        """Its pid; None if the forkserver did not say."""
+        if self.sock is not None:
+            try:
+                with self.sock:
+                    answer = recv_message(self.sock, HANDSHAKE_LIMIT)
+                pid = (answer.get("body") or {}).get("pid")
+                if answer.get("type") == "reply" and type(pid) is int and pid > 0:
+                    self._pid = pid
+            except (OSError, ValueError, AttributeError):
+                pass
+            self.sock = None
+        return self._pid
+
+    def dismiss(self):
+        """Let it go, unused: nobody can reach it any more, and it is killed."""
+        addresses.remove("unix:" + self.address)
+        pid = self.pid()
+        if supervisor_alive(pid):  # one of ours still: never a reused pid
+            try:  # the process, not its group: it may not have made its session yet
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def write_info(path, info):

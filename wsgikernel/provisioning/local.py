@@ -66,6 +66,15 @@ class LocalProvisioner(KernelProvisioner):
         except ForkserverUnavailable:
             return None
 
+    def standby(self, env_dir):
+        """A supervisor forked in advance for a fork into ``env_dir`` (forkserver.py
+        ``Standby``), or None if it cannot be had (the fork's copy then asks the
+        forkserver, once it has the process)."""
+        try:
+            return Forkserver(self.config.state_dir).standby(env_dir)
+        except ForkserverUnavailable:
+            return None
+
     def poll(self):
         return None if supervisor_alive(self.record.get("supervisor_pid")) else -1
 

@@ -13,7 +13,8 @@ reaped by the system (SIGCHLD ignored), so none waits on the forkserver.
 
 Requests come over a Unix socket (0600, in the private runtime dir), one
 frame each, with two descriptors passed alongside (``SCM_RIGHTS``): the pipe
-the kernel reports ``pid``/``ready`` on (its fd 1) and its kernel.log (fd 2).
+the kernel reports ``pid``/``ready`` on (its fd 1) and its kernel.log (fd 2);
+a fork's ``adopt`` brings its process's, a ``standby`` its listener (foster.py).
 The forkserver is single-threaded (forking is safe) and handles one request
 at a time, answered with the new supervisor's pid as soon as it is forked.  It
 exits on SIGTERM, when its state dir is gone, or after ``IDLE_EXIT`` seconds

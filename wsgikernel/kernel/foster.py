@@ -17,6 +17,13 @@ supervisor, and exits once it has none left.  The supervisor reads that pipe
 own when it stops a tree (process_tree.py ``roots``).  Only the first process
 is fostered: the fresh one of a restart is the supervisor's own child.
 
+The supervisor the copy hands the process to is best forked before the process
+exists: a *standby* (the web tier asks the forkserver for it with the fork,
+provisioning/forkserver.py ``Standby``) builds itself while the source forks,
+then waits on a private socket for the copy (``await_adoption``), reading the
+fork's count from env.json once it has the process.  One no copy reaches
+leaves without writing env.json; the copy then asks the forkserver.
+
 Risks: the reaper ignores SIGINT, SIGTERM and SIGHUP (it must outlive what it
 reaps: it ends with its last child, or SIGKILL).  A pid the reaper reported
 could be reused before the supervisor reads the line: it would take the whole pid

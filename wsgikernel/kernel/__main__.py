@@ -99,7 +99,7 @@ def supervise(Supervisor, env_dir, ready_fd):
             utcnow(), traceback.format_exc())).encode("utf-8", "replace"))  # kernel.log
         raise
     if not supervisor.ops.checkpointing.handed_over():
-        return 0  # a standby no fork came to: it leaves no trace (kernel/foster.py)
+        return 0  # a standby no fork came to: it leaves env.json alone (foster.py)
     try:
         supervisor.run()
     except Exception as exc:

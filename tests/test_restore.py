@@ -77,13 +77,15 @@ def test_a_restore_ends_the_old_tree_and_spares_what_the_restored_process_starts
 def test_a_checkpoint_restored_many_times_stays_one_checkpoint(testapp):
     run(testapp, "nb", "rows = [1, 2]")
     checkpoint(testapp, "c")
-    after_one = None
+    after_one, live = None, testapp.get("/envs/nb").json["pid"]
     for n in range(6):
         restore(testapp, "c")
         assert value(testapp, "nb", "rows.append(3); rows") == "[1, 2, 3]"
-        live = testapp.get("/envs/nb").json["pid"]
-        if after_one is None:
-            after_one = len(copies(testapp))
+        old, live = live, testapp.get("/envs/nb").json["pid"]
+        if after_one is None:  # once the first restore's old process is gone, its spare made
+            after_one = len(wait_for(lambda: old not in copies(testapp) and [
+                pid for pid in copies(testapp) if parent_of(pid) in copies(testapp)]
+                and copies(testapp), message="the first restore to settle"))
         # The old processes go in the background: poll for the count to settle.
         wait_for(lambda: len(copies(testapp)) == after_one,
                  message="restore %d to leave as many copies as the first" % n)

@@ -1,7 +1,8 @@
 """The fork section of scripts/bench.py (issue 18): fork, checkpoint and restore.
 
 The floor is the kernel's own ``fork()``: a plain Python process holding the same data
-forks (and its child exits at once), measured here in the same run.  Then, on one
+forks (and its child exits at once), measured here in the same run; and the same
+floor for a process started as kernels are by default, with glibc's huge pages.  Then, on one
 server: fork of an empty env end to end (HTTP included; each fork is deleted again),
 an env holding 1 GiB of touched data (fork, checkpoint, restore: each restore
 SETTLE s after the last, as a user's, and back to back), what an idle
@@ -13,10 +14,14 @@ Every loop is bounded by a count and a deadline.
 import json
 import os
 import subprocess
+import sys
 import time
 
-from bench_http import PYTHON, BenchError, Deadline, call, execute_path, figure, p50
+from bench_http import PYTHON, ROOT, BenchError, Deadline, call, execute_path, figure, p50
 from bench_kernels import kernel_processes, memory_kb
+
+sys.path.insert(0, ROOT)  # the checkout's package, the one the servers run
+from wsgikernel.provisioning.launcher import HUGE_PAGES  # noqa: E402
 
 FORK_COUNTS = {  # name: (full, quick)
     "fork_empty": (20, 3),      # forks of an empty env (each deleted)
@@ -45,10 +50,14 @@ print(json.dumps(times))
 """ % BIG
 
 
-def floor_ms(n):
-    """Bare fork() of a plain Python process holding 1 GiB of touched data, ms each."""
+def floor_ms(n, huge_pages=False):
+    """Bare fork() of a plain Python process holding 1 GiB of touched data, ms each; with
+    ``huge_pages``, started as kernels are by default (launcher.with_huge_pages)."""
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    if huge_pages:
+        env["GLIBC_TUNABLES"] = HUGE_PAGES
     done = subprocess.run([PYTHON, "-c", FLOOR, str(n)], capture_output=True, text=True,
-                          timeout=FORK_DEADLINE)
+                          timeout=FORK_DEADLINE, env=env)
     if done.returncode:
         raise BenchError("the fork floor did not run: %s" % done.stderr[-300:])
     return json.loads(done.stdout)
@@ -87,6 +96,7 @@ def fork_section(log, fleet, state_root, pool_size, counts, notes, info):
     deadline = Deadline(FORK_DEADLINE, "the fork section")
     figures = {}
     floor = floor_ms(counts["fork_floor"])
+    huge_floor = floor_ms(counts["fork_floor"], huge_pages=True)
     state_dir = os.path.join(state_root, "fork")
     server = fleet.wsgikernel("wsgikernel (fork)", state_dir, "--pool-size", "0")
     server.wait_url()
@@ -127,9 +137,13 @@ def fork_section(log, fleet, state_root, pool_size, counts, notes, info):
     base = p50(floor)
     figures.update({
         "fork_floor_1g": figure(base, label="floor: bare os.fork() holding 1 GiB (p50)"),
+        "fork_floor_1g_huge": figure(p50(huge_floor), base, label="floor with huge pages "
+                                     "(%s, as kernels start by default)" % HUGE_PAGES),
         "fork_1g": figure(p50(big), base, target="<= floor + 5 ms",
                           met=p50(big) <= base + 5,
-                          label="fork of an env holding 1 GiB, HTTP included (p50)"),
+                          label="fork of an env holding 1 GiB, HTTP included (p50)",
+                          note="%.1f ms above the huge-page floor" % (
+                              p50(big) - p50(huge_floor))),
         "fork_empty": figure(p50(empty), target="<= 10 ms", met=p50(empty) <= 10,
                              label="fork of an empty env, HTTP included (p50)"),
         "checkpoint_1g": figure(take_ms, base, label="checkpoint of the 1 GiB env (one)"),
@@ -146,7 +160,7 @@ def fork_section(log, fleet, state_root, pool_size, counts, notes, info):
                                      "fresh env (vs fork)",
                                      note="speed-up of fork: %.0fx" % (pickled / p50(big))),
     })
-    info["fork"] = {"floor_ms": floor, "empty_ms": empty, "big_ms": big,
+    info["fork"] = {"floor_ms": floor, "huge_floor_ms": huge_floor, "empty_ms": empty, "big_ms": big,
                     "restore_ms": restores, "restore_in_a_row_ms": in_a_row,
                     "pss_kb": [before, after]}
     return figures

@@ -331,6 +331,39 @@ def test_kernel_environment_has_no_wsgikernel_variables(monkeypatch, make_test_a
     assert value(app, "clean", code) == "[]"
 
 
+def huge_pages_possible():
+    """glibc >= 2.35 (glibc.malloc.hugetlb) and transparent huge pages not off."""
+    try:
+        name, version = os.confstr("CS_GNU_LIBC_VERSION").split()
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            mode = f.read()
+    except (ValueError, OSError, AttributeError):
+        return False
+    return name == "glibc" and tuple(map(int, version.split(".")[:2])) >= (2, 35) \
+        and "[never]" not in mode
+
+
+HUGE_PAGES_KB = ("data = bytearray(64 << 20)\nfor i in range(0, len(data), 4096): data[i] = 1\n"
+                 "[int(line.split()[1]) for line in open('/proc/self/smaps_rollup')"
+                 " if line.startswith('AnonHugePages:')][0]")
+
+
+@pytest.mark.skipif(not huge_pages_possible(), reason="no glibc.malloc.hugetlb or no THP")
+@pytest.mark.parametrize("forkserver", [True, False])
+def test_large_allocations_of_user_code_get_huge_pages(make_test_app, forkserver):
+    # A fork copies one page-table entry per 2 MiB of them instead of 512.
+    app = client(make_test_app(kernel_forkserver=forkserver))
+    app.post_json("/envs", {"id": "huge"})
+    assert int(value(app, "huge", HUGE_PAGES_KB)) >= 32 * 1024
+
+
+def test_kernel_huge_pages_false_leaves_glibc_tunables_alone(monkeypatch, make_test_app):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    app = client(make_test_app(kernel_huge_pages=False))
+    app.post_json("/envs", {"id": "small"})
+    assert value(app, "small", "import os; str(os.environ.get('GLIBC_TUNABLES'))") == "'None'"
+
+
 def test_kernel_output_encoding_is_utf8(testapp):
     testapp.post_json("/envs", {"id": "enc"})
     assert value(testapp, "enc", "import os; os.environ.get('PYTHONIOENCODING')") == "'utf-8'"

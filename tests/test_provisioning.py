@@ -13,6 +13,7 @@ import pytest
 from wsgikernel.config import load_config
 from wsgikernel.provisioning import LocalProvisioner, for_record
 from wsgikernel.provisioning.base import KernelProvisioner
+from wsgikernel.provisioning.launcher import kernel_environment
 from wsgikernel.wire import address as addresses
 
 
@@ -91,3 +92,17 @@ def test_a_process_that_is_not_a_kernel_is_never_signalled():
         stranger.kill()
         stranger.wait(10)
         stranger.stdout.close()
+
+
+@pytest.mark.parametrize("given, expected", [
+    (None, "glibc.malloc.hugetlb=1"),
+    ("", "glibc.malloc.hugetlb=1"),
+    ("glibc.malloc.arena_max=2", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"),
+    ("glibc.malloc.hugetlb=0", "glibc.malloc.hugetlb=0"),  # the operator's choice stands
+])
+def test_kernels_ask_glibc_for_huge_pages_unless_told_otherwise(given, expected):
+    environ = {"PATH": "/bin"}
+    if given is not None:
+        environ["GLIBC_TUNABLES"] = given
+    assert kernel_environment(environ=environ)["GLIBC_TUNABLES"] == expected
+    assert kernel_environment(environ=environ, huge_pages=False).get("GLIBC_TUNABLES") == given

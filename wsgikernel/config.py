@@ -170,6 +170,9 @@ SETTINGS = (
     Setting("preload", names, (), "modules imported in pre-started kernels"),
     Setting("kernel_forkserver", flag, True, "start kernels by forking a warm interpreter "
             "(one per state dir) rather than starting a new python each time"),
+    Setting("kernel_huge_pages", flag, True, "ask glibc (2.35+) to back kernels' large "
+            "allocations with transparent huge pages: a fork or checkpoint of an env "
+            "holding GiBs then copies 512 times fewer page-table entries"),
     Setting("kernel_transport", choice("unix", "tcp"), "unix", "how web workers reach "
             "kernels: unix (a socket file) or tcp (127.0.0.1, HMAC-authenticated: the "
             "transport of kernels on other hosts)"),

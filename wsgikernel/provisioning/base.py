@@ -60,6 +60,10 @@ class KernelProvisioner:
     def info(self):
         return {"provisioner": self.name}
 
+    def huge_pages(self):
+        """Whether the kernel's interpreter asks for huge pages (``kernel_huge_pages``)."""
+        return getattr(self.config, "kernel_huge_pages", True)
+
     def details(self, env):
         """Fields the env object ``env`` gets from where the kernel runs ({}: none)."""
         return {}

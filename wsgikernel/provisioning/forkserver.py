@@ -74,10 +74,10 @@ def code_digest():
 
 
 class Forkserver:
-    def __init__(self, state_dir):
+    def __init__(self, state_dir, huge_pages=True):
         self.state_dir = state_dir
         try:
-            self.environment = kernel_environment()
+            self.environment = kernel_environment(huge_pages=huge_pages)
             identity = json.dumps([os.path.realpath(state_dir), sys.executable, PACKAGE_ROOT,
                                    code_digest(), sorted(self.environment.items())])
             self.identity = hashlib.sha256(identity.encode()).hexdigest()[:16]

@@ -4,10 +4,12 @@
 PATH, which may be a slow version-manager shim) running
 ``wsgikernel.kernel.__main__`` for that env directory, in a new session, with a
 clean environment: no ``WSGIKERNEL_*`` variable (the token must not reach user
-code) and ``PYTHONIOENCODING=utf-8``.  Its stdout is a pipe on which the kernel
-says ``pid N`` (its supervisor's pid, as soon as it is forked), then ``ready``
-(or ``error: ...``); ``wait_ready()`` reads it with a timeout and, past it,
-kills what was started, so a start that hangs leaves nothing behind.
+code), ``PYTHONIOENCODING=utf-8`` and, unless ``kernel_huge_pages`` is off,
+glibc's ``glibc.malloc.hugetlb=1`` (``with_huge_pages``).  Its stdout is a pipe
+on which the kernel says ``pid N`` (its supervisor's pid, as soon as it is
+forked), then ``ready`` (or ``error: ...``); ``wait_ready()`` reads it with a
+timeout and, past it, kills what was started, so a start that hangs leaves
+nothing behind.
 
 Nothing in the env directory can break the start: its cwd is the env dir, but
 the boot command *replaces* the ``''`` that ``python -c`` puts first on
@@ -31,6 +33,7 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 # -c rather than -m: the package may not be installed (scripts/serve.py from a checkout).
 # The package root takes the place of the '' (the cwd) that -c puts first on sys.path;
 # with PYTHONSAFEPATH (3.11+) there is none and it goes first.
+HUGE_PAGES = "glibc.malloc.hugetlb=1"  # glibc >= 2.35: madvise what malloc maps
 BOOT = ("import sys; root = sys.argv.pop(1); sys.path[0:sys.path[:1] == ['']] = [root]; "
         "from wsgikernel.kernel.__main__ import main; main()")
 
@@ -39,21 +42,35 @@ def kernel_command(env_dir):
     return [sys.executable, "-c", BOOT, PACKAGE_ROOT, env_dir]
 
 
-def kernel_environment(memory_limited=False, environ=None):
+def kernel_environment(memory_limited=False, environ=None, huge_pages=True):
     environ = os.environ if environ is None else environ
     env = {k: v for k, v in environ.items() if not k.startswith("WSGIKERNEL_")}
     env["PYTHONIOENCODING"] = "utf-8"
     if memory_limited:
         env["MALLOC_ARENA_MAX"] = "2"  # glibc arenas reserve address space under RLIMIT_AS
+    if huge_pages:
+        env["GLIBC_TUNABLES"] = with_huge_pages(env.get("GLIBC_TUNABLES"))
     return env
 
 
-def launch_kernel(env_dir, memory_limited=False):
+def with_huge_pages(tunables):
+    """``GLIBC_TUNABLES`` asking malloc to ``madvise(MADV_HUGEPAGE)`` what it maps, unless
+    the operator already chose.  A fork then copies one page-table entry per 2 MiB of a
+    large buffer instead of 512 (1 GiB: ~10 ms less per fork).  It is read once, when
+    the interpreter starts; glibc before 2.35 and other C libraries ignore it."""
+    if not tunables:
+        return HUGE_PAGES
+    if any(item.split("=", 1)[0] == HUGE_PAGES.split("=")[0] for item in tunables.split(":")):
+        return tunables
+    return tunables + ":" + HUGE_PAGES
+
+
+def launch_kernel(env_dir, memory_limited=False, huge_pages=True):
     """Start the kernel of ``env_dir``; returns the Popen whose stdout reports readiness."""
     with open(os.path.join(env_dir, LOG_FILE), "ab") as log:
         return subprocess.Popen(
             kernel_command(env_dir), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=log, cwd=env_dir, env=kernel_environment(memory_limited),
+            stderr=log, cwd=env_dir, env=kernel_environment(memory_limited, None, huge_pages),
             start_new_session=True, close_fds=True)
 
 

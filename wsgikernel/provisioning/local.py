@@ -45,14 +45,14 @@ class LocalProvisioner(KernelProvisioner):
         memory_limited = (self.record.get("limits") or {}).get("memory_limit") is not None
         if not memory_limited and getattr(self.config, "kernel_forkserver", False):
             try:
-                report = Forkserver(self.config.state_dir).spawn(env_dir)
+                report = self._forkserver().spawn(env_dir)
             except ForkserverUnavailable as exc:
                 if exc.sent:  # it may be forking the kernel: never start a second one
                     raise LaunchError("the forkserver took the request but did not answer: "
                                       "%s" % exc) from None
             else:
                 return wait_ready(report, timeout)
-        proc = launch_kernel(env_dir, memory_limited)
+        proc = launch_kernel(env_dir, memory_limited, self.huge_pages())
         wait_ready(proc.stdout, timeout, proc)
 
     def forkserver(self):
@@ -62,7 +62,7 @@ class LocalProvisioner(KernelProvisioner):
         if not getattr(self.config, "kernel_forkserver", False):
             return None
         try:
-            return Forkserver(self.config.state_dir).ensure()
+            return self._forkserver().ensure()
         except ForkserverUnavailable:
             return None
 
@@ -71,9 +71,12 @@ class LocalProvisioner(KernelProvisioner):
         ``Standby``), or None if it cannot be had (the fork's copy then asks the
         forkserver, once it has the process)."""
         try:
-            return Forkserver(self.config.state_dir).standby(env_dir)
+            return self._forkserver().standby(env_dir)
         except ForkserverUnavailable:
             return None
+
+    def _forkserver(self):
+        return Forkserver(self.config.state_dir, self.huge_pages())
 
     def poll(self):
         return None if supervisor_alive(self.record.get("supervisor_pid")) else -1

@@ -2,11 +2,15 @@
 what a forkserver or a standby takes as a request (well_formed, read_request); a standby
 waiting for its process (await_adoption), over real sockets in this process."""
 
+import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 
 import pytest
+from helpers import HANG_GUARD, ROOT
 
 from wsgikernel.kernel.foster import (ADOPT_FDS, Foster, await_adoption, read_request,
                                       well_formed)
@@ -135,3 +139,40 @@ def test_a_standby_no_process_comes_to_leaves_without_a_trace(standby, change):
     assert await_adoption(listener, env_dir, timeout=0.05) is None
     assert not os.path.exists(path)
     assert sorted(os.listdir(env_dir)) == ([] if change == "deleted" else ["env.json"])
+
+
+# A supervisor whose loop failed stops its fostered child with Child.stop: in a process
+# of its own, whose children it may reap.  The child's parent is a stand-in reaper.
+BLOCKING_STOP = r"""
+import json, os, subprocess, sys
+from wsgikernel.kernel.child import Child
+reaper = subprocess.Popen([sys.executable, "-c", '''
+import os, time
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    time.sleep(60)  # bounded: nothing outlives a failed run for long
+    os._exit(0)
+print(pid, flush=True)
+os.waitpid(pid, 0)
+time.sleep(60)
+'''], stdout=subprocess.PIPE)
+try:
+    pid = int(reaper.stdout.readline())
+    child = Child(pid, None, {}, pidfd=os.pidfd_open(pid))
+    child.fostered = True
+    print(json.dumps(child.stop(3600, roots=(reaper.pid,))))
+finally:
+    reaper.kill()
+    reaper.wait()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="no pidfd_open")
+def test_a_blocking_stop_of_a_fostered_child_ends_when_it_has_gone_not_after_the_grace():
+    # Only its reaper can wait for it; its pidfd says it has gone.  (Before: the whole
+    # grace, the kill_grace of the env, waited out for a child that ended at SIGTERM.)
+    done = subprocess.run([sys.executable, "-c", BLOCKING_STOP], capture_output=True,
+                          text=True, timeout=HANG_GUARD, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [None, None]  # its status is the reaper's to know

@@ -267,8 +267,7 @@ class Child:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:  # reaped already, status unknown -- or not ours yet
-                if self.fostered or (self.pidfd is not None
-                                     and not select.select([self.pidfd], [], [], 0)[0]):
+                if self.fostered or (self.pidfd is not None and not self.gone()):
                     return None  # running (resumed under a replaced child still exiting),
                     # or its reaper's word on its end is still to come
                 self.status = (None, None)
@@ -277,13 +276,18 @@ class Child:
                     self.status = decode_status(status)
         return self.status
 
+    def gone(self):
+        """Whether its pidfd says it exited: all a fostered child's supervisor can see of
+        its end without its reaper's report."""
+        return self.pidfd is not None and bool(select.select([self.pidfd], [], [], 0)[0])
+
     def stop(self, grace, spare=(), roots=None):
         """Blocking stop, for when the supervisor's loop no longer runs: SIGTERM the tree,
         SIGKILL after ``grace``, reap it all (but the ``spare`` pids: forked envs');
         returns (code, signal)."""
         self.signal_tree(signal.SIGTERM, spare, roots)
         deadline = time.monotonic() + grace
-        while self.poll() is None and time.monotonic() < deadline:
+        while self.poll() is None and not self.gone() and time.monotonic() < deadline:
             time.sleep(0.01)
         self.signal_tree(signal.SIGKILL, spare, roots)  # stragglers, even if it is gone
         if self.status is None:

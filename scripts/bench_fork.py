@@ -1,13 +1,14 @@
 """The fork section of scripts/bench.py (issue 18): fork, checkpoint and restore.
 
 The floor is the kernel's own ``fork()``: a plain Python process holding the same data
-forks (and its child exits at once), measured here in the same run; and the same
-floor for a process started as kernels are by default, with glibc's huge pages.  Then, on one
-server: fork of an empty env end to end (HTTP included; each fork is deleted again),
-an env holding 1 GiB of touched data (fork, checkpoint, restore: each restore
-SETTLE s after the last, as a user's, and back to back), what an idle
-checkpoint of it adds to the summed PSS of the env's processes, and the only
-alternative a user has today: pickle the namespace to disk and load it in a fresh env.
+forks (and its child exits at once), measured here in the same run; and the same floor
+for a process started as kernels are by default, with glibc's huge pages.  Then, on
+one server: fork of an empty env end to end (HTTP included; each fork is deleted
+again), an env holding 1 GiB of touched data (fork -- and the same fork on a server
+with ``kernel_huge_pages = false`` -- checkpoint, restore: each restore SETTLE s after
+the last, as a user's, and back to back), what an idle checkpoint of it adds to the
+summed PSS of the env's processes, and the only alternative a user has today: pickle
+the namespace to disk and load it in a fresh env.
 Every loop is bounded by a count and a deadline.
 """
 
@@ -80,6 +81,19 @@ def forks_ms(port, source, n, deadline):
     return out
 
 
+def small_pages_forks_ms(fleet, state_dir, n, deadline):
+    """The 1 GiB fork on a server whose kernels do not ask for huge pages: what they save."""
+    server = fleet.wsgikernel("wsgikernel (fork, no huge pages)", state_dir, "--pool-size",
+                              "0", "--kernel-huge-pages", "false")
+    try:
+        server.wait_url()
+        call(server.port, "PUT", "/envs/big", expect=(201,))
+        call(server.port, "POST", execute_path("big"), {"code": TOUCH}, timeout=FORK_DEADLINE)
+        return forks_ms(server.port, "big", n, deadline)
+    finally:
+        server.stop()  # its 1 GiB freed before the checkpoint's memory is read
+
+
 def pss_kb(state_dir, env_dir, server_pids):
     """Summed PSS (kB) of the kernel-side processes of one env."""
     total = 0
@@ -109,6 +123,7 @@ def fork_section(log, fleet, state_root, pool_size, counts, notes, info):
     call(port, "PUT", "/envs/big", expect=(201,))
     call(port, "POST", execute_path("big"), {"code": TOUCH}, timeout=FORK_DEADLINE)
     big = forks_ms(port, "big", counts["fork_big"], deadline)
+    small_pages = small_pages_forks_ms(fleet, state_dir + "-4k", counts["fork_big"], deadline)
     env_dir = os.path.join(state_dir, "envs", "big")
     before = pss_kb(state_dir, env_dir, fleet.pids)
     take_ms, _ = timed(port, "POST", "/envs/big/checkpoints", {"name": "c"}, expect=(201,))
@@ -144,6 +159,8 @@ def fork_section(log, fleet, state_root, pool_size, counts, notes, info):
                           label="fork of an env holding 1 GiB, HTTP included (p50)",
                           note="%.1f ms above the huge-page floor" % (
                               p50(big) - p50(huge_floor))),
+        "fork_1g_small_pages": figure(p50(small_pages), p50(big), label="the same fork, "
+                                      "kernel_huge_pages = false (vs on)"),
         "fork_empty": figure(p50(empty), target="<= 10 ms", met=p50(empty) <= 10,
                              label="fork of an empty env, HTTP included (p50)"),
         "checkpoint_1g": figure(take_ms, base, label="checkpoint of the 1 GiB env (one)"),
@@ -160,7 +177,8 @@ def fork_section(log, fleet, state_root, pool_size, counts, notes, info):
                                      "fresh env (vs fork)",
                                      note="speed-up of fork: %.0fx" % (pickled / p50(big))),
     })
-    info["fork"] = {"floor_ms": floor, "huge_floor_ms": huge_floor, "empty_ms": empty, "big_ms": big,
+    info["fork"] = {"floor_ms": floor, "huge_floor_ms": huge_floor, "empty_ms": empty,
+                    "big_ms": big, "small_pages_ms": small_pages,
                     "restore_ms": restores, "restore_in_a_row_ms": in_a_row,
                     "pss_kb": [before, after]}
     return figures

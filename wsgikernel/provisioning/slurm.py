@@ -101,7 +101,8 @@ class SlurmProvisioner(KernelProvisioner):
                 "--open-mode=append", "--export=ALL", "--no-requeue"]
         argv += sbatch_options(self.record.get("resources"), self.site_args())
         argv += ["--wrap", "exec " + command]
-        status, out, err = slurm(*argv, timeout=COMMAND_TIMEOUT, env=kernel_environment(huge_pages=self.huge_pages()))
+        status, out, err = slurm(*argv, timeout=COMMAND_TIMEOUT,
+                                 env=kernel_environment(huge_pages=self.huge_pages()))
         reason = err.replace("sbatch: error: ", "").strip()
         if status is None:
             raise LaunchError("sbatch cannot be run: %s" % err)

@@ -81,6 +81,15 @@ def test_what_cannot_be_pickled_survives_a_restore(testapp):
         "(49, ['two', 'words'])"
 
 
+def test_a_numpy_array_survives_a_restore_after_a_destructive_cell(testapp):
+    pytest.importorskip("numpy")  # kernels run this interpreter
+    run(testapp, "nb", "import numpy\ngrid = numpy.arange(12.0).reshape(3, 4)")
+    checkpoint(testapp, "before")
+    run(testapp, "nb", "grid[:] = 0\ngrid.resize(0, refcheck=False)")
+    restore(testapp, "before")
+    assert value(testapp, "nb", "grid.shape, float(grid.sum())") == "((3, 4), 66.0)"
+
+
 def test_undo_goes_back_cell_by_cell_until_none_is_kept(client):
     testapp = client(auto_checkpoints=3)
     testapp.post_json("/envs", {"id": "nb"})

@@ -49,6 +49,15 @@ def test_a_fork_has_the_namespace_and_goes_its_own_way(testapp):
     assert testapp.get("/envs/branch/executions").json["executions"][0]["execution_count"] == 2
 
 
+def test_a_numpy_array_and_a_lambda_survive_a_fork(testapp):
+    pytest.importorskip("numpy")  # kernels run this interpreter
+    run(testapp, "src", "import numpy\ngrid = numpy.arange(12.0).reshape(3, 4)\n"
+                        "scale = lambda m, k: m * k")
+    fork(testapp, id="branch")
+    assert value(testapp, "branch", "grid[1, 2] = -1; float(scale(grid, 2).sum())") == "118.0"
+    assert value(testapp, "src", "float(grid.sum()), float(grid[1, 2])") == "(66.0, 6.0)"
+
+
 def test_a_fork_outlives_its_source_and_leaves_nothing_when_deleted(testapp, state_dir):
     run(testapp, "src", "kept = 'here'")
     fork(testapp, id="branch")

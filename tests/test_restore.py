@@ -74,6 +74,14 @@ def test_a_restore_ends_the_old_tree_and_spares_what_the_restored_process_starts
     run(testapp, "nb", "for p in (group, daemon): p.kill(); p.wait()")
 
 
+def settled(testapp, old):
+    """The parked copies once ``old`` (the process a restore replaced) is gone and the
+    checkpoint's spare (a copy whose parent is a copy) is there; None before."""
+    found = copies(testapp)
+    spare = [pid for pid in found if parent_of(pid) in found]
+    return found if spare and old not in found else None
+
+
 def test_a_checkpoint_restored_many_times_stays_one_checkpoint(testapp):
     run(testapp, "nb", "rows = [1, 2]")
     checkpoint(testapp, "c")
@@ -83,9 +91,8 @@ def test_a_checkpoint_restored_many_times_stays_one_checkpoint(testapp):
         assert value(testapp, "nb", "rows.append(3); rows") == "[1, 2, 3]"
         old, live = live, testapp.get("/envs/nb").json["pid"]
         if after_one is None:  # once the first restore's old process is gone, its spare made
-            after_one = len(wait_for(lambda: old not in copies(testapp) and [
-                pid for pid in copies(testapp) if parent_of(pid) in copies(testapp)]
-                and copies(testapp), message="the first restore to settle"))
+            after_one = len(wait_for(lambda: settled(testapp, old),
+                                     message="the first restore to settle"))
         # The old processes go in the background: poll for the count to settle.
         wait_for(lambda: len(copies(testapp)) == after_one,
                  message="restore %d to leave as many copies as the first" % n)

@@ -30,10 +30,12 @@ from .base import LaunchError
 
 # The directory holding the wsgikernel package (three levels up from this file).
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# glibc >= 2.35: madvise(MADV_HUGEPAGE) what malloc maps (with_huge_pages).
+HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb"
+HUGE_PAGES = HUGE_PAGES_TUNABLE + "=1"
 # -c rather than -m: the package may not be installed (scripts/serve.py from a checkout).
 # The package root takes the place of the '' (the cwd) that -c puts first on sys.path;
 # with PYTHONSAFEPATH (3.11+) there is none and it goes first.
-HUGE_PAGES = "glibc.malloc.hugetlb=1"  # glibc >= 2.35: madvise what malloc maps
 BOOT = ("import sys; root = sys.argv.pop(1); sys.path[0:sys.path[:1] == ['']] = [root]; "
         "from wsgikernel.kernel.__main__ import main; main()")
 
@@ -60,7 +62,7 @@ def with_huge_pages(tunables):
     the interpreter starts; glibc before 2.35 and other C libraries ignore it."""
     if not tunables:
         return HUGE_PAGES
-    if any(item.split("=", 1)[0] == HUGE_PAGES.split("=")[0] for item in tunables.split(":")):
+    if any(item.split("=", 1)[0] == HUGE_PAGES_TUNABLE for item in tunables.split(":")):
         return tunables
     return tunables + ":" + HUGE_PAGES
 
